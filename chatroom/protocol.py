@@ -1,0 +1,552 @@
+"""Sans-IO IRC codec shared by the server and the client: bytes in, Messages out, and back.
+
+Grammar: RFC 1459/2812 message format with IRCv3 message tags::
+
+    [@tags SPACE] [:source SPACE] COMMAND [params...] [SPACE :trailing] CRLF
+
+Nothing here touches a socket, a thread or an event loop; both the threaded server
+and the asyncio client drive it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "MAX_TAGS_BYTES",
+    "RECVQ_BYTES",
+    "ForbiddenCharacter",
+    "InvalidUTF8",
+    "LineBuffer",
+    "LineTooLong",
+    "MalformedMessage",
+    "Message",
+    "Numeric",
+    "PeerProtocolError",
+    "ProtocolError",
+    "RecvQExceeded",
+    "UnserializableMessage",
+    "casefold",
+    "escape_tag_value",
+    "is_channel",
+    "is_valid_channel",
+    "is_valid_nick",
+    "parse",
+    "serialize",
+    "sniff_foreign_protocol",
+    "split_source",
+    "unescape_tag_value",
+]
+
+# RFC 1459 section 2.3: a message is at most 512 bytes including the CR-LF.
+MAX_LINE_BYTES = 512
+# IRCv3 message-tags: the tag section (with its '@' and trailing space) is at most
+# 8191 bytes; clients may send at most 4094 bytes of it, servers add the rest.
+MAX_TAGS_BYTES = 8191
+# How far an unterminated line may grow before the peer is cut off. A legal line is
+# at most MAX_TAGS_BYTES + MAX_LINE_BYTES; twice that leaves room for a long one
+# that we answer with 417 rather than treating as hostile.
+RECVQ_BYTES = 2 * (MAX_TAGS_BYTES + MAX_LINE_BYTES)
+
+
+# --- errors -------------------------------------------------------------------------
+
+
+class ProtocolError(Exception):
+    """Base of everything this module raises about IRC traffic."""
+
+
+class UnserializableMessage(ProtocolError, ValueError):
+    """We tried to build a line that IRC cannot carry (a local bug, not the peer's)."""
+
+
+class PeerProtocolError(ProtocolError):
+    """The peer sent something that breaks the protocol.
+
+    ``numeric`` is the reply that tells the peer (None when the right answer is to
+    drop the connection); ``command`` is the peer's command when it could be read.
+    """
+
+    numeric: str | None = None
+    fatal = False
+
+    def __init__(self, message: str, command: str = "*") -> None:
+        super().__init__(message)
+        self.command = command
+
+
+class MalformedMessage(PeerProtocolError):
+    """A line that does not follow the message grammar (no command, bad tags...)."""
+
+
+class LineTooLong(PeerProtocolError):
+    """Over 512 bytes without tags, or over the tag limit: 417, connection kept."""
+
+    numeric = "417"
+
+
+class InvalidUTF8(PeerProtocolError):
+    """Text that is not UTF-8 on a UTF8ONLY server: ``FAIL <cmd> INVALID_UTF8``."""
+
+
+class ForbiddenCharacter(PeerProtocolError):
+    """NUL or a bare CR inside a line: never relayed."""
+
+
+class RecvQExceeded(PeerProtocolError):
+    """An unterminated line grew past the receive limit: ERROR and close."""
+
+    fatal = True
+
+
+# --- casemapping and names -------------------------------------------------------------
+
+# CASEMAPPING=rfc1459: ASCII letters plus []\~ fold to {}|^ (RFC 1459 section 2.2).
+_RFC1459_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~", "abcdefghijklmnopqrstuvwxyz{}|^")
+
+
+def casefold(name: str) -> str:
+    """Fold a nick or room name for comparison; the one key every dict uses.
+
+    >>> casefold("Nick[Away]~") == casefold("nick{away}^")
+    True
+    """
+    return name.translate(_RFC1459_FOLD)
+
+
+# RFC 2812 section 2.3.1: nickname = ( letter / special ) *( letter / digit / special / "-" )
+_NICK_RE = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*\Z")
+# RFC 2812 chanstring: any octet except NUL, BELL, CR, LF, space, comma and colon.
+_CHANNEL_BAD = re.compile(r"[\x00\x07\r\n ,:]")
+CHANNEL_PREFIXES = "#"
+
+
+def is_valid_nick(nick: str, max_len: int = 30) -> bool:
+    """RFC 2812 nickname syntax within ``max_len`` characters.
+
+    >>> is_valid_nick("alice"), is_valid_nick("9lives"), is_valid_nick("a b")
+    (True, False, False)
+    """
+    return 0 < len(nick) <= max_len and _NICK_RE.match(nick) is not None
+
+
+def is_channel(name: str) -> bool:
+    """True when ``name`` names a room rather than a person."""
+    return bool(name) and name[0] in CHANNEL_PREFIXES
+
+
+def is_valid_channel(name: str, max_len: int = 50) -> bool:
+    """A room name: ``#`` then at least one allowed character, ``max_len`` in all.
+
+    >>> is_valid_channel("#lan-party"), is_valid_channel("#a,b"), is_valid_channel("#")
+    (True, False, False)
+    """
+    return 1 < len(name) <= max_len and is_channel(name) and _CHANNEL_BAD.search(name) is None
+
+
+def split_source(source: str) -> tuple[str, str | None, str | None]:
+    """Split ``nick!user@host`` into its parts; a server name comes back as the nick.
+
+    >>> split_source("alice!al@10.0.0.5")
+    ('alice', 'al', '10.0.0.5')
+    >>> split_source("irc.example.net")
+    ('irc.example.net', None, None)
+    """
+    nick, _, rest = source.partition("!")
+    if not rest:
+        nick, _, host = source.partition("@")
+        return nick, None, host or None
+    user, _, host = rest.partition("@")
+    return nick, user, host or None
+
+
+# --- tags ---------------------------------------------------------------------------------
+
+_TAG_ESCAPES = {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"}
+_TAG_UNESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
+_TAG_ESCAPE_RE = re.compile(r"[; \\\r\n]")
+_TAG_UNESCAPE_RE = re.compile(r"\\(.?)", re.DOTALL)
+_TAG_KEY_RE = re.compile(r"\+?(?:[A-Za-z0-9.-]+/)?[A-Za-z0-9-]+\Z")
+
+
+def escape_tag_value(value: str) -> str:
+    r"""IRCv3 tag value escaping.
+
+    >>> escape_tag_value("a b;c\\d")
+    'a\\sb\\:c\\\\d'
+    """
+    return _TAG_ESCAPE_RE.sub(lambda m: _TAG_ESCAPES[m.group()], value)
+
+
+def unescape_tag_value(raw: str) -> str:
+    r"""Undo IRCv3 tag escaping; an unknown escape drops the backslash, a lone one is dropped.
+
+    >>> unescape_tag_value(r"a\sb\:c\\d\x\\")
+    'a b;c\\dx\\'
+    """
+    return _TAG_UNESCAPE_RE.sub(lambda m: _TAG_UNESCAPES.get(m.group(1), m.group(1)), raw)
+
+
+def _parse_tags(raw: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in raw.split(";"):
+        if not item:
+            continue
+        key, _, value = item.partition("=")
+        if not _TAG_KEY_RE.match(key):
+            raise MalformedMessage(f"invalid tag key {key!r}")
+        tags[key] = unescape_tag_value(value) if "\\" in value else value
+    return tags
+
+
+# --- the message --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One IRC line. Build outgoing lines with this too, never by concatenation."""
+
+    command: str
+    params: tuple[str, ...] = ()
+    source: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict, compare=True)
+
+    @classmethod
+    def of(
+        cls,
+        command: str,
+        *params: str,
+        source: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Message:
+        """Shorthand: ``Message.of("PRIVMSG", "#lan", "hi", source="a!b@c")``."""
+        return cls(command, params, source, tags or {})
+
+    @property
+    def nick(self) -> str | None:
+        """The nick part of the source, if any."""
+        return split_source(self.source)[0] if self.source else None
+
+    def param(self, index: int, default: str = "") -> str:
+        """Parameter ``index`` or ``default`` when the peer left it out."""
+        return self.params[index] if index < len(self.params) else default
+
+    def __bytes__(self) -> bytes:
+        return serialize(self)
+
+    def __str__(self) -> str:
+        return serialize(self)[:-2].decode("utf-8")
+
+
+def _command_of(rest: str) -> str:
+    """Best-effort command name of a raw line, for error replies about it."""
+    text = rest
+    if text.startswith("@"):
+        text = text.partition(" ")[2].lstrip(" ")
+    if text.startswith(":"):
+        text = text.partition(" ")[2].lstrip(" ")
+    word = text.partition(" ")[0].upper()
+    return word if word.isascii() and word.isalnum() else "*"
+
+
+def parse(line: bytes | str) -> Message:
+    """Parse one line (with or without its CR-LF) into a Message.
+
+    Bytes are checked as a server must: NUL or bare CR, invalid UTF-8 and over-long
+    lines raise a :class:`PeerProtocolError` naming the reply to give.
+
+    >>> parse(b":nick!u@h PRIVMSG #room :hello there\\r\\n")
+    Message(command='PRIVMSG', params=('#room', 'hello there'), source='nick!u@h', tags={})
+    """
+    if isinstance(line, bytes):
+        if line.endswith(b"\n"):
+            line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+        if b"\x00" in line or b"\r" in line:
+            raise ForbiddenCharacter(
+                "NUL or CR inside a line", _command_of(line.decode("utf-8", "replace"))
+            )
+        _check_length(line)
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidUTF8(
+                "line is not valid UTF-8", _command_of(line.decode("utf-8", "replace"))
+            ) from None
+    else:
+        text = line.rstrip("\r\n")
+        if "\x00" in text or "\r" in text:
+            raise ForbiddenCharacter("NUL or CR inside a line", _command_of(text))
+    return _parse_text(text)
+
+
+def _check_length(line: bytes) -> None:
+    body = line
+    if line.startswith(b"@"):
+        tags, _, body = line.partition(b" ")
+        if len(tags) + 1 > MAX_TAGS_BYTES:
+            raise LineTooLong("tag section too long")
+    if len(body) + 2 > MAX_LINE_BYTES:
+        raise LineTooLong("line too long")
+
+
+def _parse_text(text: str) -> Message:
+    tags: dict[str, str] = {}
+    rest = text
+    if rest.startswith("@"):
+        raw_tags, _, rest = rest.partition(" ")
+        tags = _parse_tags(raw_tags[1:])
+        rest = rest.lstrip(" ")
+    source = None
+    if rest.startswith(":"):
+        source, _, rest = rest.partition(" ")
+        source = source[1:]
+        if not source:
+            raise MalformedMessage("empty source")
+        rest = rest.lstrip(" ")
+    head, sep, trailing = rest.partition(" :")
+    words = [w for w in head.split(" ") if w]
+    if not words:
+        raise MalformedMessage("no command")
+    command = words[0].upper()
+    if not (command.isascii() and command.isalnum()):
+        raise MalformedMessage(f"invalid command {words[0]!r}")
+    params = words[1:]
+    if sep:
+        params.append(trailing)
+    return Message(command, tuple(params), source, tags)
+
+
+# Commands whose parameter at this index is free text; we always give it a ':' so that
+# clients that (wrongly) only look at the trailing parameter still see the whole text.
+_TEXT_PARAM = {
+    "PRIVMSG": 1,
+    "NOTICE": 1,
+    "TOPIC": 1,
+    "PART": 1,
+    "KICK": 2,
+    "QUIT": 0,
+    "ERROR": 0,
+    "AWAY": 0,
+    "WALLOPS": 0,
+    "KILL": 1,
+}
+
+
+def serialize(msg: Message) -> bytes:
+    """Encode a Message as one CR-LF terminated line.
+
+    Refuses CR, LF and NUL anywhere, and middle parameters that would change meaning,
+    so no caller can smuggle a second line or shift parameters.
+
+    >>> serialize(Message("PRIVMSG", ("#room", "hi")))
+    b'PRIVMSG #room :hi\\r\\n'
+    """
+    parts: list[str] = []
+    if msg.tags:
+        items = []
+        for key, value in msg.tags.items():
+            if not _TAG_KEY_RE.match(key):
+                raise UnserializableMessage(f"invalid tag key {key!r}")
+            items.append(f"{key}={escape_tag_value(value)}" if value else key)
+        parts.append("@" + ";".join(items))
+    if msg.source is not None:
+        if not msg.source or _has_bad(msg.source) or " " in msg.source:
+            raise UnserializableMessage(f"invalid source {msg.source!r}")
+        parts.append(":" + msg.source)
+    command = str(msg.command)
+    if not command or not command.isalnum() or not command.isascii():
+        raise UnserializableMessage(f"invalid command {command!r}")
+    parts.append(command)
+    params = msg.params
+    if params:
+        last = len(params) - 1
+        for p in params[:last]:
+            if not p or " " in p or p[0] == ":" or _has_bad(p):
+                raise UnserializableMessage(f"invalid middle parameter {p!r}")
+            parts.append(p)
+        p = params[last]
+        if _has_bad(p):
+            raise UnserializableMessage(f"CR, LF or NUL in parameter {p!r}")
+        text_at = _TEXT_PARAM.get(command)
+        if (
+            not p
+            or " " in p
+            or p[0] == ":"
+            or text_at == last
+            or (text_at is None and command.isdigit() and last > 0)
+        ):
+            p = ":" + p
+        parts.append(p)
+    return (" ".join(parts) + "\r\n").encode("utf-8")
+
+
+_BAD_RE = re.compile(r"[\r\n\x00]")
+
+
+def _has_bad(s: str) -> bool:
+    return _BAD_RE.search(s) is not None
+
+
+# --- framing ------------------------------------------------------------------------------
+
+
+class LineBuffer:
+    """Frames a byte stream into lines; bounded, so a peer cannot grow it forever.
+
+    Accepts CR-LF and bare LF; empty lines are skipped. An unterminated tail longer
+    than ``limit`` raises :class:`RecvQExceeded`.
+
+    >>> buf = LineBuffer()
+    >>> buf.feed(b"NICK a\\r\\nUSER a 0 * :A\\nPI"), buf.feed(b"NG x\\r\\n")
+    ([b'NICK a', b'USER a 0 * :A'], [b'PING x'])
+    """
+
+    __slots__ = ("_tail", "limit")
+
+    def __init__(self, limit: int = RECVQ_BYTES) -> None:
+        self.limit = limit
+        self._tail = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return the complete lines, without their terminators."""
+        if b"\n" not in data:
+            self._tail += data
+            if len(self._tail) > self.limit:
+                self._tail = b""
+                raise RecvQExceeded("RecvQ exceeded")
+            return []
+        chunks = (self._tail + data).split(b"\n")
+        self._tail = chunks.pop()
+        if len(self._tail) > self.limit:
+            self._tail = b""
+            raise RecvQExceeded("RecvQ exceeded")
+        return [c[:-1] if c.endswith(b"\r") else c for c in chunks if c and c != b"\r"]
+
+    def __len__(self) -> int:
+        return len(self._tail)
+
+
+_HTTP_METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"CONNECT ")
+
+
+def sniff_foreign_protocol(first_bytes: bytes) -> str | None:
+    """Name the protocol when a connection's first bytes are clearly not IRC.
+
+    >>> sniff_foreign_protocol(b"\\x16\\x03\\x01\\x02\\x00")
+    'TLS'
+    >>> sniff_foreign_protocol(b"GET / HTTP/1.1")
+    'HTTP'
+    >>> sniff_foreign_protocol(b"NICK alice") is None
+    True
+    """
+    if len(first_bytes) >= 2 and first_bytes[0] == 0x16 and first_bytes[1] == 0x03:
+        return "TLS"
+    if first_bytes.startswith(_HTTP_METHODS):
+        return "HTTP"
+    return None
+
+
+# --- numerics -----------------------------------------------------------------------------
+
+
+class Numeric(StrEnum):
+    """Reply numerics (RFC 2812 section 5, plus modern ones from ircdocs and IRCv3)."""
+
+    RPL_WELCOME = "001"
+    RPL_YOURHOST = "002"
+    RPL_CREATED = "003"
+    RPL_MYINFO = "004"
+    RPL_ISUPPORT = "005"
+    RPL_UMODEIS = "221"
+    RPL_LUSERCLIENT = "251"
+    RPL_LUSEROP = "252"
+    RPL_LUSERUNKNOWN = "253"
+    RPL_LUSERCHANNELS = "254"
+    RPL_LUSERME = "255"
+    RPL_LOCALUSERS = "265"
+    RPL_GLOBALUSERS = "266"
+    RPL_AWAY = "301"
+    RPL_USERHOST = "302"
+    RPL_UNAWAY = "305"
+    RPL_NOWAWAY = "306"
+    RPL_WHOISUSER = "311"
+    RPL_WHOISSERVER = "312"
+    RPL_WHOISOPERATOR = "313"
+    RPL_WHOWASUSER = "314"
+    RPL_ENDOFWHO = "315"
+    RPL_WHOISIDLE = "317"
+    RPL_ENDOFWHOIS = "318"
+    RPL_WHOISCHANNELS = "319"
+    RPL_LISTSTART = "321"
+    RPL_LIST = "322"
+    RPL_LISTEND = "323"
+    RPL_CHANNELMODEIS = "324"
+    RPL_CREATIONTIME = "329"
+    RPL_NOTOPIC = "331"
+    RPL_TOPIC = "332"
+    RPL_TOPICWHOTIME = "333"
+    RPL_INVITING = "341"
+    RPL_INVITELIST = "346"
+    RPL_ENDOFINVITELIST = "347"
+    RPL_VERSION = "351"
+    RPL_WHOREPLY = "352"
+    RPL_NAMREPLY = "353"
+    RPL_ENDOFNAMES = "366"
+    RPL_BANLIST = "367"
+    RPL_ENDOFBANLIST = "368"
+    RPL_ENDOFWHOWAS = "369"
+    RPL_INFO = "371"
+    RPL_MOTD = "372"
+    RPL_ENDOFINFO = "374"
+    RPL_MOTDSTART = "375"
+    RPL_ENDOFMOTD = "376"
+    RPL_YOUREOPER = "381"
+    RPL_TIME = "391"
+    ERR_UNKNOWNERROR = "400"
+    ERR_NOSUCHNICK = "401"
+    ERR_NOSUCHSERVER = "402"
+    ERR_NOSUCHCHANNEL = "403"
+    ERR_CANNOTSENDTOCHAN = "404"
+    ERR_TOOMANYCHANNELS = "405"
+    ERR_WASNOSUCHNICK = "406"
+    ERR_NOORIGIN = "409"
+    ERR_NORECIPIENT = "411"
+    ERR_NOTEXTTOSEND = "412"
+    ERR_INPUTTOOLONG = "417"
+    ERR_UNKNOWNCOMMAND = "421"
+    ERR_NOMOTD = "422"
+    ERR_NONICKNAMEGIVEN = "431"
+    ERR_ERRONEUSNICKNAME = "432"
+    ERR_NICKNAMEINUSE = "433"
+    ERR_USERNOTINCHANNEL = "441"
+    ERR_NOTONCHANNEL = "442"
+    ERR_USERONCHANNEL = "443"
+    ERR_NOTREGISTERED = "451"
+    ERR_NEEDMOREPARAMS = "461"
+    ERR_ALREADYREGISTERED = "462"
+    ERR_PASSWDMISMATCH = "464"
+    ERR_KEYSET = "467"
+    ERR_CHANNELISFULL = "471"
+    ERR_UNKNOWNMODE = "472"
+    ERR_INVITEONLYCHAN = "473"
+    ERR_BANNEDFROMCHAN = "474"
+    ERR_BADCHANNELKEY = "475"
+    ERR_BADCHANMASK = "476"
+    ERR_NOPRIVILEGES = "481"
+    ERR_CHANOPRIVSNEEDED = "482"
+    ERR_NOOPERHOST = "491"
+    ERR_UMODEUNKNOWNFLAG = "501"
+    ERR_USERSDONTMATCH = "502"
+    ERR_HELPNOTFOUND = "524"
+    ERR_INVALIDKEY = "525"
+    RPL_HELPSTART = "704"
+    RPL_HELPTXT = "705"
+    RPL_ENDOFHELP = "706"
+    ERR_INVALIDMODEPARAM = "696"
+    RPL_LOGGEDIN = "900"
+    RPL_SASLSUCCESS = "903"
+    ERR_SASLFAIL = "904"
