@@ -94,7 +94,7 @@ class InvalidUTF8(PeerProtocolError):
 
 
 class ForbiddenCharacter(PeerProtocolError):
-    """NUL or a bare CR inside a line: never relayed."""
+    """NUL, a bare CR or a stray LF inside a line: never relayed."""
 
 
 class RecvQExceeded(PeerProtocolError):
@@ -265,9 +265,10 @@ def parse(line: bytes | str) -> Message:
     if isinstance(line, bytes):
         if line.endswith(b"\n"):
             line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-        if b"\x00" in line or b"\r" in line:
+        # An LF left after the one terminator is a second line smuggled into this one.
+        if b"\x00" in line or b"\r" in line or b"\n" in line:
             raise ForbiddenCharacter(
-                "NUL or CR inside a line", _command_of(line.decode("utf-8", "replace"))
+                "NUL, CR or LF inside a line", _command_of(line.decode("utf-8", "replace"))
             )
         _check_length(line)
         try:
@@ -277,9 +278,10 @@ def parse(line: bytes | str) -> Message:
                 "line is not valid UTF-8", _command_of(line.decode("utf-8", "replace"))
             ) from None
     else:
-        text = line.rstrip("\r\n")
-        if "\x00" in text or "\r" in text:
-            raise ForbiddenCharacter("NUL or CR inside a line", _command_of(text))
+        # Strip exactly one terminator, as for bytes; anything left over is inside the line.
+        text = line.removesuffix("\n").removesuffix("\r") if line.endswith("\n") else line
+        if "\x00" in text or "\r" in text or "\n" in text:
+            raise ForbiddenCharacter("NUL, CR or LF inside a line", _command_of(text))
     return _parse_text(text)
 
 
@@ -351,6 +353,9 @@ def serialize(msg: Message) -> bytes:
         for key, value in msg.tags.items():
             if not _TAG_KEY_RE.match(key):
                 raise UnserializableMessage(f"invalid tag key {key!r}")
+            # IRCv3 escaped values exclude NUL and there is no escape for it.
+            if "\x00" in value:
+                raise UnserializableMessage(f"NUL in value of tag {key!r}")
             items.append(f"{key}={escape_tag_value(value)}" if value else key)
         parts.append("@" + ";".join(items))
     if msg.source is not None:
@@ -471,6 +476,7 @@ class Numeric(StrEnum):
     RPL_GLOBALUSERS = "266"
     RPL_AWAY = "301"
     RPL_USERHOST = "302"
+    RPL_ISON = "303"
     RPL_UNAWAY = "305"
     RPL_NOWAWAY = "306"
     RPL_WHOISUSER = "311"
@@ -486,6 +492,7 @@ class Numeric(StrEnum):
     RPL_LISTEND = "323"
     RPL_CHANNELMODEIS = "324"
     RPL_CREATIONTIME = "329"
+    RPL_ENDOFEXCEPTLIST = "349"
     RPL_NOTOPIC = "331"
     RPL_TOPIC = "332"
     RPL_TOPICWHOTIME = "333"
@@ -513,7 +520,9 @@ class Numeric(StrEnum):
     ERR_CANNOTSENDTOCHAN = "404"
     ERR_TOOMANYCHANNELS = "405"
     ERR_WASNOSUCHNICK = "406"
+    ERR_TOOMANYTARGETS = "407"
     ERR_NOORIGIN = "409"
+    ERR_INVALIDCAPCMD = "410"
     ERR_NORECIPIENT = "411"
     ERR_NOTEXTTOSEND = "412"
     ERR_INPUTTOOLONG = "417"
