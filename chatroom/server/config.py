@@ -1,0 +1,117 @@
+"""Server settings: embedded defaults, a TOML file, then CLI flags, into one frozen Config.
+
+Every limit the server enforces lives here with its default and the reason for it;
+README.md's table of limits is generated from the same field docs.
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from chatroom import protocol
+
+VERSION = "chatroom-0.1.0"
+
+
+def _default_name() -> str:
+    host = socket.gethostname() or "chatroom"
+    # a server name must look like a hostname: no spaces, at least one dot helps clients
+    host = "".join(c for c in host if c.isalnum() or c in "-.") or "chatroom"
+    return host if "." in host else f"{host}.lan"
+
+
+@dataclass(frozen=True)
+class Config:
+    """All server settings. ``metadata["doc"]`` is the documented meaning of each."""
+
+    host: str = field(default="0.0.0.0", metadata={"doc": "address to listen on; '::' = v4+v6"})
+    port: int = field(default=6667, metadata={"doc": "TCP port (IRC's registered port)"})
+    server_name: str = field(default_factory=_default_name, metadata={"doc": "shown in replies"})
+    network: str = field(default="chatroom", metadata={"doc": "NETWORK in ISUPPORT"})
+    motd: str | None = field(default=None, metadata={"doc": "message of the day text"})
+    password: str | None = field(default=None, metadata={"doc": "server password (PASS)"})
+    opers: dict[str, str] = field(default_factory=dict, metadata={"doc": "OPER name -> password"})
+    log_level: str = field(default="INFO", metadata={"doc": "logging level"})
+
+    # --- line limits -------------------------------------------------------------------
+    recvq_bytes: int = field(
+        default=protocol.RECVQ_BYTES,
+        metadata={"doc": "unterminated input beyond this closes the connection"},
+    )
+    sendq_bytes: int = field(
+        default=1 << 20,
+        metadata={"doc": "queued output per client beyond this drops it (SendQ exceeded)"},
+    )
+    # --- liveness ----------------------------------------------------------------------
+    registration_timeout: float = field(
+        default=60.0, metadata={"doc": "seconds to finish NICK/USER before being dropped"}
+    )
+    ping_interval: float = field(
+        default=120.0, metadata={"doc": "idle seconds before the server sends PING"}
+    )
+    ping_timeout: float = field(
+        default=60.0, metadata={"doc": "seconds to answer that PING before being dropped"}
+    )
+    close_linger: float = field(
+        default=5.0, metadata={"doc": "seconds to flush a closing connection's output"}
+    )
+    # --- flood control (token bucket per connection) -----------------------------------
+    flood_limit: bool = field(default=True, metadata={"doc": "off: --no-flood-limit"})
+    flood_burst: int = field(default=10, metadata={"doc": "lines accepted at once"})
+    flood_rate: float = field(default=4.0, metadata={"doc": "lines per second after the burst"})
+    flood_max_lag: float = field(
+        default=10.0,
+        metadata={"doc": "fake lag (s) owed by already-received lines before Excess Flood"},
+    )
+    # --- names and sizes (advertised in ISUPPORT) -------------------------------------
+    nicklen: int = field(default=30, metadata={"doc": "NICKLEN"})
+    userlen: int = field(default=16, metadata={"doc": "USERLEN (username part)"})
+    channellen: int = field(default=50, metadata={"doc": "CHANNELLEN"})
+    topiclen: int = field(default=390, metadata={"doc": "TOPICLEN (longer topics truncated)"})
+    kicklen: int = field(default=255, metadata={"doc": "KICKLEN"})
+    awaylen: int = field(default=200, metadata={"doc": "AWAYLEN"})
+    keylen: int = field(default=32, metadata={"doc": "KEYLEN (room key)"})
+    chanlimit: int = field(default=50, metadata={"doc": "CHANLIMIT: rooms per user (405)"})
+    maxtargets: int = field(default=4, metadata={"doc": "targets per PRIVMSG/NOTICE"})
+    modes_per_line: int = field(default=4, metadata={"doc": "MODES: parameter modes per MODE"})
+    whowas_entries: int = field(default=1000, metadata={"doc": "departed users kept for WHOWAS"})
+    # --- connections -------------------------------------------------------------------
+    max_clients: int = field(default=10000, metadata={"doc": "connections in all"})
+    max_per_address: int = field(default=10, metadata={"doc": "connections per IP address"})
+    exempt_loopback: bool = field(
+        default=True, metadata={"doc": "loopback addresses skip the per-address limit"}
+    )
+    listen_backlog: int = field(default=1024, metadata={"doc": "TCP accept queue length"})
+
+    def with_overrides(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied, ignoring those that are None."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_toml(cls, path: str | Path, base: Config | None = None) -> Config:
+        """Read a TOML file whose keys are this class's field names (section ``[server]``
+        or top level); unknown keys are an error so typos do not pass silently."""
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+        data = data.get("server", data)
+        known = {f.name for f in fields(cls)} | {"motd_file"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {', '.join(unknown)}")
+        motd_file = data.pop("motd_file", None)
+        if motd_file:
+            data["motd"] = Path(motd_file).read_text(encoding="utf-8")
+        return replace(base or cls(), **data)
+
+
+def limits_table() -> list[tuple[str, str, str]]:
+    """(name, default, meaning) for every documented setting; README's table."""
+    rows = []
+    for f in fields(Config):
+        default = repr(f.default) if f.default is not MISSING else "(computed)"
+        rows.append((f.name, default, f.metadata.get("doc", "")))
+    return rows

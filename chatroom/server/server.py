@@ -1,0 +1,176 @@
+"""ChatServer: ThreadingTCPServer plus the writer and timer threads it owns.
+
+Life cycle: ``ChatServer(config)`` binds; :meth:`start` runs the accept loop in a
+thread; :meth:`stop` stops accepting, says ``ERROR :Server shutting down`` to
+everyone, waits (bounded) for every connection thread, then stops its own threads.
+Nothing it starts outlives :meth:`stop`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import socketserver
+import threading
+import time
+from typing import Any
+
+from chatroom.server.config import Config
+from chatroom.server.handler import Handler
+from chatroom.server.outbox import Writer
+from chatroom.server.session import Session
+from chatroom.server.state import Registry
+
+log = logging.getLogger("chatroom.server")
+
+
+class ChatServer(socketserver.ThreadingTCPServer):
+    """The IRC server. Settings are class attributes in the socketserver manner."""
+
+    daemon_threads = True  # never let a stuck client keep the process alive
+    block_on_close = False  # stop() joins connection threads itself, with a deadline
+    allow_reuse_address = True
+    # seconds between liveness checks (PING, registration and ping timeouts)
+    tick_interval = 1.0
+    # how long a shutdown waits for clients to take their ERROR and close
+    shutdown_linger = 1.0
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        host = self.config.host
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.request_queue_size = self.config.listen_backlog
+        self.registry = Registry(self.config)
+        self.stopping = threading.Event()
+        self._sessions: set[Session] = set()
+        self._conn_threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        super().__init__((host, self.config.port), Handler)
+        self.writer = Writer(self.config.close_linger)
+        self._acceptor: threading.Thread | None = None
+        self._timers = threading.Thread(target=self._tick_loop, name="chatroom-timers", daemon=True)
+
+    # --- socketserver hooks --------------------------------------------------------------
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6 and self.config.host in ("::", ""):
+            # '::' serves IPv4 and IPv6 together (IPv4 clients appear as ::ffff:a.b.c.d)
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        t = threading.Thread(
+            target=self._run_connection,
+            args=(request, client_address),
+            name=f"chatroom-conn-{client_address[0]}:{client_address[1]}",
+            daemon=True,
+        )
+        with self._lock:
+            self._conn_threads.add(t)
+        t.start()
+
+    def _run_connection(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            log.exception("connection from %s failed", client_address[0])
+            try:
+                request.close()
+            except OSError:
+                pass
+        finally:
+            with self._lock:
+                self._conn_threads.discard(threading.current_thread())
+
+    def shutdown_request(self, request: Any) -> None:
+        """The writer closes client sockets once flushed (outbox.py); nothing to do here."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("error on connection from %s", client_address[0])
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    def track(self, session: Session) -> None:
+        with self._lock:
+            self._sessions.add(session)
+
+    def untrack(self, session: Session) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+
+    def _tick_loop(self) -> None:
+        while not self.stopping.wait(self.tick_interval):
+            with self._lock:
+                sessions = list(self._sessions)
+            now = time.monotonic()
+            for s in sessions:
+                try:
+                    s.tick(now)
+                except Exception:
+                    log.exception("liveness check failed")
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def start(self) -> None:
+        """Start the writer, the timers and the accept loop, each in its own thread."""
+        self.writer.start()
+        self._timers.start()
+        self._acceptor = threading.Thread(
+            target=self.serve_forever, name="chatroom-acceptor", daemon=True
+        )
+        self._acceptor.start()
+        host, port = self.server_address[:2]
+        log.info("listening on %s port %s as %s", host, port, self.config.server_name)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, tell everyone, close every connection; bounded by ``timeout``."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        if self._acceptor is not None:
+            self.shutdown()
+            self._acceptor.join(timeout)
+        self.server_close()
+        with self.registry.lock:
+            users = list(self.registry.connections)
+            for u in users:
+                u.gone = True  # no QUIT storm: everyone is leaving together
+            self.registry.connections.clear()
+            self.registry.users.clear()
+            self.registry.channels.clear()
+        data = b"ERROR :Server shutting down\r\n"
+        for u in users:
+            u.conn.send(data)
+            u.conn.close("Server shutting down", linger=self.shutdown_linger)  # type: ignore[call-arg]
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._conn_threads)
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic() - 1.0))
+        with self._lock:
+            stragglers = list(self._sessions)
+        for s in stragglers:  # accepted during shutdown, or a peer that never lets go
+            try:
+                s.user.conn.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
+            except OSError:
+                pass
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if self._timers.is_alive():
+            self._timers.join(timeout)
+        if self.writer.alive:
+            self.writer.stop(timeout)
+        leftover = [t for t in threads if t.is_alive()]
+        if leftover:
+            log.warning("%d connection threads did not stop in time", len(leftover))
+        log.info("server stopped")
+
+    def __enter__(self) -> ChatServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

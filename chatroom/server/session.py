@@ -1,0 +1,1132 @@
+"""One connection's IRC state machine: lines in, replies and relays out. No sockets here.
+
+The handler (handler.py) feeds received bytes to :meth:`Session.feed`-style calls and
+the session writes replies through the connection's ``Sink``. Tests drive it the
+same way with a list standing in for the socket.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+
+from chatroom.protocol import (
+    InvalidUTF8,
+    LineBuffer,
+    LineTooLong,
+    Message,
+    PeerProtocolError,
+    casefold,
+    is_channel,
+    is_valid_channel,
+    is_valid_nick,
+    parse,
+    serialize,
+)
+from chatroom.protocol import Numeric as N
+from chatroom.server.config import VERSION, Config
+from chatroom.server.state import Channel, Registry, Sink, User
+
+# Capabilities this server offers (IRCv3 capability negotiation).
+SUPPORTED_CAPS: dict[str, str] = {"multi-prefix": ""}
+
+# Room modes we know, by how they take parameters (CHANMODES groups B, C, D).
+_MODES_ALWAYS_PARAM = "k"
+_MODES_PARAM_WHEN_SET = "l"
+_MODES_FLAG = "imnst"
+_MODES_STATUS = "ov"
+_LIST_MODES_END = {"b": N.RPL_ENDOFBANLIST, "e": N.RPL_ENDOFEXCEPTLIST, "I": N.RPL_ENDOFINVITELIST}
+# Room names in a NAMES reply are split so each line stays within 512 bytes.
+_NAMES_LINE_BUDGET = 400
+_USERNAME_BAD = re.compile(r"[^A-Za-z0-9_.\-~\[\]\\`^{}|]")
+
+
+class IRCError(Exception):
+    """Raised by a command handler to answer with an error numeric and stop."""
+
+    def __init__(self, numeric: str, *params: str) -> None:
+        super().__init__(numeric, *params)
+        self.numeric = numeric
+        self.params = params
+
+
+class FloodGuard:
+    """Token bucket with fake lag: a burst, then ``rate`` lines/s; too much owed lag kills.
+
+    ``delay`` says how long to hold the next line; None means the client has
+    already sent more than ``max_lag`` seconds' worth and is flooding.
+    """
+
+    def __init__(self, burst: int, rate: float, max_lag: float, enabled: bool = True) -> None:
+        self.burst, self.rate, self.max_lag, self.enabled = burst, rate, max_lag, enabled
+        self.tokens = float(burst)
+        self.last: float | None = None
+
+    def delay(self, now: float, queued: int = 1) -> float | None:
+        """Seconds to wait before handling the next line, given ``queued`` lines received."""
+        if not self.enabled:
+            return 0.0
+        if self.last is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        self.tokens -= 1
+        if self.tokens >= 0:
+            return 0.0
+        wait = -self.tokens / self.rate
+        if wait + (queued - 1) / self.rate > self.max_lag:
+            return None
+        return wait
+
+
+def truncate_utf8(text: str, limit: int) -> str:
+    """Cut ``text`` to ``limit`` bytes of UTF-8 without splitting a character."""
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    return raw[:limit].decode("utf-8", "ignore")
+
+
+def _mask_re(mask: str) -> re.Pattern[str]:
+    """IRC wildcard mask (``*`` and ``?`` only) as a regex over casefolded names."""
+    pattern = re.escape(casefold(mask)).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.compile(pattern + r"\Z")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.removeprefix("0")).is_loopback
+    except ValueError:
+        return False
+
+
+class Session:
+    """The server side of one client connection."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        conn: Sink,
+        host: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.reg = registry
+        self.cfg: Config = registry.config
+        self.server = self.cfg.server_name
+        self.user = User(conn=conn, host=host)
+        self.clock = clock
+        self.buffer = LineBuffer(self.cfg.recvq_bytes)
+        self.flood = FloodGuard(
+            self.cfg.flood_burst, self.cfg.flood_rate, self.cfg.flood_max_lag, self.cfg.flood_limit
+        )
+        self.connected_at = self.last_activity = clock()
+        self.ping_sent_at: float | None = None
+        self.cap_negotiating = False
+        self.cap_version = 0
+        self.password: str | None = None
+        refusal = registry.add_connection(self.user, self.cfg.exempt_loopback and is_loopback(host))
+        if refusal:
+            self._send(Message.of("ERROR", f"Closing Link: {host} ({refusal})"))
+            self.user.gone = True
+            conn.close(refusal)
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once this connection is no longer part of the server."""
+        return self.user.gone
+
+    @property
+    def nick(self) -> str:
+        return self.user.nick
+
+    def _send(self, msg: Message) -> None:
+        self.user.conn.send(serialize(msg))
+
+    def reply(self, numeric: str, *params: str) -> None:
+        """A numeric addressed to this client, from the server."""
+        self._send(Message(numeric, (self.user.nick, *params), self.server))
+
+    def _relay(self, users: Iterable[User], msg: Message) -> None:
+        """Serialise once, queue the same bytes for everyone (call with the lock held)."""
+        data = serialize(msg)
+        for u in users:
+            u.conn.send(data)
+
+    # --- input ------------------------------------------------------------------------
+
+    def handle_line(self, raw: bytes) -> None:
+        """Parse one framed line and act on it; protocol errors become replies."""
+        if self.closed:
+            return
+        self.last_activity = self.clock()
+        self.ping_sent_at = None
+        try:
+            msg = parse(raw)
+        except LineTooLong:
+            self.reply(N.ERR_INPUTTOOLONG, "Input line was too long")
+            return
+        except InvalidUTF8 as e:
+            self._send(
+                Message.of(
+                    "FAIL",
+                    e.command,
+                    "INVALID_UTF8",
+                    "Message rejected, your message contained invalid UTF-8",
+                    source=self.server,
+                )
+            )
+            return
+        except PeerProtocolError as e:
+            self.reply(N.ERR_UNKNOWNERROR, e.command, f"Message rejected: {e}")
+            return
+        self.handle(msg)
+
+    def handle(self, msg: Message) -> None:
+        """Dispatch a parsed message through the command table."""
+        entry = _COMMANDS.get(msg.command)
+        if entry is None:
+            if self.user.registered:
+                self.reply(N.ERR_UNKNOWNCOMMAND, msg.command, "Unknown command")
+            else:
+                self.reply(N.ERR_NOTREGISTERED, "You have not registered")
+            return
+        handler, min_params, before_registration = entry
+        if not before_registration and not self.user.registered:
+            self.reply(N.ERR_NOTREGISTERED, "You have not registered")
+            return
+        if len(msg.params) < min_params:
+            self.reply(N.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
+            return
+        try:
+            handler(self, msg)
+        except IRCError as e:
+            self.reply(e.numeric, *e.params)
+
+    def flood_delay(self, queued: int) -> float | None:
+        """Fake lag for the next line (opers are exempt); None means Excess Flood."""
+        if self.user.is_oper:
+            return 0.0
+        return self.flood.delay(self.clock(), queued)
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> None:
+        """Liveness: registration timeout, PING when idle, drop when PONG never comes."""
+        if self.closed:
+            return
+        now = self.clock() if now is None else now
+        if not self.user.registered:
+            if now - self.connected_at > self.cfg.registration_timeout:
+                self.terminate("Registration timeout")
+        elif self.ping_sent_at is not None:
+            if now - self.ping_sent_at > self.cfg.ping_timeout:
+                self.terminate(f"Ping timeout: {int(now - self.last_activity)} seconds")
+        elif now - self.last_activity > self.cfg.ping_interval:
+            self.ping_sent_at = now
+            self._send(Message.of("PING", self.server))
+
+    def terminate(self, reason: str, error: str | None = None) -> None:
+        """End this connection from the server side: ERROR to it, QUIT to its rooms."""
+        end_user(self.reg, self.user, reason, error or f"Closing Link: {self.user.host} ({reason})")
+
+    def disconnect(self, reason: str = "Connection closed") -> None:
+        """The socket is gone: tell the rooms (no-op if QUIT/KILL already did)."""
+        with self.reg.lock:
+            peers = self.reg.remove_user(self.user)
+            if self.user.registered and peers:
+                self._relay(peers, Message.of("QUIT", reason, source=self.user.source))
+
+    def reject_foreign(self, protocol: str) -> None:
+        """A TLS or HTTP client on the plain IRC port: say so once and close."""
+        self.terminate(
+            f"{protocol} is not supported on this port",
+            f"Closing Link: {self.user.host} (this is a plain-text IRC server, not {protocol})",
+        )
+
+    # --- registration -------------------------------------------------------------------
+
+    def _cmd_cap(self, msg: Message) -> None:
+        sub = msg.params[0].upper()
+        if sub == "LS":
+            if not self.user.registered:
+                self.cap_negotiating = True
+            version = msg.param(1)
+            self.cap_version = max(self.cap_version, int(version) if version.isdigit() else 0)
+            caps = [
+                k if not v or self.cap_version < 302 else f"{k}={v}"
+                for k, v in SUPPORTED_CAPS.items()
+            ]
+            self._cap_reply("LS", caps)
+        elif sub == "LIST":
+            self._cap_reply("LIST", sorted(self.user.caps))
+        elif sub == "REQ":
+            if not self.user.registered:
+                self.cap_negotiating = True
+            wanted = msg.param(1).split()
+            ok = all(w.removeprefix("-") in SUPPORTED_CAPS for w in wanted) and wanted
+            self._send(
+                Message.of(
+                    "CAP", self.user.nick, "ACK" if ok else "NAK", msg.param(1), source=self.server
+                )
+            )
+            if ok:
+                for w in wanted:
+                    if w.startswith("-"):
+                        self.user.caps.discard(w[1:])
+                    else:
+                        self.user.caps.add(w)
+        elif sub == "END":
+            if not self.user.registered:
+                self.cap_negotiating = False
+                self._try_register()
+        else:
+            raise IRCError(N.ERR_INVALIDCAPCMD, msg.params[0], "Invalid CAP command")
+
+    def _cap_reply(self, sub: str, caps: list[str]) -> None:
+        """CAP LS/LIST, split over several lines (``*`` marks more to come) when long."""
+        lines: list[list[str]] = [[]]
+        for cap in caps:
+            if sum(len(c) + 1 for c in lines[-1]) + len(cap) > 380:
+                lines.append([])
+            lines[-1].append(cap)
+        for i, chunk in enumerate(lines):
+            more = i < len(lines) - 1 and self.cap_version >= 302
+            params = (
+                (self.user.nick, sub, "*", " ".join(chunk))
+                if more
+                else (self.user.nick, sub, " ".join(chunk))
+            )
+            self._send(Message("CAP", params, self.server))
+
+    def _cmd_pass(self, msg: Message) -> None:
+        if self.user.registered:
+            raise IRCError(N.ERR_ALREADYREGISTERED, "You may not reregister")
+        self.password = msg.params[0]
+
+    def _cmd_nick(self, msg: Message) -> None:
+        if not msg.params or not msg.params[0]:
+            raise IRCError(N.ERR_NONICKNAMEGIVEN, "No nickname given")
+        nick = msg.params[0]
+        if not is_valid_nick(nick, self.cfg.nicklen):
+            raise IRCError(N.ERR_ERRONEUSNICKNAME, nick, "Erroneous nickname")
+        user = self.user
+        if nick == user.nick:
+            return
+        with self.reg.lock:
+            old_source = user.source
+            if not self.reg.claim_nick(user, nick):
+                raise IRCError(N.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+            if user.registered:
+                peers = self.reg.peers_of(user)
+                peers.add(user)
+                self._relay(peers, Message.of("NICK", nick, source=old_source))
+        if not user.registered:
+            self._try_register()
+
+    def _cmd_user(self, msg: Message) -> None:
+        if self.user.registered or self.user.username:
+            raise IRCError(N.ERR_ALREADYREGISTERED, "You may not reregister")
+        username = _USERNAME_BAD.sub("", msg.params[0])[: self.cfg.userlen] or "user"
+        if username.startswith(":"):
+            username = "user"
+        self.user.username = username
+        self.user.realname = msg.params[3]
+        self._try_register()
+
+    def _try_register(self) -> None:
+        user = self.user
+        if user.registered or self.cap_negotiating or user.nick == "*" or not user.username:
+            return
+        if self.cfg.password is not None and not (
+            self.password is not None
+            and hmac.compare_digest(self.password.encode(), self.cfg.password.encode())
+        ):
+            self.reply(N.ERR_PASSWDMISMATCH, "Password incorrect")
+            self.terminate("Bad password")
+            return
+        with self.reg.lock:
+            user.registered = True
+            count = sum(1 for _ in self.reg.registered_users())
+            self.reg.max_users = max(self.reg.max_users, count)
+        self._welcome()
+
+    def _welcome(self) -> None:
+        cfg = self.cfg
+        created = datetime.fromtimestamp(self.reg.created, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        self.reply(N.RPL_WELCOME, f"Welcome to the {cfg.network} IRC Network {self.user.source}")
+        self.reply(N.RPL_YOURHOST, f"Your host is {self.server}, running version {VERSION}")
+        self.reply(N.RPL_CREATED, f"This server was created {created}")
+        self.reply(N.RPL_MYINFO, self.server, VERSION, "iow", "iklmnostv", "klov")
+        tokens = isupport_tokens(cfg)
+        for i in range(0, len(tokens), 13):
+            self.reply(N.RPL_ISUPPORT, *tokens[i : i + 13], "are supported by this server")
+        self._lusers()
+        self._motd()
+
+    def _lusers(self) -> None:
+        with self.reg.lock:
+            users = list(self.reg.registered_users())
+            unknown = len(self.reg.connections) - len(users)
+            channels = len(self.reg.channels)
+            max_users = self.reg.max_users
+        invisible = sum(1 for u in users if "i" in u.modes)
+        opers = sum(1 for u in users if u.is_oper)
+        total = len(users)
+        self.reply(
+            N.RPL_LUSERCLIENT,
+            f"There are {total - invisible} users and {invisible} invisible on 1 servers",
+        )
+        if opers:
+            self.reply(N.RPL_LUSEROP, str(opers), "operator(s) online")
+        if unknown:
+            self.reply(N.RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
+        if channels:
+            self.reply(N.RPL_LUSERCHANNELS, str(channels), "channels formed")
+        self.reply(N.RPL_LUSERME, f"I have {total} clients and 0 servers")
+        self.reply(
+            N.RPL_LOCALUSERS,
+            str(total),
+            str(max_users),
+            f"Current local users {total}, max {max_users}",
+        )
+        self.reply(
+            N.RPL_GLOBALUSERS,
+            str(total),
+            str(max_users),
+            f"Current global users {total}, max {max_users}",
+        )
+
+    def _motd(self) -> None:
+        if not self.cfg.motd:
+            self.reply(N.ERR_NOMOTD, "MOTD File is missing")
+            return
+        self.reply(N.RPL_MOTDSTART, f"- {self.server} Message of the day - ")
+        for line in self.cfg.motd.splitlines() or [""]:
+            self.reply(N.RPL_MOTD, f"- {truncate_utf8(line, 400)}")
+        self.reply(N.RPL_ENDOFMOTD, "End of /MOTD command.")
+
+    # --- connection-level commands ------------------------------------------------------
+
+    def _cmd_ping(self, msg: Message) -> None:
+        if not msg.params or msg.params[0] == "":
+            raise IRCError(N.ERR_NOORIGIN, "No origin specified")
+        self._send(Message.of("PONG", self.server, msg.params[0], source=self.server))
+
+    def _cmd_pong(self, msg: Message) -> None:
+        """Any line resets liveness (handle_line); nothing else to do."""
+
+    def _cmd_quit(self, msg: Message) -> None:
+        text = msg.param(0)
+        reason = f"Quit: {text}" if text else "Client Quit"
+        self.terminate(reason)
+
+    # --- rooms ----------------------------------------------------------------------------
+
+    def _cmd_join(self, msg: Message) -> None:
+        if msg.params[0] == "0":
+            for chan in list(self.user.channels.values()):
+                self._part(chan.name, None)
+            return
+        names = msg.params[0].split(",")
+        keys = msg.param(1).split(",") if len(msg.params) > 1 else []
+        for i, name in enumerate(names):
+            if not name:
+                continue
+            try:
+                self._join(name, keys[i] if i < len(keys) else None)
+            except IRCError as e:
+                self.reply(e.numeric, *e.params)
+
+    def _join(self, name: str, key: str | None) -> None:
+        if not is_valid_channel(name, self.cfg.channellen):
+            raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
+        user = self.user
+        folded = casefold(name)
+        with self.reg.lock:
+            chan = self.reg.channels.get(folded)
+            if chan is not None and user in chan.members:
+                return
+            if len(user.channels) >= self.cfg.chanlimit:
+                raise IRCError(N.ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
+            if chan is None:
+                chan = Channel(name)
+                self.reg.channels[folded] = chan
+                chan.members[user] = "o"
+            else:
+                invited = casefold(user.nick) in chan.invited
+                if "i" in chan.modes and not invited:
+                    raise IRCError(N.ERR_INVITEONLYCHAN, chan.name, "Cannot join channel (+i)")
+                if chan.key is not None and key != chan.key:
+                    raise IRCError(N.ERR_BADCHANNELKEY, chan.name, "Cannot join channel (+k)")
+                if chan.limit is not None and len(chan.members) >= chan.limit and not invited:
+                    raise IRCError(N.ERR_CHANNELISFULL, chan.name, "Cannot join channel (+l)")
+                chan.invited.discard(casefold(user.nick))
+                chan.members[user] = ""
+            user.channels[folded] = chan
+            self._relay(chan.members, Message.of("JOIN", chan.name, source=user.source))
+            if chan.topic:
+                self._topic_reply(chan)
+            self._names(chan)
+
+    def _cmd_part(self, msg: Message) -> None:
+        reason = msg.param(1) or None
+        for name in msg.params[0].split(","):
+            if name:
+                try:
+                    self._part(name, reason)
+                except IRCError as e:
+                    self.reply(e.numeric, *e.params)
+
+    def _part(self, name: str, reason: str | None) -> None:
+        user = self.user
+        with self.reg.lock:
+            chan = self.reg.find_channel(name)
+            if chan is None:
+                raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
+            if user not in chan.members:
+                raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+            params = (chan.name, reason) if reason else (chan.name,)
+            self._relay(chan.members, Message("PART", params, user.source))
+            self._leave(user, chan)
+
+    def _leave(self, user: User, chan: Channel) -> None:
+        """Remove a member (lock held); an empty room ceases to exist."""
+        del chan.members[user]
+        user.channels.pop(casefold(chan.name), None)
+        if not chan.members:
+            self.reg.channels.pop(casefold(chan.name), None)
+
+    def _cmd_names(self, msg: Message) -> None:
+        with self.reg.lock:
+            if not msg.params or not msg.params[0]:
+                for chan in list(self.reg.channels.values()):
+                    if self._visible(chan):
+                        self._names(chan, end=False)
+                self.reply(N.RPL_ENDOFNAMES, "*", "End of /NAMES list")
+                return
+            for name in msg.params[0].split(","):
+                chan = self.reg.find_channel(name)
+                if chan is not None and self._visible(chan):
+                    self._names(chan)
+                else:
+                    self.reply(N.RPL_ENDOFNAMES, name, "End of /NAMES list")
+
+    def _visible(self, chan: Channel) -> bool:
+        return "s" not in chan.modes or self.user in chan.members
+
+    def _names(self, chan: Channel, end: bool = True) -> None:
+        multi = "multi-prefix" in self.user.caps
+        symbol = "@" if "s" in chan.modes else "="
+        show_all = self.user in chan.members
+        entries = sorted(
+            (
+                chan.prefix_of(u, multi) + u.nick
+                for u in chan.members
+                if show_all or "i" not in u.modes
+            ),
+            key=casefold,
+        )
+        line: list[str] = []
+        size = 0
+        for entry in entries:
+            if line and size + len(entry) + 1 > _NAMES_LINE_BUDGET - len(chan.name):
+                self.reply(N.RPL_NAMREPLY, symbol, chan.name, " ".join(line))
+                line, size = [], 0
+            line.append(entry)
+            size += len(entry.encode()) + 1
+        if line:
+            self.reply(N.RPL_NAMREPLY, symbol, chan.name, " ".join(line))
+        if end:
+            self.reply(N.RPL_ENDOFNAMES, chan.name, "End of /NAMES list")
+
+    def _topic_reply(self, chan: Channel) -> None:
+        if not chan.topic:
+            self.reply(N.RPL_NOTOPIC, chan.name, "No topic is set")
+            return
+        self.reply(N.RPL_TOPIC, chan.name, chan.topic)
+        self.reply(N.RPL_TOPICWHOTIME, chan.name, chan.topic_by, str(int(chan.topic_at)))
+
+    def _cmd_topic(self, msg: Message) -> None:
+        user = self.user
+        with self.reg.lock:
+            chan = self.reg.find_channel(msg.params[0])
+            if chan is None:
+                raise IRCError(N.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
+            if len(msg.params) < 2:
+                if "s" in chan.modes and user not in chan.members:
+                    raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+                self._topic_reply(chan)
+                return
+            if user not in chan.members:
+                raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+            if "t" in chan.modes and not chan.is_op(user):
+                raise IRCError(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+            chan.topic = truncate_utf8(msg.params[1], self.cfg.topiclen)
+            chan.topic_by = user.source
+            chan.topic_at = time.time()
+            self._relay(
+                chan.members, Message.of("TOPIC", chan.name, chan.topic, source=user.source)
+            )
+
+    def _cmd_list(self, msg: Message) -> None:
+        wanted = {casefold(n) for n in msg.param(0).split(",") if n}
+        with self.reg.lock:
+            rows = [
+                (c.name, str(len(c.members)), c.topic)
+                for k, c in self.reg.channels.items()
+                if self._visible(c) and (not wanted or k in wanted)
+            ]
+        self.reply(N.RPL_LISTSTART, "Channel", "Users  Name")
+        for name, count, topic in sorted(rows, key=lambda r: casefold(r[0])):
+            self.reply(N.RPL_LIST, name, count, topic)
+        self.reply(N.RPL_LISTEND, "End of /LIST")
+
+    def _cmd_kick(self, msg: Message) -> None:
+        user = self.user
+        reason = truncate_utf8(msg.param(2) or user.nick, self.cfg.kicklen)
+        with self.reg.lock:
+            chan = self.reg.find_channel(msg.params[0])
+            if chan is None:
+                raise IRCError(N.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
+            if user not in chan.members:
+                raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+            if not chan.is_op(user):
+                raise IRCError(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+            for nick in msg.params[1].split(","):
+                target = self.reg.find_user(nick)
+                if target is None or target not in chan.members:
+                    self.reply(
+                        N.ERR_USERNOTINCHANNEL, nick, chan.name, "They aren't on that channel"
+                    )
+                    continue
+                self._relay(
+                    chan.members,
+                    Message.of("KICK", chan.name, target.nick, reason, source=user.source),
+                )
+                self._leave(target, chan)
+                if not chan.members:
+                    break
+
+    def _cmd_invite(self, msg: Message) -> None:
+        user = self.user
+        nick, name = msg.params[0], msg.params[1]
+        with self.reg.lock:
+            target = self.reg.find_user(nick)
+            if target is None:
+                raise IRCError(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
+            chan = self.reg.find_channel(name)
+            if chan is None:
+                raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
+            if user not in chan.members:
+                raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+            if target in chan.members:
+                raise IRCError(N.ERR_USERONCHANNEL, target.nick, chan.name, "is already on channel")
+            if "i" in chan.modes and not chan.is_op(user):
+                raise IRCError(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+            chan.invited.add(casefold(target.nick))
+            self.reply(N.RPL_INVITING, target.nick, chan.name)
+            target.send(serialize(Message.of("INVITE", target.nick, chan.name, source=user.source)))
+            if target.away is not None:
+                self.reply(N.RPL_AWAY, target.nick, target.away)
+
+    # --- messages -------------------------------------------------------------------------
+
+    def _cmd_privmsg(self, msg: Message) -> None:
+        self._message(msg, notice=False)
+
+    def _cmd_notice(self, msg: Message) -> None:
+        self._message(msg, notice=True)
+
+    def _message(self, msg: Message, notice: bool) -> None:
+        # RFC 2812 3.3.2: NOTICE never triggers automatic replies, errors included.
+        def error(numeric: str, *params: str) -> None:
+            if not notice:
+                self.reply(numeric, *params)
+
+        if not msg.params or not msg.params[0]:
+            return error(N.ERR_NORECIPIENT, f"No recipient given ({msg.command})")
+        if len(msg.params) < 2 or not msg.params[1]:
+            return error(N.ERR_NOTEXTTOSEND, "No text to send")
+        targets = [t for t in msg.params[0].split(",") if t]
+        if len(targets) > self.cfg.maxtargets:
+            return error(N.ERR_TOOMANYTARGETS, msg.params[0], "Too many recipients")
+        user, text = self.user, msg.params[1]
+        user.last_spoke = time.monotonic()
+        for target in targets:
+            with self.reg.lock:
+                if is_channel(target):
+                    chan = self.reg.find_channel(target)
+                    if chan is None:
+                        error(N.ERR_NOSUCHCHANNEL, target, "No such channel")
+                        continue
+                    if not chan.can_speak(user):
+                        error(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
+                        continue
+                    data = serialize(Message(msg.command, (chan.name, text), user.source))
+                    for member in chan.members:
+                        if member is not user:
+                            member.conn.send(data)
+                else:
+                    peer = self.reg.find_user(target)
+                    if peer is None:
+                        error(N.ERR_NOSUCHNICK, target, "No such nick/channel")
+                        continue
+                    peer.send(serialize(Message(msg.command, (peer.nick, text), user.source)))
+                    if peer.away is not None:
+                        error(N.RPL_AWAY, peer.nick, peer.away)
+
+    # --- queries --------------------------------------------------------------------------
+
+    def _cmd_who(self, msg: Message) -> None:
+        mask = msg.param(0, "*") or "*"
+        opers_only = "o" in msg.param(1)
+        with self.reg.lock:
+            rows: list[tuple[str, User, Channel | None]] = []
+            chan = self.reg.find_channel(mask) if is_channel(mask) else None
+            if chan is not None:
+                if self._visible(chan):
+                    show_all = self.user in chan.members
+                    rows = [
+                        (chan.name, u, chan) for u in chan.members if show_all or "i" not in u.modes
+                    ]
+            elif not is_channel(mask):
+                match = _mask_re("*" if mask == "0" else mask).match
+                mine = self.reg.peers_of(self.user)
+                for u in self.reg.registered_users():
+                    if "i" in u.modes and u is not self.user and u not in mine:
+                        continue
+                    if (
+                        match(casefold(u.nick))
+                        or match(casefold(u.host))
+                        or match(casefold(u.realname))
+                    ):
+                        rows.append(("*", u, None))
+            multi = "multi-prefix" in self.user.caps
+            for name, u, c in rows:
+                if opers_only and not u.is_oper:
+                    continue
+                flags = ("G" if u.away is not None else "H") + ("*" if u.is_oper else "")
+                if c is not None:
+                    flags += c.prefix_of(u, multi)
+                self.reply(
+                    N.RPL_WHOREPLY,
+                    name,
+                    u.username,
+                    u.host,
+                    self.server,
+                    u.nick,
+                    flags,
+                    f"0 {u.realname}",
+                )
+        self.reply(N.RPL_ENDOFWHO, mask, "End of WHO list")
+
+    def _cmd_whois(self, msg: Message) -> None:
+        nicks = msg.params[-1]
+        if not nicks:
+            raise IRCError(N.ERR_NONICKNAMEGIVEN, "No nickname given")
+        for nick in nicks.split(",")[: self.cfg.maxtargets]:
+            with self.reg.lock:
+                u = self.reg.find_user(nick)
+                if u is None:
+                    self.reply(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
+                    self.reply(N.RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
+                    continue
+                self.reply(N.RPL_WHOISUSER, u.nick, u.username, u.host, "*", u.realname)
+                multi = "multi-prefix" in self.user.caps
+                chans = [
+                    c.prefix_of(u, multi) + c.name for c in u.channels.values() if self._visible(c)
+                ]
+                if chans:
+                    self.reply(N.RPL_WHOISCHANNELS, u.nick, " ".join(chans))
+                self.reply(N.RPL_WHOISSERVER, u.nick, self.server, self.cfg.network)
+                if u.away is not None:
+                    self.reply(N.RPL_AWAY, u.nick, u.away)
+                if u.is_oper:
+                    self.reply(N.RPL_WHOISOPERATOR, u.nick, "is an IRC operator")
+                idle = int(time.monotonic() - u.last_spoke)
+                self.reply(
+                    N.RPL_WHOISIDLE,
+                    u.nick,
+                    str(idle),
+                    str(int(u.signon)),
+                    "seconds idle, signon time",
+                )
+                self.reply(N.RPL_ENDOFWHOIS, u.nick, "End of /WHOIS list")
+
+    def _cmd_whowas(self, msg: Message) -> None:
+        nick = msg.params[0]
+        count = int(msg.param(1)) if msg.param(1).lstrip("-").isdigit() else 0
+        with self.reg.lock:
+            found = [e for e in reversed(self.reg.whowas) if casefold(e.nick) == casefold(nick)]
+        if count > 0:
+            found = found[:count]
+        if not found:
+            self.reply(N.ERR_WASNOSUCHNICK, nick, "There was no such nickname")
+        for e in found:
+            self.reply(N.RPL_WHOWASUSER, e.nick, e.username, e.host, "*", e.realname)
+            when = datetime.fromtimestamp(e.left, UTC).strftime("%a %b %d %H:%M:%S %Y")
+            self.reply(N.RPL_WHOISSERVER, e.nick, self.server, when)
+        self.reply(N.RPL_ENDOFWHOWAS, nick, "End of WHOWAS")
+
+    def _cmd_userhost(self, msg: Message) -> None:
+        out = []
+        for nick in msg.params[:5]:
+            u = self.reg.find_user(nick)
+            if u is not None:
+                oper = "*" if u.is_oper else ""
+                away = "-" if u.away is not None else "+"
+                out.append(f"{u.nick}{oper}={away}{u.username}@{u.host}")
+        self.reply(N.RPL_USERHOST, " ".join(out))
+
+    def _cmd_ison(self, msg: Message) -> None:
+        nicks = [n for p in msg.params for n in p.split()]
+        online = [u.nick for n in nicks if (u := self.reg.find_user(n)) is not None]
+        self.reply(N.RPL_ISON, " ".join(online))
+
+    def _cmd_away(self, msg: Message) -> None:
+        text = msg.param(0)
+        if text:
+            self.user.away = truncate_utf8(text, self.cfg.awaylen)
+            self.reply(N.RPL_NOWAWAY, "You have been marked as being away")
+        else:
+            self.user.away = None
+            self.reply(N.RPL_UNAWAY, "You are no longer marked as being away")
+
+    # --- modes ------------------------------------------------------------------------------
+
+    def _cmd_mode(self, msg: Message) -> None:
+        target = msg.params[0]
+        if is_channel(target):
+            self._channel_mode(target, msg.params[1:])
+        else:
+            self._user_mode(target, msg.param(1))
+
+    def _user_mode(self, nick: str, changes: str) -> None:
+        user = self.user
+        if casefold(nick) != casefold(user.nick):
+            if self.reg.find_user(nick) is None:
+                raise IRCError(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
+            raise IRCError(N.ERR_USERSDONTMATCH, "Can't change mode for other users")
+        if not changes:
+            self.reply(N.RPL_UMODEIS, "+" + "".join(sorted(user.modes)))
+            return
+        adding, applied, unknown = True, [], False
+        for ch in changes:
+            if ch in "+-":
+                adding = ch == "+"
+            elif ch in "iw" or (ch == "o" and not adding):
+                if adding != (ch in user.modes):
+                    (user.modes.add if adding else user.modes.discard)(ch)
+                    applied.append(("+" if adding else "-", ch))
+            elif ch != "o":  # +o only through OPER
+                unknown = True
+        if unknown:
+            self.reply(N.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+        if applied:
+            self._send(Message.of("MODE", user.nick, _modestring(applied), source=user.source))
+
+    def _channel_mode(self, name: str, args: tuple[str, ...]) -> None:
+        user = self.user
+        with self.reg.lock:
+            chan = self.reg.find_channel(name)
+            if chan is None:
+                raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
+            if not args:
+                self.reply(N.RPL_CHANNELMODEIS, chan.name, *chan.mode_string(user in chan.members))
+                self.reply(N.RPL_CREATIONTIME, chan.name, str(int(chan.created)))
+                return
+            modes, params = args[0], list(args[1:])
+            bare = modes.lstrip("+")
+            if bare and all(c in _LIST_MODES_END for c in bare) and not params:
+                for c in dict.fromkeys(bare):
+                    self.reply(_LIST_MODES_END[c], chan.name, "End of list")
+                return
+            if not chan.is_op(user):
+                raise IRCError(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+            applied: list[tuple[str, str]] = []
+            out_params: list[str] = []
+            adding, used = True, 0
+            for ch in modes:
+                if ch in "+-":
+                    adding = ch == "+"
+                    continue
+                sign = "+" if adding else "-"
+                takes_param = ch in _MODES_STATUS or ch == "k" or (ch == "l" and adding)
+                if takes_param and used >= self.cfg.modes_per_line:
+                    break
+                if ch in _MODES_STATUS:
+                    if not params:
+                        continue
+                    used += 1
+                    nick = params.pop(0)
+                    target = self.reg.find_user(nick)
+                    if target is None:
+                        self.reply(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
+                        continue
+                    if target not in chan.members:
+                        self.reply(
+                            N.ERR_USERNOTINCHANNEL,
+                            target.nick,
+                            chan.name,
+                            "They aren't on that channel",
+                        )
+                        continue
+                    status = chan.members[target]
+                    if adding and ch not in status:
+                        chan.members[target] = "".join(sorted(status + ch, key="ov".index))
+                    elif not adding and ch in status:
+                        chan.members[target] = status.replace(ch, "")
+                    else:
+                        continue
+                    applied.append((sign, ch))
+                    out_params.append(target.nick)
+                elif ch == "k":
+                    key = params.pop(0) if params else None
+                    used += 1
+                    if adding:
+                        if key is None:
+                            self.reply(N.ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")
+                            continue
+                        if (
+                            not key
+                            or len(key) > self.cfg.keylen
+                            or not key.isprintable()
+                            or "," in key
+                        ):
+                            self.reply(N.ERR_INVALIDKEY, chan.name, "Key is not well-formed")
+                            continue
+                        chan.key = key
+                        applied.append((sign, ch))
+                        out_params.append(key)
+                    elif chan.key is not None:
+                        chan.key = None
+                        applied.append((sign, ch))
+                        out_params.append("*")
+                elif ch == "l":
+                    if adding:
+                        raw = params.pop(0) if params else ""
+                        used += 1
+                        if not raw.isdigit() or int(raw) <= 0:
+                            self.reply(
+                                N.ERR_INVALIDMODEPARAM, chan.name, "l", raw or "*", "Invalid limit"
+                            )
+                            continue
+                        chan.limit = int(raw)
+                        applied.append((sign, ch))
+                        out_params.append(raw)
+                    elif chan.limit is not None:
+                        chan.limit = None
+                        applied.append((sign, ch))
+                elif ch in _MODES_FLAG:
+                    if adding != (ch in chan.modes):
+                        (chan.modes.add if adding else chan.modes.discard)(ch)
+                        applied.append((sign, ch))
+                else:
+                    self.reply(N.ERR_UNKNOWNMODE, ch, "is unknown mode char to me")
+            if applied:
+                self._relay(
+                    chan.members,
+                    Message("MODE", (chan.name, _modestring(applied), *out_params), user.source),
+                )
+
+    # --- operators -------------------------------------------------------------------------
+
+    def _cmd_oper(self, msg: Message) -> None:
+        name, password = msg.params[0], msg.params[1]
+        expected = self.cfg.opers.get(name)
+        if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
+            raise IRCError(N.ERR_PASSWDMISMATCH, "Password incorrect")
+        if not self.user.is_oper:
+            self.user.modes.add("o")
+            self._send(Message.of("MODE", self.user.nick, "+o", source=self.user.source))
+        self.reply(N.RPL_YOUREOPER, "You are now an IRC operator")
+
+    def _require_oper(self) -> None:
+        if not self.user.is_oper:
+            raise IRCError(N.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
+
+    def _cmd_kill(self, msg: Message) -> None:
+        self._require_oper()
+        target = self.reg.find_user(msg.params[0])
+        if target is None:
+            raise IRCError(N.ERR_NOSUCHNICK, msg.params[0], "No such nick/channel")
+        comment = msg.param(1) or "No reason given"
+        reason = f"Killed ({self.user.nick} ({comment}))"
+        end_user(self.reg, target, reason, f"Closing Link: {target.host} ({reason})")
+
+    def _cmd_wallops(self, msg: Message) -> None:
+        self._require_oper()
+        with self.reg.lock:
+            readers = [u for u in self.reg.registered_users() if "w" in u.modes or u.is_oper]
+            self._relay(readers, Message.of("WALLOPS", msg.params[0], source=self.user.source))
+
+    # --- server information ---------------------------------------------------------------
+
+    def _cmd_motd(self, msg: Message) -> None:
+        self._motd()
+
+    def _cmd_lusers(self, msg: Message) -> None:
+        self._lusers()
+
+    def _cmd_version(self, msg: Message) -> None:
+        self.reply(N.RPL_VERSION, VERSION, self.server, "threaded IRC server for LAN chat")
+        tokens = isupport_tokens(self.cfg)
+        for i in range(0, len(tokens), 13):
+            self.reply(N.RPL_ISUPPORT, *tokens[i : i + 13], "are supported by this server")
+
+    def _cmd_time(self, msg: Message) -> None:
+        now = datetime.now(UTC).astimezone()
+        self.reply(N.RPL_TIME, self.server, now.strftime("%A %B %d %Y -- %H:%M:%S %z"))
+
+    def _cmd_info(self, msg: Message) -> None:
+        for line in (
+            f"{VERSION}: group chat for a LAN, speaking IRC.",
+            "One thread per connection on socketserver.ThreadingTCPServer;",
+            "one writer loop drains every client's bounded send queue.",
+            f"Server started {datetime.fromtimestamp(self.reg.created, UTC):%Y-%m-%d %H:%M UTC}.",
+        ):
+            self.reply(N.RPL_INFO, line)
+        self.reply(N.RPL_ENDOFINFO, "End of /INFO list")
+
+    def _cmd_help(self, msg: Message) -> None:
+        subject = msg.param(0).upper() or "*"
+        lines = HELP.get(subject)
+        if lines is None:
+            raise IRCError(N.ERR_HELPNOTFOUND, subject, "No help available on this topic")
+        self.reply(N.RPL_HELPSTART, subject, lines[0])
+        for line in lines[1:]:
+            self.reply(N.RPL_HELPTXT, subject, line)
+        self.reply(N.RPL_ENDOFHELP, subject, "End of /HELP")
+
+
+def end_user(registry: Registry, user: User, reason: str, error: str) -> None:
+    """Remove ``user`` from the server (any thread): ERROR to it, QUIT to its rooms."""
+    with registry.lock:
+        if user.gone:
+            return
+        user.send(serialize(Message.of("ERROR", error)))
+        peers = registry.remove_user(user)
+        if user.registered and peers:
+            data = serialize(Message.of("QUIT", reason, source=user.source))
+            for peer in peers:
+                peer.conn.send(data)
+    user.conn.close(reason)
+
+
+def _modestring(applied: list[tuple[str, str]]) -> str:
+    """[("+","o"),("+","v"),("-","k")] -> "+ov-k"."""
+    out, sign = [], ""
+    for s, ch in applied:
+        if s != sign:
+            out.append(s)
+            sign = s
+        out.append(ch)
+    return "".join(out)
+
+
+def isupport_tokens(cfg: Config) -> list[str]:
+    """The RPL_ISUPPORT (005) tokens, as advertised after registration and on VERSION."""
+    return [
+        f"AWAYLEN={cfg.awaylen}",
+        "CASEMAPPING=rfc1459",
+        f"CHANLIMIT=#:{cfg.chanlimit}",
+        "CHANMODES=,k,l,imnst",
+        f"CHANNELLEN={cfg.channellen}",
+        "CHANTYPES=#",
+        f"KEYLEN={cfg.keylen}",
+        f"KICKLEN={cfg.kicklen}",
+        f"MAXTARGETS={cfg.maxtargets}",
+        f"MODES={cfg.modes_per_line}",
+        f"NETWORK={cfg.network}",
+        f"NICKLEN={cfg.nicklen}",
+        "PREFIX=(ov)@+",
+        f"TARGMAX=PRIVMSG:{cfg.maxtargets},NOTICE:{cfg.maxtargets},JOIN:,PART:,KICK:,WHOIS:"
+        f"{cfg.maxtargets},NAMES:,LIST:",
+        f"TOPICLEN={cfg.topiclen}",
+        f"USERLEN={cfg.userlen}",
+        "UTF8ONLY",
+    ]
+
+
+Handler = Callable[[Session, Message], None]
+
+# command -> (handler, minimum parameters, allowed before registration)
+_COMMANDS: dict[str, tuple[Handler, int, bool]] = {
+    "CAP": (Session._cmd_cap, 1, True),
+    "PASS": (Session._cmd_pass, 1, True),
+    "NICK": (Session._cmd_nick, 0, True),
+    "USER": (Session._cmd_user, 4, True),
+    "PING": (Session._cmd_ping, 0, True),
+    "PONG": (Session._cmd_pong, 0, True),
+    "QUIT": (Session._cmd_quit, 0, True),
+    "JOIN": (Session._cmd_join, 1, False),
+    "PART": (Session._cmd_part, 1, False),
+    "PRIVMSG": (Session._cmd_privmsg, 0, False),
+    "NOTICE": (Session._cmd_notice, 0, False),
+    "NAMES": (Session._cmd_names, 0, False),
+    "TOPIC": (Session._cmd_topic, 1, False),
+    "LIST": (Session._cmd_list, 0, False),
+    "WHO": (Session._cmd_who, 0, False),
+    "WHOIS": (Session._cmd_whois, 1, False),
+    "WHOWAS": (Session._cmd_whowas, 1, False),
+    "USERHOST": (Session._cmd_userhost, 1, False),
+    "ISON": (Session._cmd_ison, 1, False),
+    "AWAY": (Session._cmd_away, 0, False),
+    "KICK": (Session._cmd_kick, 2, False),
+    "INVITE": (Session._cmd_invite, 2, False),
+    "MODE": (Session._cmd_mode, 1, False),
+    "OPER": (Session._cmd_oper, 2, False),
+    "KILL": (Session._cmd_kill, 1, False),
+    "WALLOPS": (Session._cmd_wallops, 1, False),
+    "MOTD": (Session._cmd_motd, 0, False),
+    "LUSERS": (Session._cmd_lusers, 0, False),
+    "VERSION": (Session._cmd_version, 0, False),
+    "TIME": (Session._cmd_time, 0, False),
+    "INFO": (Session._cmd_info, 0, False),
+    "HELP": (Session._cmd_help, 0, False),
+}
+
+
+def _help_table() -> dict[str, list[str]]:
+    usage = {
+        "JOIN": "JOIN #room[,#room2] [key[,key2]] -- enter rooms (JOIN 0 leaves all)",
+        "PART": "PART #room[,#room2] [:reason] -- leave rooms",
+        "PRIVMSG": "PRIVMSG <#room|nick>[,...] :text -- say something",
+        "NOTICE": "NOTICE <#room|nick> :text -- say something that gets no automatic reply",
+        "NICK": "NICK <newnick> -- change your nickname",
+        "TOPIC": "TOPIC #room [:new topic] -- show or set a room's topic",
+        "NAMES": "NAMES [#room] -- who is in a room",
+        "LIST": "LIST [#room,...] -- rooms with their member counts and topics",
+        "WHO": "WHO <#room|mask> [o] -- details of matching users",
+        "WHOIS": "WHOIS <nick> -- details of one user",
+        "WHOWAS": "WHOWAS <nick> [count] -- who recently used a nickname",
+        "AWAY": "AWAY [:message] -- mark yourself away (no message: back)",
+        "KICK": "KICK #room nick [:reason] -- remove someone (room operators)",
+        "INVITE": "INVITE nick #room -- invite someone into a room",
+        "MODE": "MODE <#room|nick> [+-modes [params]] -- room: imnst k l o v; user: i w",
+        "OPER": "OPER <name> <password> -- become a server operator",
+        "KILL": "KILL <nick> :reason -- disconnect a user (operators)",
+        "WALLOPS": "WALLOPS :text -- message all operators and +w users (operators)",
+        "QUIT": "QUIT [:message] -- leave the server",
+    }
+    table = {cmd: [text] for cmd, text in usage.items()}
+    table["*"] = [
+        "chatroom IRC server. Commands:",
+        " ".join(sorted(_COMMANDS)),
+        "HELP <command> shows how to use one.",
+    ]
+    return table
+
+
+HELP = _help_table()
+
+
+def iter_commands() -> Iterator[str]:
+    """Every command this server understands (README, HELP)."""
+    return iter(sorted(_COMMANDS))

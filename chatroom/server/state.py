@@ -1,0 +1,210 @@
+"""Shared server state: who is connected, which rooms exist, who is in them.
+
+One lock (``Registry.lock``) guards all of it. Sessions take it to check and change
+state atomically and enqueue the resulting lines while holding it, so every member
+of a room sees joins, parts and messages in one consistent order. Enqueueing is a
+memory append (see outbox.py); nothing under the lock blocks on a socket.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from chatroom.protocol import casefold
+from chatroom.server.config import Config
+
+
+class Sink(Protocol):
+    """What the state needs of a connection: somewhere to put bytes, a way to end it."""
+
+    def send(self, data: bytes) -> None:
+        """Queue bytes for the peer; never blocks, drops the peer on SendQ overflow."""
+
+    def close(self, reason: str) -> None:
+        """Flush what is queued, then end the connection."""
+
+
+@dataclass(eq=False)
+class User:
+    """A connection's identity. Identity-hashed: members and nicks key on the object."""
+
+    conn: Sink
+    host: str
+    nick: str = "*"
+    username: str = ""
+    realname: str = ""
+    registered: bool = False
+    modes: set[str] = field(default_factory=set)
+    away: str | None = None
+    caps: set[str] = field(default_factory=set)
+    channels: dict[str, Channel] = field(default_factory=dict)  # keyed by casefolded name
+    signon: float = field(default_factory=time.time)
+    last_spoke: float = field(default_factory=time.monotonic)
+    gone: bool = False  # removed from the registry (quit, killed, dropped)
+
+    @property
+    def source(self) -> str:
+        """``nick!user@host``, the prefix of everything this user says."""
+        return f"{self.nick}!{self.username}@{self.host}"
+
+    @property
+    def is_oper(self) -> bool:
+        return "o" in self.modes
+
+    def send(self, data: bytes) -> None:
+        self.conn.send(data)
+
+
+@dataclass(eq=False)
+class Channel:
+    """A room. ``members`` maps each User to its status modes ("o", "v", "ov" or "")."""
+
+    name: str
+    created: float = field(default_factory=time.time)
+    members: dict[User, str] = field(default_factory=dict)
+    topic: str = ""
+    topic_by: str = ""
+    topic_at: float = 0.0
+    modes: set[str] = field(default_factory=lambda: {"n", "t"})
+    key: str | None = None
+    limit: int | None = None
+    invited: set[str] = field(default_factory=set)  # casefolded nicks
+
+    def prefix_of(self, user: User, multi: bool = False) -> str:
+        """``@``/``+`` prefixes for NAMES and WHO: the highest only, or all (multi-prefix)."""
+        status = self.members.get(user, "")
+        if multi:
+            return ("@" if "o" in status else "") + ("+" if "v" in status else "")
+        return "@" if "o" in status else "+" if "v" in status else ""
+
+    def is_op(self, user: User) -> bool:
+        return "o" in self.members.get(user, "")
+
+    def can_speak(self, user: User) -> bool:
+        """+n keeps outsiders out; +m lets only voiced and operators talk."""
+        status = self.members.get(user)
+        if status is None:
+            return "n" not in self.modes
+        return "m" not in self.modes or bool(status)
+
+    def mode_string(self, show_key: bool) -> tuple[str, ...]:
+        """``+klnt key 10`` as RPL_CHANNELMODEIS parameters."""
+        flags = "".join(sorted(self.modes))
+        params: list[str] = []
+        if self.key is not None:
+            flags += "k"
+            params.append(self.key if show_key else "*")
+        if self.limit is not None:
+            flags += "l"
+            params.append(str(self.limit))
+        return ("+" + flags, *params)
+
+
+@dataclass(frozen=True)
+class WhowasEntry:
+    nick: str
+    username: str
+    host: str
+    realname: str
+    left: float
+
+
+class Registry:
+    """Everything connections share. Hold ``lock`` to read or change any of it."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.lock = threading.RLock()
+        self.created = time.time()
+        self.users: dict[str, User] = {}  # casefolded nick -> user (pending nicks too)
+        self.channels: dict[str, Channel] = {}  # casefolded name -> room
+        self.connections: set[User] = set()  # every open connection, registered or not
+        self.whowas: deque[WhowasEntry] = deque(maxlen=config.whowas_entries)
+        self.per_address: Counter[str] = Counter()
+        self.max_users = 0
+
+    # -- nicks -------------------------------------------------------------------------
+
+    def claim_nick(self, user: User, nick: str) -> bool:
+        """Atomically take ``nick`` for ``user``; False if someone else holds it."""
+        key = casefold(nick)
+        with self.lock:
+            holder = self.users.get(key)
+            if holder is not None and holder is not user:
+                return False
+            if user.nick != "*":
+                old = casefold(user.nick)
+                if old != key and self.users.get(old) is user:
+                    del self.users[old]
+            self.users[key] = user
+            user.nick = nick
+            return True
+
+    def find_user(self, nick: str) -> User | None:
+        user = self.users.get(casefold(nick))
+        return user if user is not None and user.registered else None
+
+    def find_channel(self, name: str) -> Channel | None:
+        return self.channels.get(casefold(name))
+
+    # -- connections -------------------------------------------------------------------
+
+    def add_connection(self, user: User, exempt_from_address_limit: bool) -> str | None:
+        """Admit a new connection, or say why not (total or per-address limit)."""
+        with self.lock:
+            if len(self.connections) >= self.config.max_clients:
+                return "Too many connections"
+            if (
+                not exempt_from_address_limit
+                and self.per_address[user.host] >= self.config.max_per_address
+            ):
+                return "Too many connections from your address"
+            self.connections.add(user)
+            self.per_address[user.host] += 1
+            return None
+
+    def remove_user(self, user: User) -> set[User]:
+        """Drop ``user`` from everything; return who shared a room with it (to tell them).
+
+        Idempotent: the first caller (QUIT, KILL, a dropped socket) wins.
+        """
+        with self.lock:
+            if user.gone:
+                return set()
+            user.gone = True
+            if user in self.connections:
+                self.connections.discard(user)
+                self.per_address[user.host] -= 1
+                if self.per_address[user.host] <= 0:
+                    del self.per_address[user.host]
+            key = casefold(user.nick)
+            if self.users.get(key) is user:
+                del self.users[key]
+            peers: set[User] = set()
+            for chan in user.channels.values():
+                del chan.members[user]
+                peers.update(chan.members)
+                if not chan.members:
+                    self.channels.pop(casefold(chan.name), None)
+            user.channels.clear()
+            if user.registered:
+                self.whowas.append(
+                    WhowasEntry(user.nick, user.username, user.host, user.realname, time.time())
+                )
+            return peers
+
+    def peers_of(self, user: User) -> set[User]:
+        """Everyone sharing at least one room with ``user`` (not ``user`` itself)."""
+        peers: set[User] = set()
+        for chan in user.channels.values():
+            peers.update(chan.members)
+        peers.discard(user)
+        return peers
+
+    def registered_users(self) -> Iterable[User]:
+        return (u for u in self.connections if u.registered)
