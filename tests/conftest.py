@@ -1,0 +1,213 @@
+"""Fixtures that start the real server on 127.0.0.1 (ephemeral port) and talk to it
+over real sockets. Every server and client a test makes is stopped at teardown."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from chatroom.protocol import LineBuffer, Message, parse, serialize
+from chatroom.server.config import Config
+from chatroom.server.server import ChatServer
+
+# Generous bounds: the machine is shared and slow at times; tests never sleep this long
+# unless something is broken.
+REPLY_TIMEOUT = 5.0
+
+
+def make_config(**overrides: object) -> Config:
+    """Server settings for tests: loopback, ephemeral port, no MOTD surprises."""
+    base = Config(host="127.0.0.1", port=0, server_name="test.server", motd="Welcome to tests")
+    return dataclasses.replace(base, **overrides)
+
+
+class ServerFixture:
+    """A real ChatServer that a test can stop and start again on the same port."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.server: ChatServer | None = None
+        self.host = config.host
+        self.port = config.port
+
+    def start(self) -> ChatServer:
+        self.server = ChatServer(dataclasses.replace(self.config, port=self.port))
+        self.port = self.server.port
+        self.server.start()
+        return self.server
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def restart(self) -> ChatServer:
+        self.stop()
+        return self.start()
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[..., ServerFixture]]:
+    """Start servers with custom settings: ``server_factory(sendq_bytes=4096)``."""
+    made: list[ServerFixture] = []
+
+    def make(**overrides: object) -> ServerFixture:
+        fx = ServerFixture(make_config(**overrides))
+        fx.start()
+        made.append(fx)
+        return fx
+
+    yield make
+    for fx in made:
+        fx.stop()
+
+
+@pytest.fixture
+def irc_server(server_factory: Callable[..., ServerFixture]) -> ServerFixture:
+    """The server with its default limits (flood control on), on an ephemeral port."""
+    return server_factory()
+
+
+class IRCClient:
+    """A minimal blocking test client: send lines, wait for the ones you expect."""
+
+    def __init__(self, host: str, port: int, *, timeout: float = REPLY_TIMEOUT) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.timeout = timeout
+        self.buffer = LineBuffer(limit=1 << 20)
+        self.lines: list[bytes] = []  # received, not yet consumed by expect()
+        self.nick = "*"
+        self.closed = False
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send(self, line: str | Message) -> None:
+        data = serialize(line) if isinstance(line, Message) else line.encode() + b"\r\n"
+        self.sock.sendall(data)
+
+    def _fill(self, deadline: float) -> bool:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or self.closed:
+            return False
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return False
+        except OSError:
+            self.closed = True
+            return False
+        if not data:
+            self.closed = True
+            return False
+        self.lines.extend(self.buffer.feed(data))
+        return True
+
+    def expect(
+        self,
+        command: str,
+        *,
+        where: Callable[[Message], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Message:
+        """Consume lines until one with ``command`` (and ``where``) arrives; fail otherwise."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        seen: list[str] = []
+        while True:
+            while self.lines:
+                raw = self.lines.pop(0)
+                msg = parse(raw)
+                if msg.command == "PING" and command != "PING":
+                    self.send(Message.of("PONG", *msg.params))
+                    continue
+                if msg.command == command and (where is None or where(msg)):
+                    return msg
+                seen.append(raw.decode(errors="replace"))
+            if not self._fill(deadline):
+                raise AssertionError(
+                    f"{self.nick}: no {command} within the timeout; got {seen[-15:]!r}"
+                    + (" (connection closed)" if self.closed else "")
+                )
+
+    def collect(self, quiet: float = 0.3) -> list[Message]:
+        """Everything that arrives until the line goes quiet for ``quiet`` seconds."""
+        out = [parse(raw) for raw in self.lines]
+        self.lines.clear()
+        while self._fill(time.monotonic() + quiet):
+            out.extend(parse(raw) for raw in self.lines)
+            self.lines.clear()
+        return out
+
+    def register(self, nick: str, user: str | None = None) -> Message:
+        self.nick = nick
+        self.send(f"NICK {nick}")
+        self.send(f"USER {user or nick} 0 * :{nick} test")
+        welcome = self.expect("001")
+        self.expect("376", timeout=self.timeout)  # end of MOTD: the burst is over
+        return welcome
+
+    def join(self, room: str) -> None:
+        self.send(f"JOIN {room}")
+        self.expect("366", where=lambda m: m.params[1].lower() == room.lower())
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while not self.closed and time.monotonic() < deadline:
+            self._fill(deadline)
+            self.lines.clear()
+        return self.closed
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def connect(irc_server: ServerFixture) -> Iterator[Callable[..., IRCClient]]:
+    """Open test clients to ``irc_server`` (or to another fixture's server via ``to=``)."""
+    clients: list[IRCClient] = []
+
+    def make(nick: str | None = None, to: ServerFixture | None = None) -> IRCClient:
+        fx = to or irc_server
+        c = IRCClient(fx.host, fx.port)
+        clients.append(c)
+        if nick:
+            c.register(nick)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:  # not Linux: skip the fd part of the check
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Every test must leave no server thread and no extra file descriptor behind."""
+    before_fds = _open_fds()
+    yield
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        stray = [t.name for t in threading.enumerate() if t.name.startswith("chatroom-")]
+        if not stray and _open_fds() <= before_fds:
+            return
+        time.sleep(0.05)
+    stray = [t.name for t in threading.enumerate() if t.name.startswith("chatroom-")]
+    assert not stray, f"threads left running: {stray}"
+    assert _open_fds() <= before_fds, f"file descriptors leaked: {before_fds} -> {_open_fds()}"
