@@ -1,0 +1,340 @@
+"""Slash commands: what the user types, turned into IRC Messages and model changes.
+
+Dispatch is an explicit table of :class:`Command`s. Handlers talk to a
+:class:`CommandTarget` (the app), so they can be exercised without a UI. A bad
+argument raises :class:`CommandError`, which the UI shows as a line in the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from chatroom.client.state import SERVER_KEY, BufferKind, ClientState
+from chatroom.protocol import MAX_LINE_BYTES, Message, casefold, is_valid_nick
+
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "CommandError",
+    "CommandTarget",
+    "normalise_room",
+    "run_input",
+    "split_text",
+]
+
+# Bytes kept free in a PRIVMSG for the ":nick!user@host " prefix the server adds when
+# relaying it (nick <= 30, user <= 10, host <= 63 on common servers).
+SOURCE_RESERVE = 110
+# Lines one /msg or paste may produce before we refuse (flood protection for the user).
+MAX_SPLIT_LINES = 20
+
+
+class CommandError(Exception):
+    """The user's command was wrong; the message says how to fix it."""
+
+
+class CommandTarget(Protocol):
+    """What command handlers may do (the app implements it)."""
+
+    state: ClientState
+
+    def send(self, message: Message) -> bool:
+        """Send to the server; False when not connected."""
+        ...
+
+    def switch_to(self, key: str) -> None:
+        """Show buffer ``key``."""
+        ...
+
+    def expect_join(self, room: str) -> None:
+        """Switch to ``room`` when the server confirms our JOIN."""
+        ...
+
+    def close_buffer(self, key: str) -> None:
+        """Forget buffer ``key`` and its view."""
+        ...
+
+    def show_help(self) -> None:
+        """Open the help screen."""
+        ...
+
+    def quit(self, reason: str) -> None:
+        """Leave the server and exit."""
+        ...
+
+    def reconnect(self) -> None:
+        """Reconnect now."""
+        ...
+
+
+Handler = Callable[[CommandTarget, str], None]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A slash command: its usage line, a one-line summary and the handler."""
+
+    name: str
+    usage: str
+    summary: str
+    handler: Handler
+
+
+def normalise_room(name: str) -> str:
+    """A room as typed, with ``#`` added when left out.
+
+    >>> normalise_room("lan"), normalise_room("#lan")
+    ('#lan', '#lan')
+    """
+    return name if name[:1] in "#&" else "#" + name
+
+
+def split_text(text: str, budget: int) -> list[str]:
+    """Split ``text`` into pieces of at most ``budget`` UTF-8 bytes, at spaces when possible.
+
+    >>> split_text("aaa bbb ccc", 7)
+    ['aaa bbb', 'ccc']
+    >>> split_text("é" * 5, 4)
+    ['éé', 'éé', 'é']
+    """
+    pieces: list[str] = []
+    while len(text.encode("utf-8")) > budget:
+        cut = len(text.encode("utf-8")[:budget].decode("utf-8", "ignore"))
+        space = text.rfind(" ", 0, cut + 1)
+        if space > 0:
+            cut = space
+        pieces.append(text[:cut])
+        text = text[cut:].lstrip(" ") if space > 0 else text[cut:]
+    if text or not pieces:
+        pieces.append(text)
+    return pieces
+
+
+def _require(args: str, usage: str) -> str:
+    args = args.strip()
+    if not args:
+        raise CommandError(f"Missing argument. Usage: {usage}")
+    return args
+
+
+def _check_connected(target: CommandTarget, sent: bool) -> None:
+    if not sent:
+        raise CommandError("Not connected to the server; wait for the reconnect (or /reconnect)")
+
+
+def say(target: CommandTarget, to: str, text: str, *, action: bool = False) -> None:
+    """Send ``text`` to a room or nick, split to fit IRC's line limit, and show it."""
+    if not text:
+        raise CommandError("Nothing to send")
+    overhead = len(f"PRIVMSG {to} :\r\n".encode()) + SOURCE_RESERVE
+    if action:
+        overhead += len("\x01ACTION \x01")
+    pieces = split_text(text, MAX_LINE_BYTES - overhead)
+    if len(pieces) > MAX_SPLIT_LINES:
+        raise CommandError(
+            f"Message too long ({len(pieces)} lines); the limit is {MAX_SPLIT_LINES}"
+        )
+    for piece in pieces:
+        body = f"\x01ACTION {piece}\x01" if action else piece
+        _check_connected(target, target.send(Message.of("PRIVMSG", to, body)))
+        target.state.own_message(to, piece, action=action)
+
+
+def _active_room(target: CommandTarget, what: str) -> str:
+    buf = target.state.active_buffer
+    if buf.kind is not BufferKind.CHANNEL:
+        raise CommandError(f"{what} needs a room: switch to one or name it")
+    return buf.name
+
+
+def cmd_join(target: CommandTarget, args: str) -> None:
+    rooms, _, key = _require(args, "/join ROOM [KEY]").partition(" ")
+    names = [normalise_room(r) for r in rooms.split(",") if r]
+    for name in names:
+        if " " in name or len(name) < 2:
+            raise CommandError(f"{name!r} is not a room name")
+    key = key.strip()
+    msg = Message.of("JOIN", ",".join(names), key) if key else Message.of("JOIN", ",".join(names))
+    _check_connected(target, target.send(msg))
+    target.expect_join(names[-1])
+    existing = target.state.buffer(names[-1])
+    if existing is not None:
+        target.switch_to(existing.key)
+
+
+def cmd_part(target: CommandTarget, args: str) -> None:
+    args = args.strip()
+    first, _, rest = args.partition(" ")
+    if first and first[0] in "#&":
+        room, reason = first, rest
+    else:
+        room, reason = _active_room(target, "/part"), args
+    msg = Message.of("PART", room, reason) if reason else Message.of("PART", room)
+    _check_connected(target, target.send(msg))
+
+
+def cmd_msg(target: CommandTarget, args: str) -> None:
+    to, _, text = _require(args, "/msg NICK|ROOM TEXT").partition(" ")
+    if not text.strip():
+        raise CommandError("Usage: /msg NICK|ROOM TEXT")
+    say(target, to, text)
+
+
+def cmd_query(target: CommandTarget, args: str) -> None:
+    nick, _, text = _require(args, "/query NICK [TEXT]").partition(" ")
+    if target.state.is_channel(nick) or not is_valid_nick(nick, 64):
+        raise CommandError(f"{nick!r} is not a nick")
+    buf = target.state.open(nick, BufferKind.QUERY)
+    target.switch_to(buf.key)
+    if text.strip():
+        say(target, nick, text)
+
+
+def cmd_me(target: CommandTarget, args: str) -> None:
+    buf = target.state.active_buffer
+    if buf.kind is BufferKind.SERVER:
+        raise CommandError("/me needs a room or a private conversation")
+    say(target, buf.name, _require(args, "/me ACTION"), action=True)
+
+
+def cmd_nick(target: CommandTarget, args: str) -> None:
+    nick = _require(args, "/nick NEWNICK")
+    if not is_valid_nick(nick, 64):
+        raise CommandError(f"{nick!r} is not a valid nick (letters, digits, -[]\\`_^{{|}})")
+    _check_connected(target, target.send(Message.of("NICK", nick)))
+
+
+def cmd_topic(target: CommandTarget, args: str) -> None:
+    first, _, rest = args.strip().partition(" ")
+    if first[:1] in ("#", "&"):
+        room, text = first, rest
+    else:
+        room, text = _active_room(target, "/topic"), args.strip()
+    msg = Message.of("TOPIC", room, text) if text else Message.of("TOPIC", room)
+    _check_connected(target, target.send(msg))
+
+
+def cmd_names(target: CommandTarget, args: str) -> None:
+    room = args.strip() or _active_room(target, "/names")
+    _check_connected(target, target.send(Message.of("NAMES", normalise_room(room))))
+
+
+def cmd_list(target: CommandTarget, args: str) -> None:
+    target.state.info("Rooms on this server (name, people, topic):")
+    msg = Message.of("LIST", args.strip()) if args.strip() else Message.of("LIST")
+    _check_connected(target, target.send(msg))
+
+
+def cmd_whois(target: CommandTarget, args: str) -> None:
+    nick = _require(args, "/whois NICK").split()[0]
+    _check_connected(target, target.send(Message.of("WHOIS", nick)))
+
+
+def cmd_away(target: CommandTarget, args: str) -> None:
+    reason = args.strip()
+    msg = Message.of("AWAY", reason) if reason else Message.of("AWAY")
+    _check_connected(target, target.send(msg))
+
+
+def cmd_close(target: CommandTarget, args: str) -> None:
+    state = target.state
+    name = args.strip()
+    buf = state.buffer(name) if name else state.active_buffer
+    if buf is None:
+        raise CommandError(f"No open room or conversation called {name!r}")
+    if buf.key == SERVER_KEY:
+        raise CommandError("The server window can't be closed (use /quit to leave)")
+    if buf.kind is BufferKind.CHANNEL and buf.joined:
+        target.send(Message.of("PART", buf.name))
+    target.close_buffer(buf.key)
+
+
+def cmd_clear(target: CommandTarget, args: str) -> None:
+    target.state.clear(target.state.active)
+
+
+def cmd_help(target: CommandTarget, args: str) -> None:
+    name = args.strip().lstrip("/").lower()
+    if not name:
+        target.show_help()
+        return
+    command = COMMANDS.get(name)
+    if command is None:
+        raise CommandError(f"No command /{name}; /help lists them all")
+    target.state.info(f"{command.usage}  —  {command.summary}")
+
+
+def cmd_quit(target: CommandTarget, args: str) -> None:
+    target.quit(args.strip() or "Leaving")
+
+
+def cmd_reconnect(target: CommandTarget, args: str) -> None:
+    target.reconnect()
+
+
+def cmd_quote(target: CommandTarget, args: str) -> None:
+    from chatroom.protocol import PeerProtocolError, parse
+
+    try:
+        msg = parse(_require(args, "/quote RAW IRC LINE"))
+    except PeerProtocolError as exc:
+        raise CommandError(f"Not an IRC line: {exc}") from None
+    _check_connected(target, target.send(msg))
+
+
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in (
+        Command("join", "/join ROOM [KEY]", "join a room (the # is optional)", cmd_join),
+        Command("part", "/part [ROOM] [REASON]", "leave this room (or ROOM)", cmd_part),
+        Command("msg", "/msg NICK TEXT", "send a private message", cmd_msg),
+        Command("query", "/query NICK [TEXT]", "open a private conversation", cmd_query),
+        Command("me", "/me ACTION", "describe what you are doing", cmd_me),
+        Command("nick", "/nick NEWNICK", "change your nick", cmd_nick),
+        Command("topic", "/topic [TEXT]", "show or set this room's topic", cmd_topic),
+        Command("names", "/names [ROOM]", "list the people in a room", cmd_names),
+        Command("list", "/list [PATTERN]", "list the rooms on the server", cmd_list),
+        Command("whois", "/whois NICK", "show who someone is", cmd_whois),
+        Command("away", "/away [MESSAGE]", "mark yourself away (no message: back)", cmd_away),
+        Command("close", "/close [ROOM|NICK]", "leave and close a window", cmd_close),
+        Command("clear", "/clear", "clear this window's messages", cmd_clear),
+        Command("help", "/help [COMMAND]", "show help", cmd_help),
+        Command("quit", "/quit [REASON]", "leave the server and exit", cmd_quit),
+        Command("reconnect", "/reconnect", "reconnect to the server now", cmd_reconnect),
+        Command("quote", "/quote LINE", "send a raw IRC line", cmd_quote),
+    )
+}
+ALIASES = {"j": "join", "leave": "part", "q": "query", "w": "whois", "exit": "quit", "raw": "quote"}
+
+
+def run_input(target: CommandTarget, line: str) -> None:
+    """Act on one line the user entered: a /command, or text for the shown buffer.
+
+    ``//text`` sends ``/text`` literally. Raises :class:`CommandError` with advice.
+    """
+    if not line.strip():
+        return
+    if line.startswith("/") and not line.startswith("//"):
+        name, _, args = line[1:].partition(" ")
+        name = name.lower()
+        command = COMMANDS.get(ALIASES.get(name, name))
+        if command is None:
+            raise CommandError(f"Unknown command /{name}. Type /help for the list")
+        command.handler(target, args)
+        return
+    if line.startswith("//"):
+        line = line[1:]
+    buf = target.state.active_buffer
+    if buf.kind is BufferKind.SERVER:
+        raise CommandError("This is the server window: /join a room or /query someone to talk")
+    if buf.kind is BufferKind.CHANNEL and not buf.joined:
+        raise CommandError(f"You are not in {buf.name}; /join {buf.name} to rejoin")
+    say(target, buf.name, line)
+
+
+def complete_command(prefix: str) -> list[str]:
+    """Command names starting with ``prefix`` (which starts with '/')."""
+    word = casefold(prefix[1:])
+    return ["/" + name for name in COMMANDS if name.startswith(word)]

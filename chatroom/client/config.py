@@ -1,0 +1,122 @@
+"""Client settings on disk: the recent-servers list, and the defaults for a first run."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from chatroom.protocol import is_valid_nick
+
+__all__ = [
+    "CONFIG_DIR_ENV",
+    "MAX_RECENT",
+    "RecentServer",
+    "config_dir",
+    "default_nick",
+    "load_recent",
+    "remember_server",
+]
+
+# Overrides the per-user config directory (tests and screenshots use a temp dir).
+CONFIG_DIR_ENV = "CHATROOM_CONFIG_DIR"
+RECENT_FILE = "recent_servers.json"
+# Servers shown on the connect screen, newest first.
+MAX_RECENT = 8
+# Nick used when the login name can't be made into a valid one.
+FALLBACK_NICK = "guest"
+DEFAULT_NICK_LEN = 9
+
+
+@dataclass(frozen=True)
+class RecentServer:
+    """A server the user connected to. Passwords are never written to disk."""
+
+    host: str
+    port: int
+    nick: str
+
+    @property
+    def label(self) -> str:
+        """'nick @ host:port'."""
+        return f"{self.nick} @ {self.host}:{self.port}"
+
+
+def config_dir() -> Path:
+    """Where the client keeps its files (``$CHATROOM_CONFIG_DIR`` or the OS's place)."""
+    override = os.environ.get(CONFIG_DIR_ENV)
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("chatroom", appauthor=False))
+
+
+def load_recent(directory: Path | None = None) -> list[RecentServer]:
+    """Recent servers, newest first; a missing or damaged file is an empty list."""
+    path = (directory or config_dir()) / RECENT_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    out: list[RecentServer] = []
+    for item in raw if isinstance(raw, list) else []:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            out.append(RecentServer(str(item["host"]), int(item["port"]), str(item["nick"])))
+    return out[:MAX_RECENT]
+
+
+def remember_server(server: RecentServer, directory: Path | None = None) -> None:
+    """Put ``server`` first in the recent list (best effort: a read-only home is fine)."""
+    directory = directory or config_dir()
+    recent = [s for s in load_recent(directory) if (s.host, s.port) != (server.host, server.port)]
+    recent.insert(0, server)
+    with contextlib.suppress(OSError):
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / (RECENT_FILE + ".tmp")
+        tmp.write_text(json.dumps([asdict(s) for s in recent[:MAX_RECENT]], indent=1))
+        tmp.replace(directory / RECENT_FILE)
+
+
+def default_nick() -> str:
+    """The login name made into a valid IRC nick (``guest`` when that fails)."""
+    try:
+        login = getpass.getuser()
+    except (OSError, KeyError):
+        login = ""
+    nick = re.sub(r"[^A-Za-z0-9\[\]\\`_^{|}-]", "", login)[:DEFAULT_NICK_LEN]
+    return nick if is_valid_nick(nick) else FALLBACK_NICK
+
+
+def parse_address(text: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6]:port`` into (host, port); ValueError if bad.
+
+    >>> parse_address("lan.local:6697", 6667), parse_address("10.0.0.5", 6667)
+    (('lan.local', 6697), ('10.0.0.5', 6667))
+    >>> parse_address("[::1]:7000", 6667)
+    ('::1', 7000)
+    """
+    text = text.strip()
+    if not text:
+        raise ValueError("no host given")
+    host, port = text, default_port
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest.startswith(":"):
+            port = _port(rest[1:])
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        port = _port(port_text)
+    if not host:
+        raise ValueError("no host given")
+    return host, port
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"{text!r} is not a port number (1-65535)")
+    return int(text)

@@ -1,0 +1,472 @@
+"""The client's IRC connection: asyncio streams, registration, PING/lag, reconnects.
+
+It runs as a task on whatever asyncio loop it is started in (the Textual app's, a
+benchmark's, a test bot's) and reports everything through one callback taking small
+frozen event dataclasses. It never touches widgets and knows nothing about rooms:
+those belong to :mod:`chatroom.client.state`.
+
+Registration follows IRCv3 capability negotiation so tags and capabilities can be
+added later: ``CAP LS 302`` first, then ``PASS``/``NICK``/``USER``; the server's
+``CAP LS`` is answered with a ``REQ`` for what we want and it has, then ``CAP END``.
+A server without CAP answers 421 and registers us anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from chatroom.protocol import (
+    LineBuffer,
+    Message,
+    Numeric,
+    PeerProtocolError,
+    RecvQExceeded,
+    casefold,
+    parse,
+    serialize,
+)
+
+__all__ = [
+    "BACKOFF_BASE",
+    "BACKOFF_MAX",
+    "CONNECT_TIMEOUT",
+    "LAG_INTERVAL",
+    "PING_TIMEOUT",
+    "WANTED_CAPS",
+    "ConnState",
+    "Connection",
+    "ConnectionSettings",
+    "Event",
+    "LagMeasured",
+    "Received",
+    "Registered",
+    "StateChanged",
+]
+
+DEFAULT_PORT = 6667
+# How long a TCP connect may take before we call the host unreachable (a LAN answers
+# in milliseconds; a missing host would otherwise hang for the OS default of minutes).
+CONNECT_TIMEOUT = 10.0
+# How long registration may take before we give up and retry (servers allow 60 s+).
+REGISTER_TIMEOUT = 30.0
+# Send a lag-measuring PING this often once registered.
+LAG_INTERVAL = 30.0
+# No bytes at all for this long (our lag PINGs included) means the link is dead.
+PING_TIMEOUT = 90.0
+# Reconnect delays: BACKOFF_BASE * 2**attempt, capped at BACKOFF_MAX, times a jitter
+# factor in [1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER] so a LAN full of clients does
+# not reconnect in lockstep after a server restart.
+BACKOFF_BASE = 1.0
+BACKOFF_MAX = 60.0
+BACKOFF_JITTER = 0.25
+# One read from the socket; lines are framed by LineBuffer whatever the chunk size.
+READ_CHUNK = 65536
+# Capabilities we ask for when the server offers them. server-time: honour @time.
+WANTED_CAPS = frozenset({"server-time", "multi-prefix"})
+# Nick length assumed for nick_ retries until ISUPPORT says otherwise (RFC 2812: 9).
+DEFAULT_NICKLEN = 9
+LAG_TOKEN_PREFIX = "lag"
+
+
+class ConnState(StrEnum):
+    """Where the connection is; the legal moves are in ``TRANSITIONS``."""
+
+    IDLE = "idle"  # built, not started
+    CONNECTING = "connecting"  # TCP connect in progress
+    REGISTERING = "registering"  # CAP/PASS/NICK/USER sent, waiting for 001
+    CONNECTED = "connected"  # registered: chat away
+    WAITING = "waiting"  # lost the link; reconnecting after a backoff delay
+    CLOSED = "closed"  # closed by us, or a fatal error (wrong password): stays closed
+
+
+TRANSITIONS: dict[ConnState, frozenset[ConnState]] = {
+    ConnState.IDLE: frozenset({ConnState.CONNECTING, ConnState.CLOSED}),
+    ConnState.CONNECTING: frozenset({ConnState.REGISTERING, ConnState.WAITING, ConnState.CLOSED}),
+    ConnState.REGISTERING: frozenset({ConnState.CONNECTED, ConnState.WAITING, ConnState.CLOSED}),
+    ConnState.CONNECTED: frozenset({ConnState.WAITING, ConnState.CLOSED}),
+    ConnState.WAITING: frozenset({ConnState.CONNECTING, ConnState.CLOSED}),
+    ConnState.CLOSED: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """Who to connect to and as whom."""
+
+    host: str
+    port: int = DEFAULT_PORT
+    nick: str = "guest"
+    password: str | None = None
+    username: str | None = None
+    realname: str = "chatroom user"
+    reconnect: bool = True
+    lag_interval: float = LAG_INTERVAL
+    ping_timeout: float = PING_TIMEOUT
+    backoff_base: float = BACKOFF_BASE
+    backoff_max: float = BACKOFF_MAX
+    wanted_caps: frozenset[str] = WANTED_CAPS
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """The connection moved to ``state``; ``reason`` says why in words for the user."""
+
+    state: ConnState
+    reason: str = ""
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """The server accepted us (001) as ``nick``; ``caps`` were acknowledged."""
+
+    nick: str
+    server: str
+    caps: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A message from the server (every one, registration burst included)."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class LagMeasured:
+    """Round trip of our last PING, in seconds."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the user should read that is not a server message (nick retry...)."""
+
+    text: str
+    error: bool = False
+
+
+Event = StateChanged | Registered | Received | LagMeasured | Notice
+
+
+class Connection:
+    """One IRC connection that keeps itself alive until :meth:`close`.
+
+    ``on_event`` is called on the loop's thread for every event, in order. It must not
+    block; it may call :meth:`send`.
+    """
+
+    def __init__(self, settings: ConnectionSettings, on_event: Callable[[Event], None]) -> None:
+        self.settings = settings
+        self.on_event = on_event
+        self.state = ConnState.IDLE
+        self.nick = settings.nick
+        self.caps: frozenset[str] = frozenset()
+        self.lag: float | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._attempt = 0
+        self._nicklen = DEFAULT_NICKLEN
+        self._cap_ls: set[str] = set()
+        self._cap_pending = False
+        self._lag_sent: dict[str, float] = {}
+        self._fatal: str | None = None
+        self._nick_tries = 0
+
+    # --- public API ---------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        """Start connecting (and reconnecting) in the background on the running loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="irc")
+        return self._task
+
+    @property
+    def connected(self) -> bool:
+        """True once registered and until the link drops."""
+        return self.state is ConnState.CONNECTED
+
+    def send(self, message: Message) -> bool:
+        """Queue one line for the server; False when there is no link to send it on.
+
+        Raises :class:`~chatroom.protocol.UnserializableMessage` for a line IRC
+        cannot carry (CR/LF/NUL, a bad middle parameter): the caller's bug to show.
+        """
+        data = serialize(message)
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return False
+        writer.write(data)
+        return True
+
+    async def drain(self) -> None:
+        """Wait until the kernel has taken what we queued (flow control for bulk sends)."""
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+
+    def reconnect_now(self) -> None:
+        """Skip the rest of a backoff delay (the user asked to reconnect)."""
+        self._attempt = 0
+        self._wakeup.set()
+
+    async def close(self, reason: str = "Leaving") -> None:
+        """Say QUIT (when connected), close the socket and stop reconnecting."""
+        if self.state is ConnState.CLOSED:
+            return
+        if self._writer is not None and not self._writer.is_closing():
+            with contextlib.suppress(Exception):
+                self._writer.write(serialize(Message.of("QUIT", reason)))
+                await asyncio.wait_for(self._writer.drain(), timeout=1.0)
+        self._set_state(ConnState.CLOSED, "closed")
+        self._close_socket()
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def drop(self) -> None:
+        """Close the socket abruptly (as a network failure would): we will reconnect."""
+        self._close_socket()
+
+    # --- state ----------------------------------------------------------------------------
+
+    def _set_state(self, state: ConnState, reason: str = "", retry_in: float | None = None) -> None:
+        if state is self.state:
+            return
+        if state not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"illegal connection transition {self.state} -> {state}")
+        self.state = state
+        self.on_event(StateChanged(state, reason, retry_in))
+
+    def _close_socket(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    def _backoff(self) -> float:
+        s = self.settings
+        delay = min(s.backoff_max, s.backoff_base * (2**self._attempt))
+        return delay * random.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        s = self.settings
+        while self.state is not ConnState.CLOSED:
+            self._set_state(ConnState.CONNECTING, f"connecting to {s.host}:{s.port}")
+            reason = await self._session()
+            if self.state is ConnState.CLOSED:
+                return
+            if self._fatal is not None or not s.reconnect:
+                self._set_state(ConnState.CLOSED, self._fatal or reason)
+                return
+            delay = self._backoff()
+            self._attempt += 1
+            self._set_state(ConnState.WAITING, reason, retry_in=delay)
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+
+    async def _session(self) -> str:
+        """One connection from TCP connect to loss; returns why it ended, in words."""
+        s = self.settings
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(s.host, s.port), timeout=CONNECT_TIMEOUT
+            )
+        except ConnectionRefusedError:
+            return f"connection refused by {s.host}:{s.port} (is the server running?)"
+        except TimeoutError:
+            return f"no answer from {s.host}:{s.port} within {CONNECT_TIMEOUT:.0f} s"
+        except OSError as exc:
+            return f"cannot connect to {s.host}:{s.port}: {exc.strerror or exc}"
+        if self.state is ConnState.CLOSED:
+            writer.close()
+            return "closed"
+        self._reader, self._writer = reader, writer
+        self._set_state(ConnState.REGISTERING, "registering")
+        self._begin_registration()
+        pinger = asyncio.get_running_loop().create_task(self._lag_loop())
+        try:
+            return await self._read_loop(reader)
+        finally:
+            pinger.cancel()
+            self._close_socket()
+            self._lag_sent.clear()
+
+    def _begin_registration(self) -> None:
+        s = self.settings
+        self.nick = s.nick
+        self._nick_tries = 0
+        self._cap_ls = set()
+        self._cap_pending = True
+        self.caps = frozenset()
+        self.send(Message.of("CAP", "LS", "302"))
+        if s.password:
+            self.send(Message.of("PASS", s.password))
+        self.send(Message.of("NICK", self.nick))
+        self.send(Message.of("USER", s.username or self.nick, "0", "*", s.realname))
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> str:
+        buffer = LineBuffer()
+        register_deadline = time.monotonic() + REGISTER_TIMEOUT
+        while True:
+            if self.state is ConnState.REGISTERING:
+                timeout = max(0.0, register_deadline - time.monotonic())
+            else:
+                timeout = self.settings.ping_timeout
+            try:
+                data = await asyncio.wait_for(reader.read(READ_CHUNK), timeout=timeout)
+            except TimeoutError:
+                if self.state is ConnState.REGISTERING:
+                    return "the server did not finish registration in time"
+                return f"no reply from the server for {timeout:.0f} s (ping timeout)"
+            except (ConnectionError, OSError) as exc:
+                return f"connection lost: {exc.strerror or exc.__class__.__name__}"
+            if not data:
+                return "the server closed the connection"
+            try:
+                lines = buffer.feed(data)
+            except RecvQExceeded:
+                return "the server sent an over-long line"
+            for line in lines:
+                try:
+                    message = parse(line)
+                except PeerProtocolError:
+                    # A server we can't read one line of is still worth talking to.
+                    continue
+                end = self._handle(message)
+                if end is not None:
+                    return end
+                if self._writer is None:
+                    return "closed"
+
+    # --- protocol ---------------------------------------------------------------------------
+
+    def _handle(self, msg: Message) -> str | None:
+        """Registration, CAP, PING/PONG; everything is also passed on. Returns a reason to end."""
+        command = msg.command
+        if command == "PING":
+            self.send(Message.of("PONG", *msg.params[:1]))
+            return None
+        if command == "PONG":
+            token = msg.params[-1] if msg.params else ""
+            sent = self._lag_sent.pop(token, None)
+            if sent is not None:
+                self.lag = time.monotonic() - sent
+                self.on_event(LagMeasured(self.lag))
+                return None
+        elif command == "CAP":
+            self._handle_cap(msg)
+        elif command == Numeric.RPL_WELCOME:
+            self.nick = msg.param(0, self.nick)
+            self._attempt = 0
+            self._set_state(ConnState.CONNECTED, "connected")
+            self.on_event(Registered(self.nick, msg.source or self.settings.host, self.caps))
+            self._send_lag_ping()
+        elif command == Numeric.RPL_ISUPPORT:
+            for token in msg.params[1:-1]:
+                key, _, value = token.partition("=")
+                if key == "NICKLEN" and value.isdigit():
+                    self._nicklen = int(value)
+        elif command == "NICK" and msg.nick and casefold(msg.nick) == casefold(self.nick):
+            self.nick = msg.param(0, self.nick)
+        elif self.state is ConnState.REGISTERING and command in (
+            Numeric.ERR_NICKNAMEINUSE,
+            Numeric.ERR_ERRONEUSNICKNAME,
+            "437",  # ERR_UNAVAILRESOURCE (nick delay)
+        ):
+            self._retry_nick(msg)
+        elif command == Numeric.ERR_PASSWDMISMATCH:
+            self._fatal = "wrong password: the server refused it (use --password)"
+        elif command == "ERROR":
+            self.on_event(Received(msg))
+            text = msg.param(0, "closing link")
+            if self._fatal is None and "password" in text.lower():
+                self._fatal = f"wrong password: {text}"
+            return self._fatal or f"the server closed the link: {text}"
+        self.on_event(Received(msg))
+        return None
+
+    def _retry_nick(self, msg: Message) -> None:
+        taken = msg.param(1, self.nick)
+        self._nick_tries += 1
+        if msg.command == Numeric.ERR_ERRONEUSNICKNAME and self._nick_tries == 1:
+            candidate = "guest"
+        else:
+            base = self.nick[: max(1, self._nicklen - 1)]
+            candidate = base + "_"
+            if casefold(candidate) == casefold(self.nick):
+                candidate = base[:-1] + str(self._nick_tries % 10)
+        self.on_event(
+            Notice(f"nick {taken} is not available ({msg.param(-1)}); trying {candidate}")
+        )
+        self.nick = candidate
+        self.send(Message.of("NICK", candidate))
+
+    def _handle_cap(self, msg: Message) -> None:
+        sub = msg.param(1).upper()
+        if sub == "LS":
+            # Multi-line LS: "CAP * LS * :caps..." continues; the last line has no "*".
+            more = len(msg.params) > 3 and msg.params[2] == "*"
+            for item in msg.params[-1].split():
+                self._cap_ls.add(item.partition("=")[0])
+            if more or not self._cap_pending:
+                return
+            wanted = sorted(self.settings.wanted_caps & self._cap_ls)
+            if wanted:
+                self.send(Message.of("CAP", "REQ", " ".join(wanted)))
+            else:
+                self._end_cap()
+        elif sub == "ACK":
+            self.caps = self.caps | frozenset(msg.params[-1].split())
+            self._end_cap()
+        elif sub == "NAK":
+            self._end_cap()
+        elif sub == "NEW" or sub == "DEL":
+            pass  # cap-notify: nothing we want changes at runtime yet
+
+    def _end_cap(self) -> None:
+        if self._cap_pending:
+            self._cap_pending = False
+            self.send(Message.of("CAP", "END"))
+
+    # --- lag -------------------------------------------------------------------------------
+
+    def _send_lag_ping(self) -> None:
+        token = f"{LAG_TOKEN_PREFIX}{time.monotonic_ns()}"
+        # Only the newest one matters; forget ones a server never answered.
+        self._lag_sent = {token: time.monotonic()}
+        self.send(Message.of("PING", token))
+
+    async def _lag_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lag_interval)
+            if self.state is ConnState.CONNECTED:
+                self._send_lag_ping()
+
+
+def join_messages(rooms: Iterable[str], keys: dict[str, str] | None = None) -> list[Message]:
+    """JOIN lines for ``rooms``, one per room (servers cap the targets per JOIN)."""
+    keys = keys or {}
+    out = []
+    for room in rooms:
+        key = keys.get(casefold(room))
+        out.append(Message.of("JOIN", room, key) if key else Message.of("JOIN", room))
+    return out

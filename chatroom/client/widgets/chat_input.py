@@ -1,0 +1,144 @@
+"""The input line: history on up/down, Tab completion, multi-line paste."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from textual import events
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import Input
+
+__all__ = ["HISTORY_SIZE", "ChatInput", "Completion"]
+
+# Lines remembered for up/down (per session, across rooms, like irssi).
+HISTORY_SIZE = 500
+
+
+@dataclass
+class Completion:
+    """An in-progress Tab cycle: which word is being completed and the choices."""
+
+    before: str  # text before the word
+    after: str  # text after the cursor
+    choices: list[str]
+    index: int = 0
+
+
+# (word, at_line_start) -> candidates, best first
+Completer = Callable[[str, bool], list[str]]
+
+
+class ChatInput(Input):
+    """An Input that remembers sent lines, completes with Tab and accepts pasted lines."""
+
+    BINDINGS = [
+        Binding("up", "history(-1)", "Previous line", show=False),
+        Binding("down", "history(1)", "Next line", show=False),
+        Binding("tab", "complete", "Complete", show=False),
+    ]
+
+    @dataclass
+    class PastedLines(Message):
+        """Several lines were pasted; the screen sends them (after asking, if many)."""
+
+        input: ChatInput
+        lines: list[str]
+
+    def __init__(self, *, placeholder: str = "", id: str | None = None) -> None:
+        super().__init__(placeholder=placeholder, id=id, select_on_focus=False)
+        self.history: list[str] = []
+        self._history_index = 0
+        self._draft = ""
+        self.completer: Completer | None = None
+        self._completion: Completion | None = None
+        self._completing = False
+
+    # --- history ------------------------------------------------------------------------
+
+    def remember(self, line: str) -> None:
+        """Add a sent line to the history (not twice in a row)."""
+        if line and (not self.history or self.history[-1] != line):
+            self.history.append(line)
+            del self.history[:-HISTORY_SIZE]
+        self._history_index = len(self.history)
+        self._draft = ""
+
+    def action_history(self, step: int) -> None:
+        """Walk the history; walking past the newest line restores what was typed."""
+        if not self.history:
+            return
+        if self._history_index == len(self.history):
+            self._draft = self.value
+        index = min(max(self._history_index + step, 0), len(self.history))
+        if index == self._history_index:
+            return
+        self._history_index = index
+        self._set_value(self.history[index] if index < len(self.history) else self._draft)
+
+    def _set_value(self, value: str) -> None:
+        self._completing = True
+        self.value = value
+        self.cursor_position = len(value)
+        self._completing = False
+
+    # --- completion -----------------------------------------------------------------------
+
+    def action_complete(self) -> None:
+        """Complete the word before the cursor; Tab again cycles through the choices."""
+        comp = self._completion
+        if comp is not None and self.value == self._completed_value(comp):
+            comp.index = (comp.index + 1) % len(comp.choices)
+        else:
+            comp = self._start_completion()
+            if comp is None:
+                return
+        self._completion = comp
+        value = self._completed_value(comp)
+        self._completing = True
+        self.value = value
+        self.cursor_position = len(value) - len(comp.after)
+        self._completing = False
+
+    def _start_completion(self) -> Completion | None:
+        if self.completer is None:
+            return None
+        cursor = self.cursor_position
+        text, after = self.value[:cursor], self.value[cursor:]
+        start = text.rfind(" ") + 1
+        word = text[start:]
+        at_start = start == 0
+        choices = self.completer(word, at_start)
+        if not choices:
+            self.app.bell()
+            return None
+        return Completion(text[:start], after, choices)
+
+    def _completed_value(self, comp: Completion) -> str:
+        choice = comp.choices[comp.index]
+        # Addressing someone at the start of a line: "alice: ".
+        addressing = not comp.before and not choice.startswith(("/", "#", "&"))
+        suffix = ": " if addressing else " "
+        if comp.after.startswith(" "):
+            suffix = suffix.rstrip()
+        return comp.before + choice + suffix + comp.after
+
+    def watch_value(self, value: str) -> None:
+        if not self._completing:
+            self._completion = None
+
+    # --- paste ----------------------------------------------------------------------------
+
+    def _on_paste(self, event: events.Paste) -> None:
+        text = event.text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+        if "\n" not in text:
+            super()._on_paste(event)
+            return
+        event.stop()
+        event.prevent_default()
+        cursor = self.cursor_position
+        combined = self.value[:cursor] + text + self.value[cursor:]
+        lines = [line for line in combined.split("\n") if line.strip()]
+        self._set_value("")
+        self.post_message(self.PastedLines(self, lines))
