@@ -7,12 +7,14 @@ screenshot script all run the same thing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 
 from chatroom.client.commands import CommandError, normalise_room, run_input, say
 from chatroom.client.config import RecentServer, config_dir, default_nick, remember_server
@@ -197,8 +199,10 @@ class ChatApp(App[int]):
         """Paint what changed in the model (the chat screen may be under a dialog)."""
         self._flush_pending = False
         self._last_flush = time.monotonic()
-        if self.chat_screen is not None and self.chat_screen.is_mounted:
-            self.chat_screen.flush()
+        if self.chat_screen is not None:
+            # NoMatches: the app is shutting down and the screen's widgets are gone.
+            with contextlib.suppress(NoMatches):
+                self.chat_screen.flush()
 
     # --- CommandTarget ----------------------------------------------------------------------
 
@@ -211,7 +215,7 @@ class ChatApp(App[int]):
     def switch_to(self, key: str) -> None:
         """Show buffer ``key`` and mark it read."""
         self.state.set_active(key)
-        if self.chat_screen is not None and self.chat_screen.is_mounted:
+        if self.chat_screen is not None:
             self.chat_screen.refresh_all()
 
     def expect_join(self, room: str) -> None:
@@ -221,7 +225,7 @@ class ChatApp(App[int]):
     def close_buffer(self, key: str) -> None:
         """Forget a buffer and its cached rows."""
         buf = self.state.close(key)
-        if buf is not None and self.chat_screen is not None:
+        if buf is not None and self.chat_screen is not None and self.chat_screen.ready:
             from chatroom.client.widgets.log import MessageLog
 
             self.chat_screen.query_one(MessageLog).forget(buf)

@@ -47,6 +47,7 @@ class ChatScreen(Screen[None]):
     ]
 
     app: ChatApp
+    ready = False  # set once the widgets exist; flushes before that are no-ops
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -64,7 +65,11 @@ class ChatScreen(Screen[None]):
         chat_input = self.query_one(ChatInput)
         chat_input.completer = self._complete
         chat_input.focus()
+        self.ready = True
         self.refresh_all()
+
+    def on_unmount(self) -> None:
+        self.ready = False
 
     # --- painting from the model --------------------------------------------------------
 
@@ -78,6 +83,8 @@ class ChatScreen(Screen[None]):
 
     def flush(self, *, switched: bool = False) -> None:
         """Apply what changed in the model since the last flush."""
+        if not self.ready:
+            return
         state = self.app.state
         buf = state.active_buffer
         log = self.query_one(MessageLog)
