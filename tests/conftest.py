@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -82,7 +83,7 @@ class IRCClient:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
         self.buffer = LineBuffer(limit=1 << 20)
-        self.lines: list[bytes] = []  # received, not yet consumed by expect()
+        self.lines: deque[bytes] = deque()  # received, not yet consumed by expect()
         self.nick = "*"
         self.closed = False
 
@@ -123,7 +124,7 @@ class IRCClient:
         seen: list[str] = []
         while True:
             while self.lines:
-                raw = self.lines.pop(0)
+                raw = self.lines.popleft()
                 msg = parse(raw)
                 if msg.command == "PING" and command != "PING":
                     self.send(Message.of("PONG", *msg.params))
