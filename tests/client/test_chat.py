@@ -274,3 +274,41 @@ async def test_reconnect_after_server_restart(irc_server, tmp_path: Path) -> Non
             bob.say("#lan", "welcome back")
             await wait_until(pilot, lambda: "welcome back" in log_text(app))
         assert "Disconnected" in "\n".join(e.text for e in lan.entries)
+
+
+async def test_connect_screen_remembers_servers(irc_server, tmp_path: Path) -> None:
+    from textual.widgets import Input, OptionList
+
+    from chatroom.client.app import make_app
+    from chatroom.client.screens.connect import ConnectScreen
+
+    app = make_app(nick="carol", config_dir=tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, ConnectScreen))
+        screen = app.screen
+        assert screen.query_one("#nick", Input).value == "carol"
+        screen.query_one("#host", Input).value = "nowhere:99999"
+        await pilot.click("#connect")
+        await wait_until(
+            pilot, lambda: "not a port" in str(screen.query_one("#connect-error").render())
+        )
+        screen.query_one("#host", Input).value = f"{irc_server.host}:{irc_server.port}"
+        screen.query_one("#host", Input).focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.conn_state == "connected")
+        await app.connection.close()
+    app = make_app(nick="someone", config_dir=tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, ConnectScreen))
+        screen = app.screen
+        assert screen.query_one("#host", Input).value == irc_server.host
+        assert screen.query_one("#nick", Input).value == "carol"
+        recent = screen.query_one("#recent", OptionList)
+        assert f"carol @ {irc_server.host}:{irc_server.port}" in str(
+            recent.get_option_at_index(0).prompt
+        )
+        recent.focus()
+        recent.highlighted = 0
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.conn_state == "connected")
+        await app.connection.close()
