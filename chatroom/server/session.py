@@ -149,8 +149,14 @@ class Session:
         self.user.conn.send(serialize(msg))
 
     def reply(self, numeric: str, *params: str) -> None:
-        """A numeric addressed to this client, from the server."""
-        self._send(Message(numeric, (self.user.nick, *params), self.server))
+        """A numeric addressed to this client, from the server.
+
+        A peer's argument echoed in a middle position (``TOPIC :``, ``NICK :a b``) is
+        sent as ``*`` when IRC cannot carry it there, as Ergo's SafeErrorParam does.
+        """
+        *middle, last = (self.user.nick, *params)
+        safe = (p if p and p[0] != ":" and " " not in p else "*" for p in middle)
+        self._send(Message(numeric, (*safe, last), self.server))
 
     def _relay(self, users: Iterable[User], msg: Message) -> None:
         """Serialise once, queue the same bytes for everyone (call with the lock held)."""
@@ -898,6 +904,8 @@ class Session:
                             or len(key) > self.cfg.keylen
                             or not key.isprintable()
                             or "," in key
+                            or " " in key  # RFC 2812 key grammar; 324 sends it as a middle
+                            or key[0] == ":"
                         ):
                             self.reply(N.ERR_INVALIDKEY, chan.name, "Key is not well-formed")
                             continue
