@@ -82,9 +82,9 @@ class Outbox:
     def _overflow(self) -> None:
         # lock held: drop what is queued; the kernel buffer is full, so the ERROR
         # line is a best effort.
+        # (_pending belongs to the writer, which may be sending it right now)
         self._chunks = [b"ERROR :Closing Link: (SendQ exceeded)\r\n"]
-        self._pending = b""
-        self.size = len(self._chunks[0])
+        self.size = len(self._pending) + len(self._chunks[0])
         self.closing = True
         self.close_reason = "SendQ exceeded"
         self.deadline = time.monotonic()
@@ -125,18 +125,22 @@ class Outbox:
     # --- writer side (only the writer thread calls these) -------------------------------
 
     def _take(self) -> bytes:
+        # Only the writer touches _pending, so the join happens outside the lock:
+        # producers appending to this client never wait for it.
+        if self._pending:
+            return self._pending
         with self._lock:
-            if self._pending:
-                return self._pending
-            data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+            chunks = self._chunks
             self._chunks = []
-            self._pending = data
-            return data
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._pending = data
+        return data
 
     def _sent(self, n: int) -> bool:
         """Account for ``n`` bytes sent; True when nothing is left to send."""
-        with self._lock:
+        if n:
             self._pending = self._pending[n:]
+        with self._lock:
             self.size -= n
             if self._pending or self._chunks:
                 return False

@@ -659,9 +659,12 @@ class Session:
             return error(N.ERR_NORECIPIENT, f"No recipient given ({msg.command})")
         if len(msg.params) < 2 or not msg.params[1]:
             return error(N.ERR_NOTEXTTOSEND, "No text to send")
-        targets = [t for t in msg.params[0].split(",") if t]
-        if len(targets) > self.cfg.maxtargets:
+        given = [t for t in msg.params[0].split(",") if t]
+        if not given:
+            return error(N.ERR_NORECIPIENT, f"No recipient given ({msg.command})")
+        if len(given) > self.cfg.maxtargets:
             return error(N.ERR_TOOMANYTARGETS, msg.params[0], "Too many recipients")
+        targets = dict.fromkeys(given)  # "#a,#a" delivers once
         user, text = self.user, msg.params[1]
         user.last_spoke = time.monotonic()
         for target in targets:
@@ -843,7 +846,7 @@ class Session:
             chan = self.reg.find_channel(name)
             if chan is None:
                 raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
-            if not args:
+            if not args or not args[0]:
                 self.reply(N.RPL_CHANNELMODEIS, chan.name, *chan.mode_string(user in chan.members))
                 self.reply(N.RPL_CREATIONTIME, chan.name, str(int(chan.created)))
                 return
@@ -970,6 +973,8 @@ class Session:
 
     def _cmd_wallops(self, msg: Message) -> None:
         self._require_oper()
+        if not msg.params[0]:
+            raise IRCError(N.ERR_NEEDMOREPARAMS, "WALLOPS", "Not enough parameters")
         with self.reg.lock:
             readers = [u for u in self.reg.registered_users() if "w" in u.modes or u.is_oper]
             self._relay(readers, Message.of("WALLOPS", msg.params[0], source=self.user.source))

@@ -47,7 +47,7 @@ def test_fifty_clients_in_five_rooms_lose_nothing_and_nothing_crosses(server_fac
 
 
 def test_slow_reader_is_dropped_and_others_keep_receiving(server_factory, connect):
-    fx = server_factory(flood_limit=False, sendq_bytes=256 * 1024)
+    fx = server_factory(flood_limit=False, sendq_bytes=512 * 1024)
     talker = connect("talker", to=fx)
     listener = connect("listener", to=fx)
     talker.join("#lan")
@@ -63,9 +63,11 @@ def test_slow_reader_is_dropped_and_others_keep_receiving(server_factory, connec
     except BaseException:
         stuck.close()
         raise
-    # 400-byte lines, ~5 MB towards the stuck client: more than its SendQ plus what the
-    # kernel's send buffer (tcp_wmem max, 4 MiB by default) can absorb
-    total = 12000
+    # 400-byte lines, ~6.5 MB towards the stuck client: more than its SendQ plus what the
+    # kernel's send buffer (tcp_wmem max, 4 MiB by default) can absorb. Sent at about
+    # 10,000 lines/s, so that the healthy reader's SendQ is ~130 ms of slack even when
+    # this shared machine delays our reader thread.
+    total = 16000
     text = "x" * 400
     received = bytearray()
     arrived_at: list[float] = []
@@ -86,7 +88,13 @@ def test_slow_reader_is_dropped_and_others_keep_receiving(server_factory, connec
     reader.start()
     start = time.monotonic()
     try:
-        talker.send_raw(b"".join(f"PRIVMSG #lan :{n} {text}\r\n".encode() for n in range(total)))
+        for batch in range(0, total, 200):
+            talker.send_raw(
+                b"".join(
+                    f"PRIVMSG #lan :{n} {text}\r\n".encode() for n in range(batch, batch + 200)
+                )
+            )
+            time.sleep(0.02)
         reader.join(30)
     finally:
         stuck.close()

@@ -1301,3 +1301,28 @@ def test_max_clients_limits_the_total() -> None:
     assert not any(c.conn.closed for c in clients)
     clients[0].session.disconnect()
     assert not net.connect().conn.closed
+
+
+def test_empty_target_list_gets_411(net: Net) -> None:
+    alice = net.user("alice")
+    assert one(alice.send("PRIVMSG , :hi"), "411")
+
+
+def test_repeated_target_delivers_once(net: Net) -> None:
+    alice, bob = net.user("alice"), net.user("bob")
+    net.room("#r", alice, bob)
+    alice.send("PRIVMSG #r,#r :once")
+    assert [m.params[1] for m in bob.take() if m.command == "PRIVMSG"] == ["once"]
+
+
+def test_empty_modestring_answers_like_a_query(net: Net) -> None:
+    alice = net.user("alice")
+    net.room("#r", alice)
+    assert one(alice.send("MODE #r :"), "324").params[2] == "+nt"
+
+
+def test_wallops_without_text_is_461() -> None:
+    net = Net(opers={"root": "pw"})
+    alice = net.user("alice")
+    alice.send("OPER root pw")
+    assert one(alice.send("WALLOPS :"), "461")
