@@ -104,7 +104,8 @@ class Config:
             raise ValueError(f"{path}: unknown settings {', '.join(unknown)}")
         motd_file = data.pop("motd_file", None)
         if motd_file:
-            data["motd"] = Path(motd_file).read_text(encoding="utf-8")
+            # relative to the config file, wherever the server is started from
+            data["motd"] = (Path(path).parent / motd_file).read_text(encoding="utf-8")
         return replace(base or cls(), **data)
 
 

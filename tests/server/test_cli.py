@@ -1,0 +1,106 @@
+"""The chatroom-server command: starts with its defaults, stops cleanly on a signal."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from chatroom.cli import build_config, server_parser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(*args: str) -> tuple[subprocess.Popen[str], int]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from chatroom.cli import server_main; raise SystemExit(server_main())",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    proc.kill()
+    out, err = proc.communicate()
+    raise AssertionError(f"server did not start: {out}\n{err}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_sends_error_to_clients_and_exits_zero(sig):
+    proc, port = _start("--name", "sig.test")
+    try:
+        c = socket.create_connection(("127.0.0.1", port), timeout=5)
+        c.sendall(b"NICK sig\r\nUSER s 0 * :s\r\n")
+        data = b""
+        while b" 376 " not in data and b" 422 " not in data:
+            data += c.recv(4096)
+        proc.send_signal(sig)
+        tail = b""
+        while chunk := c.recv(4096):
+            tail += chunk
+        assert b"ERROR :Server shutting down" in tail
+        assert proc.wait(timeout=10) == 0
+        _, err = proc.communicate()
+        assert "server stopped" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        c.close()
+
+
+def test_flags_override_config_file(tmp_path):
+    toml = tmp_path / "chat.toml"
+    toml.write_text('[server]\nport = 7000\nnicklen = 12\nmotd_file = "motd.txt"\n')
+    (tmp_path / "motd.txt").write_text("hello lan\n")
+    args = server_parser().parse_args(
+        ["--config", str(toml), "--port", "7001", "--oper", "root:pw", "--no-flood-limit"]
+    )
+    cfg = build_config(args)  # motd_file is relative to the config file
+    assert (cfg.port, cfg.nicklen, cfg.motd) == (7001, 12, "hello lan\n")
+    assert cfg.opers == {"root": "pw"} and cfg.flood_limit is False
+
+
+def test_unknown_setting_in_config_file_is_an_error(tmp_path, capsys):
+    from chatroom.cli import server_main
+
+    toml = tmp_path / "bad.toml"
+    toml.write_text("nicklenn = 5\n")
+    assert server_main(["--config", str(toml)]) == 2
+    assert "nicklenn" in capsys.readouterr().err
+
+
+def test_port_in_use_is_a_clear_error(capsys):
+    from chatroom.cli import server_main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert server_main(["--host", "127.0.0.1", "--port", str(port)]) == 1
+    assert "cannot listen" in capsys.readouterr().err
