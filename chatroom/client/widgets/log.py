@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
@@ -21,7 +22,7 @@ from textual.strip import Strip
 from chatroom.client.formatting import irc_to_text, nick_colour, strip_formatting
 from chatroom.client.state import Buffer, Entry, EntryKind, iter_entries
 
-__all__ = ["NICK_WIDTH", "MessageLog", "render_entry"]
+__all__ = ["NICK_WIDTH", "MessageLog", "entry_height", "render_entry"]
 
 # Width of the right-aligned nick column; longer nicks are cut with a '+'.
 NICK_WIDTH = 12
@@ -126,17 +127,50 @@ def render_entry(entry: Entry, width: int, console: Console) -> list[Strip]:
     return rows
 
 
+def _body_plain(entry: Entry) -> str:
+    """The body's text as :func:`_body` will show it, without building styles."""
+    if entry.kind is EntryKind.ACTION:
+        return strip_formatting(entry.nick or "") + " " + strip_formatting(entry.text)
+    return strip_formatting(entry.text)
+
+
+# The prefix is fixed-width: 'HH:MM ' + nick column + separator.
+PREFIX_WIDTH = len("00:00 ") + NICK_WIDTH + len(_SEP)
+
+
+def entry_height(entry: Entry, width: int) -> int:
+    """Rows ``entry`` takes at ``width``; 0 means "render it to know" (it wraps)."""
+    if width - PREFIX_WIDTH < MIN_TEXT_WIDTH:
+        return 0
+    plain = _body_plain(entry)
+    if "\n" not in plain and cell_len(plain) <= width - PREFIX_WIDTH:
+        return 1
+    return 0
+
+
 @dataclass(eq=False)
 class _Rows:
-    """The rendered rows of one buffer at one width."""
+    """The rows of one buffer at one width: each row's entry, and its strip once drawn.
+
+    Strips are made lazily in :meth:`MessageLog.render_line`, so a 10,000-line
+    backlog costs a cheap height pass, and only the rows on screen are drawn.
+    """
 
     width: int
     generation: int
-    strips: list[Strip] = field(default_factory=list)
-    seqs: list[int] = field(default_factory=list)  # the entry seq of every row
+    entries: list[Entry] = field(default_factory=list)  # the entry of every row
+    parts: list[int] = field(default_factory=list)  # which of its entry's rows
+    strips: list[Strip | None] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
     last_seq: int = 0
     at_end: bool = True
     scroll_y: int = 0
+
+    def __len__(self) -> int:
+        return len(self.strips)
+
+    def drop_front(self, count: int) -> None:
+        del self.entries[:count], self.parts[:count], self.strips[:count], self.seqs[:count]
 
 
 class MessageLog(ScrollView, can_focus=True):
@@ -155,6 +189,7 @@ class MessageLog(ScrollView, can_focus=True):
         self.buffer: Buffer | None = None
         self._rows: dict[int, _Rows] = {}  # by id(buffer)
         self._current: _Rows | None = None
+        self._style: Style | None = None
 
     # --- public ---------------------------------------------------------------------------
 
@@ -181,18 +216,18 @@ class MessageLog(ScrollView, can_focus=True):
     @property
     def row_count(self) -> int:
         """Rows in the current view (for tests and the benchmark)."""
-        return len(self._current.strips) if self._current else 0
+        return len(self._current) if self._current else 0
 
     def visible_text(self) -> str:
         """The plain text of the rows on screen (what a user can read now)."""
         if self._current is None:
             return ""
         top = round(self.scroll_y)
-        strips = self._current.strips[top : top + self.size.height]
-        return "\n".join(s.text.rstrip() for s in strips)
+        count = min(self.size.height, len(self._current) - top)
+        return "\n".join(self._row(top + y).text.rstrip() for y in range(max(0, count)))
 
     def sync(self) -> None:
-        """Render entries added to the buffer since the last sync; keep the view pinned."""
+        """Account for entries added to (or dropped from) the buffer; keep the view pinned."""
         buffer = self.buffer
         width = self.scrollable_content_region.width
         if buffer is None or width <= 0:
@@ -211,23 +246,27 @@ class MessageLog(ScrollView, can_focus=True):
         removed = 0
         if buffer.entries and rows.seqs and rows.seqs[0] < buffer.entries[0].seq:
             removed = bisect_left(rows.seqs, buffer.entries[0].seq)
-            del rows.strips[:removed]
-            del rows.seqs[:removed]
-        elif not buffer.entries and rows.strips:
-            removed = len(rows.strips)
-            rows.strips.clear()
-            rows.seqs.clear()
-        console = self.app.console
+            rows.drop_front(removed)
+        elif not buffer.entries and len(rows):
+            removed = len(rows)
+            rows.drop_front(removed)
         added = 0
         for entry in iter_entries(buffer, rows.last_seq):
-            strips = render_entry(entry, width, console)
+            height = entry_height(entry, width)
+            if height:
+                strips: list[Strip | None] = [None]
+            else:
+                strips = list(self._draw(entry, width))
+                height = len(strips)
             rows.strips.extend(strips)
-            rows.seqs.extend([entry.seq] * len(strips))
+            rows.entries.extend([entry] * height)
+            rows.parts.extend(range(height))
+            rows.seqs.extend([entry.seq] * height)
             rows.last_seq = entry.seq
-            added += len(strips)
+            added += height
         if not added and not removed and was_current:
             return
-        self.virtual_size = Size(width, len(rows.strips))
+        self.virtual_size = Size(width, len(rows))
         if was_current and at_end:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         elif was_current and removed:
@@ -236,6 +275,42 @@ class MessageLog(ScrollView, can_focus=True):
 
     # --- rendering ------------------------------------------------------------------------
 
+    def _base_style(self) -> Style:
+        if self._style is None:
+            self._style = self.rich_style
+        return self._style
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        style = self.rich_style
+        if style != self._style:
+            # New colours (theme change): redraw rows lazily with the new background.
+            self._style = style
+            for rows in self._rows.values():
+                rows.strips = [None] * len(rows)
+            self.refresh()
+
+    def _draw(self, entry: Entry, width: int) -> list[Strip]:
+        """An entry's rows, padded to the full width on the log's background."""
+        style = self._base_style()
+        return [
+            strip.crop_extend(0, width, style).apply_style(style)
+            for strip in render_entry(entry, width, self.app.console)
+        ]
+
+    def _row(self, index: int) -> Strip:
+        rows = self._current
+        assert rows is not None
+        strip = rows.strips[index]
+        if strip is None:
+            drawn = self._draw(rows.entries[index], rows.width)
+            first = index - rows.parts[index]
+            for offset, part in enumerate(drawn):
+                if first + offset < len(rows):
+                    rows.strips[first + offset] = part
+            strip = drawn[min(rows.parts[index], len(drawn) - 1)]
+        return strip
+
     def on_resize(self) -> None:
         at_end = self.is_vertical_scroll_end
         self.sync()
@@ -243,10 +318,8 @@ class MessageLog(ScrollView, can_focus=True):
             self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
         rows = self._current
         index = round(self.scroll_y) + y
-        style = self.rich_style
-        if rows is None or not 0 <= index < len(rows.strips):
-            return Strip.blank(width, style)
-        return rows.strips[index].crop_extend(0, width, style).apply_style(style)
+        if rows is None or not 0 <= index < len(rows):
+            return Strip.blank(self.scrollable_content_region.width, self._base_style())
+        return self._row(index)
