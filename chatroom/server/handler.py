@@ -63,6 +63,7 @@ class Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         session, sock = self.session, self.request
         stopping = self.server.stopping
+        throttle = self.server.writer.throttle
         first = True
         self.reason = "Remote host closed the connection"
         while True:
@@ -101,6 +102,7 @@ class Handler(socketserver.BaseRequestHandler):
                 except Exception:
                     # A bug in one command must not take the connection or server down.
                     log.exception("internal error handling a line from %s", session.nick)
+                throttle()  # wait here (holding no lock) if the writer is far behind
 
     def finish(self) -> None:
         reason = self.outbox.close_reason or self.reason

@@ -1,15 +1,23 @@
-"""Bounded per-client send queues, drained by one writer thread for all sockets.
+"""Bounded per-client send queues, filled and drained by one writer thread for all sockets.
 
 Why one writer: a sender must never block on a receiver, and a thread per client
 for writing measured 2-4x slower than one ``selectors`` loop (DESIGN.md). Any
-thread may call :meth:`Outbox.send`; it appends to a bounded buffer and wakes the
-writer only when that buffer goes from empty to non-empty. The writer coalesces
-everything queued for a socket into as few ``send`` calls as the kernel allows.
+thread *posts* output to the writer's inbox (a deque: appends are atomic, no lock);
+the writer moves it into per-client buffers in posting order, enforces each
+client's SendQ, and sends everything queued for a socket in as few ``send`` calls
+as the kernel allows. Because every line for every client goes through the one
+inbox in order, a room's members see its events in one order, and a client's own
+replies never overtake what was relayed to it before.
+
+A fan-out is one inbox entry (the encoded line and the tuple of recipients), so a
+sender's cost does not grow with the room; the writer does the per-member appends.
+Producers that run ahead of the writer wait (:meth:`Writer.throttle`), which bounds
+the inbox and keeps a fast sender from starving the writer of the GIL.
 
 Sockets stay in blocking mode for their reader thread; the writer passes
 ``MSG_DONTWAIT`` so its sends never block. The writer also owns closing: it
-flushes, half-closes, and closes the descriptor only once the reader is done, so
-no descriptor is closed under a thread still using it.
+flushes, half-closes, and closes the descriptor only once the reader is done, so no
+descriptor is closed under a thread still using it.
 """
 
 from __future__ import annotations
@@ -21,43 +29,56 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
-# How many bytes one send() may take at most: more than any socket buffer holds.
+# Inbox entry kinds (first element of each tuple).
+_UNICAST = 0  # (_UNICAST, outbox, data)
+_MULTICAST = 1  # (_MULTICAST, outboxes, variants, exclude, record)
+_CLOSE = 2  # (_CLOSE, outbox, reason, linger)
+_READER_DONE = 3  # (_READER_DONE, outbox)
+
+# Producers wait once this many entries are waiting for the writer; it bounds the
+# memory held between a sender and the per-client SendQs.
+INBOX_HIGH_WATER = 4096
+# At most this many bytes go to one send(); more than any socket buffer takes.
 _MAX_SEND = 1 << 20
+_SENDQ_ERROR = b"ERROR :Closing Link: (SendQ exceeded)\r\n"
 
 
 class Outbox:
-    """One client's bounded output queue (the SendQ). Thread-safe; never blocks."""
+    """One client's output: the ``Sink`` a Session writes to. Only the writer thread
+    touches the buffers; other threads only post to the writer."""
 
     __slots__ = (
-        "_chunks",
-        "_lock",
-        "_pending",
-        "_scheduled",
-        "_writer",
+        "chunks",
         "close_reason",
         "closing",
         "deadline",
+        "dirty",
         "fin_sent",
         "limit",
+        "pending",
         "reader_done",
         "registered",
         "size",
         "sock",
+        "variant",
+        "writer",
     )
 
     def __init__(self, sock: socket.socket, writer: Writer, limit: int) -> None:
         self.sock = sock
+        self.writer = writer
         self.limit = limit
-        self._writer = writer
-        self._lock = threading.Lock()
-        self._chunks: list[bytes] = []
-        self._pending = b""  # bytes taken from _chunks that the kernel has not accepted yet
-        self.size = 0  # bytes queued in all: len(_pending) + sum(len(_chunks))
-        self._scheduled = False  # in the writer's ready queue or waiting for EVENT_WRITE
-        self.registered = False  # registered with the writer's selector for EVENT_WRITE
+        # which encoding of a multicast line this client gets (see Writer.multicast)
+        self.variant = 0
+        self.chunks: list[bytes] = []
+        self.pending = b""  # taken from chunks, not yet accepted by the kernel
+        self.size = 0  # len(pending) + sum of len(chunks): the SendQ
+        self.dirty = False  # in the writer's flush list
+        self.registered = False  # watched for EVENT_WRITE
         self.closing = False
         self.close_reason: str | None = None
         self.deadline = 0.0
@@ -65,88 +86,16 @@ class Outbox:
         self.reader_done = False
 
     def send(self, data: bytes) -> None:
-        """Queue ``data``; on SendQ overflow the client is dropped, the caller carries on."""
-        with self._lock:
-            if self.closing:
-                return
-            if self.size + len(data) > self.limit:
-                self._overflow()
-                return
-            self._chunks.append(data)
-            self.size += len(data)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        self._writer.schedule(self)
-
-    def _overflow(self) -> None:
-        # lock held: drop what is queued; the kernel buffer is full, so the ERROR
-        # line is a best effort.
-        # (_pending belongs to the writer, which may be sending it right now)
-        self._chunks = [b"ERROR :Closing Link: (SendQ exceeded)\r\n"]
-        self.size = len(self._pending) + len(self._chunks[0])
-        self.closing = True
-        self.close_reason = "SendQ exceeded"
-        self.deadline = time.monotonic()
-        if not self._scheduled:
-            self._scheduled = True
-            self._writer.schedule(self)
-        self._writer.track_closing(self)
+        """Queue ``data`` for this client (any thread; never blocks)."""
+        self.writer.post((_UNICAST, self, data))
 
     def close(self, reason: str, linger: float | None = None) -> None:
         """Flush what is queued (for at most ``linger`` seconds), then end the connection."""
-        with self._lock:
-            if self.closing:
-                return
-            self.closing = True
-            self.close_reason = reason
-            self.deadline = time.monotonic() + (
-                self._writer.close_linger if linger is None else linger
-            )
-            already = self._scheduled
-            self._scheduled = True
-        if not already:
-            self._writer.schedule(self)
-        self._writer.track_closing(self)
+        self.writer.post((_CLOSE, self, reason, linger))
 
     def reader_finished(self) -> None:
         """The reader thread no longer touches the socket: the writer may close it."""
-        with self._lock:
-            self.reader_done = True
-            if not self.closing:
-                self.closing = True
-                self.deadline = time.monotonic() + self._writer.close_linger
-            already = self._scheduled
-            self._scheduled = True
-        if not already:
-            self._writer.schedule(self)
-        self._writer.track_closing(self)
-
-    # --- writer side (only the writer thread calls these) -------------------------------
-
-    def _take(self) -> bytes:
-        # Only the writer touches _pending, so the join happens outside the lock:
-        # producers appending to this client never wait for it.
-        if self._pending:
-            return self._pending
-        with self._lock:
-            chunks = self._chunks
-            self._chunks = []
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._pending = data
-        return data
-
-    def _sent(self, n: int) -> bool:
-        """Account for ``n`` bytes sent; True when nothing is left to send."""
-        if n:
-            self._pending = self._pending[n:]
-        with self._lock:
-            self.size -= n
-            if self._pending or self._chunks:
-                return False
-            if not self.closing:
-                self._scheduled = False
-            return True
+        self.writer.post((_READER_DONE, self))
 
 
 class Writer:
@@ -159,12 +108,56 @@ class Writer:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._ready: deque[Outbox] = deque()
-        self._closing_new: deque[Outbox] = deque()
+        self._inbox: deque[tuple] = deque()
         self._closing: set[Outbox] = set()
+        self._dirty: list[Outbox] = []
         self._sleeping = False
         self._stop = False
+        self._room = threading.Condition()
+        self._waiting = 0  # producers blocked in throttle()
         self._thread = threading.Thread(target=self._run, name="chatroom-writer", daemon=True)
+
+    # --- any thread ------------------------------------------------------------------------
+
+    def post(self, entry: tuple) -> None:
+        self._inbox.append(entry)
+        if self._sleeping:
+            self._wake()
+
+    def post_many(self, entries: Sequence[tuple]) -> None:
+        self._inbox.extend(entries)
+        if self._sleeping:
+            self._wake()
+
+    def multicast(
+        self,
+        variants: Sequence[bytes],
+        outboxes: Sequence[Outbox],
+        exclude: object = None,
+        record: object = None,
+    ) -> None:
+        """Send one line to many clients: each gets ``variants[outbox.variant]``.
+
+        ``outboxes`` must not change afterwards (pass a tuple); ``exclude`` is skipped.
+        """
+        self.post((_MULTICAST, outboxes, variants, exclude, record))
+
+    def throttle(self, timeout: float = 1.0) -> None:
+        """Block a producer while the writer is far behind (backpressure)."""
+        if len(self._inbox) <= INBOX_HIGH_WATER or self._stop:
+            return
+        with self._room:
+            self._waiting += 1
+            try:
+                self._room.wait_for(
+                    lambda: len(self._inbox) <= INBOX_HIGH_WATER // 2 or self._stop, timeout
+                )
+            finally:
+                self._waiting -= 1
+
+    @property
+    def backlog(self) -> int:
+        return len(self._inbox)
 
     def start(self) -> None:
         self._thread.start()
@@ -175,7 +168,9 @@ class Writer:
         self._wake()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        for ob in list(self._closing) + list(self._closing_new):
+        with self._room:
+            self._room.notify_all()
+        for ob in list(self._closing):
             self._close_fd(ob)
         self._selector.close()
         os.close(self._wake_r)
@@ -185,30 +180,25 @@ class Writer:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def schedule(self, ob: Outbox) -> None:
-        self._ready.append(ob)
-        if self._sleeping:
-            self._wake()
-
-    def track_closing(self, ob: Outbox) -> None:
-        self._closing_new.append(ob)
-        self._wake()
-
     def _wake(self) -> None:
         self._sleeping = False
         try:
             os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):
+        except OSError:
             pass  # pipe full: the writer is certainly going to wake
 
-    # --- the loop ----------------------------------------------------------------------
+    # --- the writer thread -------------------------------------------------------------------
 
     def _run(self) -> None:
         select = self._selector.select
-        ready = self._ready
+        inbox = self._inbox
         while not self._stop:
             self._sleeping = True
-            timeout = 0.0 if ready else (0.2 if self._closing or self._closing_new else None)
+            if inbox:
+                self._sleeping = False
+                timeout: float | None = 0.0
+            else:
+                timeout = 0.2 if self._closing else None
             try:
                 events = select(timeout)
             except OSError:  # pragma: no cover - a closed fd raced with select
@@ -223,47 +213,125 @@ class Writer:
                             pass
                     except BlockingIOError:
                         pass
-                else:
-                    self._flush(ob)
-            while ready:
-                ob = ready.popleft()
-                if not ob.registered:
-                    self._flush(ob)
-            if self._closing_new or self._closing:
+                elif not ob.dirty:
+                    ob.dirty = True
+                    self._dirty.append(ob)
+            if inbox:
+                self._drain_inbox()
+            if self._dirty:
+                self._flush_all()
+            if self._closing:
                 self._reap()
+            if self._waiting:
+                with self._room:
+                    self._room.notify_all()
+
+    def _drain_inbox(self) -> None:
+        """Move every posted entry into its clients' buffers, in posting order."""
+        inbox, dirty = self._inbox, self._dirty
+        popleft = inbox.popleft
+        for _ in range(len(inbox)):
+            entry = popleft()
+            kind = entry[0]
+            if kind == _MULTICAST:
+                _, outboxes, variants, exclude, _record = entry
+                for ob in outboxes:
+                    if ob is exclude or ob.closing:
+                        continue
+                    data = variants[ob.variant]
+                    ob.chunks.append(data)
+                    ob.size += len(data)
+                    if ob.size > ob.limit:
+                        self._overflow(ob)
+                    elif not ob.dirty:
+                        ob.dirty = True
+                        dirty.append(ob)
+            elif kind == _UNICAST:
+                ob = entry[1]
+                if ob.closing:
+                    continue
+                data = entry[2]
+                ob.chunks.append(data)
+                ob.size += len(data)
+                if ob.size > ob.limit:
+                    self._overflow(ob)
+                elif not ob.dirty:
+                    ob.dirty = True
+                    dirty.append(ob)
+            elif kind == _CLOSE:
+                _, ob, reason, linger = entry
+                if not ob.closing:
+                    ob.closing = True
+                    ob.close_reason = reason
+                    ob.deadline = time.monotonic() + (
+                        self.close_linger if linger is None else linger
+                    )
+                    self._closing.add(ob)
+                    if not ob.dirty:
+                        ob.dirty = True
+                        dirty.append(ob)
+            elif kind == _READER_DONE:
+                ob = entry[1]
+                ob.reader_done = True
+                if not ob.closing:
+                    ob.closing = True
+                    ob.deadline = time.monotonic() + self.close_linger
+                self._closing.add(ob)
+
+    def _overflow(self, ob: Outbox) -> None:
+        """SendQ exceeded: drop what is queued, try to say why, cut the connection."""
+        ob.chunks = [_SENDQ_ERROR]
+        ob.size = len(ob.pending) + len(_SENDQ_ERROR)
+        ob.closing = True
+        ob.close_reason = "SendQ exceeded"
+        ob.deadline = 0.0  # no lingering: the next reap cuts it
+        self._closing.add(ob)
+        if not ob.dirty:
+            ob.dirty = True
+            self._dirty.append(ob)
+
+    def _flush_all(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for ob in dirty:
+            ob.dirty = False
+            self._flush(ob)
 
     def _flush(self, ob: Outbox) -> None:
+        """Send as much of ``ob``'s queue as the kernel takes without blocking."""
         sock = ob.sock
         while True:
-            data = ob._take()
+            data = ob.pending
             if not data:
-                done = ob._sent(0)
-                break
+                chunks = ob.chunks
+                if not chunks:
+                    break
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                ob.chunks = []
             try:
                 n = sock.send(data[:_MAX_SEND], socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 n = 0
             except OSError:
-                # peer gone: drop the output; the reader sees the error and cleans up
-                with ob._lock:
-                    ob._chunks, ob._pending, ob.size = [], b"", 0
+                # the peer is gone: drop its output; its reader sees the error too
+                ob.pending, ob.chunks, ob.size = b"", [], 0
+                if not ob.closing:
                     ob.closing = True
-                    ob.close_reason = ob.close_reason or "Write error"
+                    ob.close_reason = "Write error"
                     ob.deadline = 0.0
                 self._closing.add(ob)
                 self._unregister(ob)
                 return
-            done = ob._sent(n)
-            if done or n < len(data):
-                break
-        if done:
-            self._unregister(ob)
-        elif not ob.registered:
-            try:
-                self._selector.register(sock, selectors.EVENT_WRITE, ob)
-                ob.registered = True
-            except (ValueError, KeyError, OSError):
-                log.debug("could not watch a socket for writing", exc_info=True)
+            ob.size -= n
+            ob.pending = data[n:] if n < len(data) else b""
+            if ob.pending:
+                if not ob.registered:
+                    try:
+                        self._selector.register(sock, selectors.EVENT_WRITE, ob)
+                        ob.registered = True
+                    except (ValueError, KeyError, OSError):
+                        log.debug("could not watch a socket for writing", exc_info=True)
+                return
+        self._unregister(ob)
 
     def _unregister(self, ob: Outbox) -> None:
         if ob.registered:
@@ -275,20 +343,20 @@ class Writer:
 
     def _reap(self) -> None:
         """Move closing connections along: flushed or late -> FIN; reader done -> close."""
-        while self._closing_new:
-            self._closing.add(self._closing_new.popleft())
         now = time.monotonic()
         for ob in list(self._closing):
             if not ob.fin_sent:
                 flushed = ob.size == 0
                 if flushed or now >= ob.deadline:
                     ob.fin_sent = True
-                    # after a SendQ overflow or a timeout, cut both ways at once so the
-                    # reader thread wakes up; otherwise a graceful FIN after the data
-                    how = socket.SHUT_WR if flushed else socket.SHUT_RDWR
-                    _shutdown(ob.sock, how)
+                    # a graceful FIN after the last line; after a SendQ overflow or a
+                    # timeout, cut both ways at once so the reader thread wakes up
+                    _shutdown(ob.sock, socket.SHUT_WR if flushed else socket.SHUT_RDWR)
                     ob.deadline = now + self.close_linger
-                continue
+                    ob.pending, ob.chunks, ob.size = b"", [], 0
+                    self._unregister(ob)
+                else:
+                    continue
             if ob.reader_done:
                 self._close_fd(ob)
             elif now >= ob.deadline:

@@ -40,13 +40,13 @@ class ChatServer(socketserver.ThreadingTCPServer):
         host = self.config.host
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.request_queue_size = self.config.listen_backlog
-        self.registry = Registry(self.config)
         self.stopping = threading.Event()
         self._sessions: set[Session] = set()
         self._conn_threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         super().__init__((host, self.config.port), Handler)
         self.writer = Writer(self.config.close_linger)
+        self.registry = Registry(self.config, self.writer.multicast)
         self._acceptor: threading.Thread | None = None
         self._timers = threading.Thread(target=self._tick_loop, name="chatroom-timers", daemon=True)
 

@@ -159,10 +159,12 @@ class Session:
         self._send(Message(numeric, (*safe, last), self.server))
 
     def _relay(self, users: Iterable[User], msg: Message) -> None:
-        """Serialise once, queue the same bytes for everyone (call with the lock held)."""
-        data = serialize(msg)
-        for u in users:
-            u.conn.send(data)
+        """One line to a set of users (call with the lock held, so order is global)."""
+        self.reg.multicast(variants_of(msg), tuple(u.conn for u in users))
+
+    def _relay_channel(self, chan: Channel, msg: Message, exclude: Sink | None = None) -> None:
+        """One line to a room's members: serialised once, fanned out by the writer."""
+        self.reg.multicast(variants_of(msg), chan.sinks, exclude)
 
     # --- input ------------------------------------------------------------------------
 
@@ -463,7 +465,7 @@ class Session:
             if chan is None:
                 chan = Channel(name)
                 self.reg.channels[folded] = chan
-                chan.members[user] = "o"
+                chan.add(user, "o")
             else:
                 invited = casefold(user.nick) in chan.invited
                 if "i" in chan.modes and not invited:
@@ -473,9 +475,9 @@ class Session:
                 if chan.limit is not None and len(chan.members) >= chan.limit and not invited:
                     raise IRCError(N.ERR_CHANNELISFULL, chan.name, "Cannot join channel (+l)")
                 chan.invited.discard(casefold(user.nick))
-                chan.members[user] = ""
+                chan.add(user)
             user.channels[folded] = chan
-            self._relay(chan.members, Message.of("JOIN", chan.name, source=user.source))
+            self._relay_channel(chan, Message.of("JOIN", chan.name, source=user.source))
             if chan.topic:
                 self._topic_reply(chan)
             self._names(chan)
@@ -498,12 +500,12 @@ class Session:
             if user not in chan.members:
                 raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
             params = (chan.name, reason) if reason else (chan.name,)
-            self._relay(chan.members, Message("PART", params, user.source))
+            self._relay_channel(chan, Message("PART", params, user.source))
             self._leave(user, chan)
 
     def _leave(self, user: User, chan: Channel) -> None:
         """Remove a member (lock held); an empty room ceases to exist."""
-        del chan.members[user]
+        chan.remove(user)
         user.channels.pop(casefold(chan.name), None)
         if not chan.members:
             self.reg.channels.pop(casefold(chan.name), None)
@@ -576,8 +578,8 @@ class Session:
             chan.topic = truncate_utf8(msg.params[1], self.cfg.topiclen)
             chan.topic_by = user.source
             chan.topic_at = time.time()
-            self._relay(
-                chan.members, Message.of("TOPIC", chan.name, chan.topic, source=user.source)
+            self._relay_channel(
+                chan, Message.of("TOPIC", chan.name, chan.topic, source=user.source)
             )
 
     def _cmd_list(self, msg: Message) -> None:
@@ -611,8 +613,8 @@ class Session:
                         N.ERR_USERNOTINCHANNEL, nick, chan.name, "They aren't on that channel"
                     )
                     continue
-                self._relay(
-                    chan.members,
+                self._relay_channel(
+                    chan,
                     Message.of("KICK", chan.name, target.nick, reason, source=user.source),
                 )
                 self._leave(target, chan)
@@ -677,10 +679,9 @@ class Session:
                     if not chan.can_speak(user):
                         error(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
                         continue
-                    data = serialize(Message(msg.command, (chan.name, text), user.source))
-                    for member in chan.members:
-                        if member is not user:
-                            member.conn.send(data)
+                    self._relay_channel(
+                        chan, Message(msg.command, (chan.name, text), user.source), user.conn
+                    )
                 else:
                     peer = self.reg.find_user(target)
                     if peer is None:
@@ -941,8 +942,8 @@ class Session:
                 else:
                     self.reply(N.ERR_UNKNOWNMODE, ch, "is unknown mode char to me")
             if applied:
-                self._relay(
-                    chan.members,
+                self._relay_channel(
+                    chan,
                     Message("MODE", (chan.name, _modestring(applied), *out_params), user.source),
                 )
 
@@ -1026,10 +1027,16 @@ def end_user(registry: Registry, user: User, reason: str, error: str) -> None:
         user.send(serialize(Message.of("ERROR", error)))
         peers = registry.remove_user(user)
         if user.registered and peers:
-            data = serialize(Message.of("QUIT", reason, source=user.source))
-            for peer in peers:
-                peer.conn.send(data)
+            quit_msg = Message.of("QUIT", reason, source=user.source)
+            registry.multicast(variants_of(quit_msg), tuple(p.conn for p in peers))
     user.conn.close(reason)
+
+
+def variants_of(msg: Message) -> tuple[bytes, bytes, bytes]:
+    """The encodings of a relayed line, indexed by ``Sink.variant``: without tags, with
+    only the ``time`` tag (server-time), with every tag (message-tags)."""
+    data = serialize(msg)
+    return (data, data, data)
 
 
 def _modestring(applied: list[tuple[str, str]]) -> str:

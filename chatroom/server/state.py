@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,6 +21,8 @@ from chatroom.server.config import Config
 
 class Sink(Protocol):
     """What the state needs of a connection: somewhere to put bytes, a way to end it."""
+
+    variant: int  # which encoding of a multicast line it takes (capabilities)
 
     def send(self, data: bytes) -> None:
         """Queue bytes for the peer; never blocks, drops the peer on SendQ overflow."""
@@ -74,6 +76,23 @@ class Channel:
     key: str | None = None
     limit: int | None = None
     invited: set[str] = field(default_factory=set)  # casefolded nicks
+    _sinks: tuple[Sink, ...] | None = field(default=None, repr=False)
+
+    def add(self, user: User, status: str = "") -> None:
+        self.members[user] = status
+        self._sinks = None
+
+    def remove(self, user: User) -> None:
+        del self.members[user]
+        self._sinks = None
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        """Every member's connection, as an immutable snapshot (cached until the
+        membership changes), so a fan-out costs the sender nothing per member."""
+        if self._sinks is None:
+            self._sinks = tuple(u.conn for u in self.members)
+        return self._sinks
 
     def prefix_of(self, user: User, multi: bool = False) -> str:
         """``@``/``+`` prefixes for NAMES and WHO: the highest only, or all (multi-prefix)."""
@@ -114,11 +133,28 @@ class WhowasEntry:
     left: float
 
 
-class Registry:
-    """Everything connections share. Hold ``lock`` to read or change any of it."""
+def direct_multicast(
+    variants: Sequence[bytes], sinks: Iterable[Sink], exclude: object = None, record: object = None
+) -> None:
+    """Fan-out without a writer thread (socketless tests): call each sink in turn."""
+    for sink in sinks:
+        if sink is not exclude:
+            sink.send(variants[getattr(sink, "variant", 0)])
 
-    def __init__(self, config: Config) -> None:
+
+Multicast = Callable[..., None]
+
+
+class Registry:
+    """Everything connections share. Hold ``lock`` to read or change any of it.
+
+    ``multicast(variants, sinks, exclude, record)`` delivers one line to many
+    connections; the server plugs in its writer (or the history store in front of it).
+    """
+
+    def __init__(self, config: Config, multicast: Multicast = direct_multicast) -> None:
         self.config = config
+        self.multicast = multicast
         self.lock = threading.RLock()
         self.created = time.time()
         self.users: dict[str, User] = {}  # casefolded nick -> user (pending nicks too)
@@ -187,7 +223,7 @@ class Registry:
                 del self.users[key]
             peers: set[User] = set()
             for chan in user.channels.values():
-                del chan.members[user]
+                chan.remove(user)
                 peers.update(chan.members)
                 if not chan.members:
                     self.channels.pop(casefold(chan.name), None)
