@@ -59,6 +59,7 @@ class Outbox:
         "dirty",
         "fin_sent",
         "limit",
+        "linger",
         "pending",
         "reader_done",
         "registered",
@@ -82,6 +83,7 @@ class Outbox:
         self.closing = False
         self.close_reason: str | None = None
         self.deadline = 0.0
+        self.linger = writer.close_linger  # for each closing phase: flush, then the peer's FIN
         self.fin_sent = False
         self.reader_done = False
 
@@ -263,9 +265,9 @@ class Writer:
                 if not ob.closing:
                     ob.closing = True
                     ob.close_reason = reason
-                    ob.deadline = time.monotonic() + (
-                        self.close_linger if linger is None else linger
-                    )
+                    if linger is not None:
+                        ob.linger = linger
+                    ob.deadline = time.monotonic() + ob.linger
                     self._closing.add(ob)
                     if not ob.dirty:
                         ob.dirty = True
@@ -352,7 +354,7 @@ class Writer:
                     # a graceful FIN after the last line; after a SendQ overflow or a
                     # timeout, cut both ways at once so the reader thread wakes up
                     _shutdown(ob.sock, socket.SHUT_WR if flushed else socket.SHUT_RDWR)
-                    ob.deadline = now + self.close_linger
+                    ob.deadline = now + ob.linger
                     ob.pending, ob.chunks, ob.size = b"", [], 0
                     self._unregister(ob)
                 else:
@@ -361,7 +363,7 @@ class Writer:
                 self._close_fd(ob)
             elif now >= ob.deadline:
                 _shutdown(ob.sock, socket.SHUT_RD)  # wakes a reader the peer left hanging
-                ob.deadline = now + self.close_linger
+                ob.deadline = now + ob.linger
 
     def _close_fd(self, ob: Outbox) -> None:
         self._unregister(ob)

@@ -206,6 +206,8 @@ class Session:
             return
         handler, min_params, before_registration = entry
         if not before_registration and not self.user.registered:
+            if msg.command == "JOIN" and not msg.param(0):
+                return  # irssi probes with "JOIN :" before registering; ignore it quietly
             self.reply(N.ERR_NOTREGISTERED, "You have not registered")
             return
         if len(msg.params) < min_params:

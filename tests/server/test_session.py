@@ -1326,3 +1326,10 @@ def test_wallops_without_text_is_461() -> None:
     alice = net.user("alice")
     alice.send("OPER root pw")
     assert one(alice.send("WALLOPS :"), "461")
+
+
+def test_irssis_empty_join_probe_before_registration_is_ignored() -> None:
+    net = Net()
+    c = net.connect()
+    assert c.send("JOIN :") == []
+    assert one(c.send("JOIN #a"), "451")
