@@ -1,0 +1,179 @@
+"""Make the README's SVG screenshots from the real client against a real server.
+
+Starts our server (or ngircd with ``--server ngircd``) on a free loopback port,
+scripts a few users into a busy room, runs the app headless with the same
+``make_app`` users get, and saves:
+
+  screenshots/connect.svg   the connect screen, with a remembered server
+  screenshots/chat.svg      a busy room: people, a topic, a /me, a mention, unread counts
+  screenshots/help.svg      the help screen
+
+Usage: python3 scripts/client_screenshots.py [--server chatroom|ngircd] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "client"))
+
+from chatroom.client.app import make_app  # noqa: E402
+from chatroom.client.config import RecentServer, remember_server  # noqa: E402
+from chatroom.client.scripted import ScriptedUser  # noqa: E402
+from chatroom.protocol import Message  # noqa: E402
+
+SIZE = (120, 34)
+# Bound every wait: a broken server must not hang the script.
+WAIT = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(kind: str) -> tuple[object, int]:
+    if kind == "ngircd":
+        from ngircd_proc import Ngircd
+
+        server = Ngircd().start()
+        return server, server.port
+    port = free_port()
+    code = "import sys; from chatroom.cli import server_main; sys.exit(server_main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--name",
+            "lan.chatroom",
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+def stop_server(server: object) -> None:
+    if isinstance(server, subprocess.Popen):
+        server.terminate()
+        server.wait(timeout=10)
+    else:
+        server.close()  # type: ignore[attr-defined]
+
+
+async def until(pilot, predicate, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def connect_screen(out: Path, port: int, config: Path) -> None:
+    remember_server(RecentServer("127.0.0.1", port, "alice"), config)
+    remember_server(RecentServer("chat.lan", 6667, "alice"), config)
+    app = make_app(nick="alice", config_dir=config)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await pilot.pause(0.3)
+        app.save_screenshot(str(out / "connect.svg"))
+
+
+async def chat_and_help(out: Path, port: int, config: Path) -> None:
+    host = "127.0.0.1"
+    bob = await ScriptedUser(host, port, "bob").connect()
+    carol = await ScriptedUser(host, port, "carol").connect()
+    dave = await ScriptedUser(host, port, "dave").connect()
+    erin = await ScriptedUser(host, port, "erin").connect()
+    users = [bob, carol, dave, erin]
+    try:
+        await bob.join("#lan")  # first in: bob is the room's operator
+        bob.send(Message.of("TOPIC", "#lan", "LAN party \x02tonight\x02 at 8 — bring snacks"))
+        await bob.join("#games")
+        for user in (carol, dave, erin):
+            await user.join("#lan")
+        await bob.sync()
+        bob.send(Message.of("MODE", "#lan", "+v", "carol"))
+        app = make_app(host, port, "alice", ("lan", "games"), config_dir=config)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await until(pilot, lambda: app.state.active == "#lan", "alice in #lan")
+            await until(pilot, lambda: len(app.state.buffer("#lan").members) == 5, "members")
+            script = [
+                (bob, "hi alice! the switch is set up by the window"),
+                (carol, "I brought the long cables this time"),
+                (erin, None),
+                (dave, "alice: can you host the \x0303minecraft\x03 server again?"),
+                (carol, "\x02bold\x02 plan: pizza first, then games"),
+            ]
+            for user, text in script:
+                if text is None:
+                    user.action("#lan", "is setting up the projector")
+                else:
+                    user.say("#lan", text)
+                await user.sync()
+            app.submit("sure, starting it now")
+            app.submit("/me plugs in the router")
+            bob.say("#games", "who is up for a round?")
+            bob.say("#games", "alice: you in?")
+            await bob.sync()
+            await until(pilot, lambda: app.state.buffer("#games").unread == 2, "unread #games")
+            await pilot.pause(0.5)
+            app.save_screenshot(str(out / "chat.svg"))
+            app.show_help()
+            await pilot.pause(0.5)
+            app.save_screenshot(str(out / "help.svg"))
+            await app.connection.close()
+    finally:
+        await asyncio.gather(*(u.quit() for u in users), return_exceptions=True)
+
+
+async def run(out: Path, port: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        await connect_screen(out, port, Path(tmp) / "connect")
+        await chat_and_help(out, port, Path(tmp) / "chat")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", choices=["chatroom", "ngircd"], default="chatroom")
+    parser.add_argument("--out", type=Path, default=ROOT / "screenshots")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
+    server, port = start_server(args.server)
+    try:
+        asyncio.run(run(args.out, port))
+    finally:
+        stop_server(server)
+    for name in ("connect", "chat", "help"):
+        print(args.out / f"{name}.svg")
+
+
+if __name__ == "__main__":
+    main()
