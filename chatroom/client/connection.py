@@ -171,6 +171,8 @@ class Connection:
         self.on_event = on_event
         self.state = ConnState.IDLE
         self.nick = settings.nick
+        # The nick to ask for on the next registration: the user's latest /nick.
+        self.preferred_nick = settings.nick
         self.caps: frozenset[str] = frozenset()
         self.lag: float | None = None
         self._reader: asyncio.StreamReader | None = None
@@ -312,7 +314,7 @@ class Connection:
 
     def _begin_registration(self) -> None:
         s = self.settings
-        self.nick = s.nick
+        self.nick = self.preferred_nick
         self._nick_tries = 0
         self._cap_ls = set()
         self._cap_pending = True
@@ -386,7 +388,7 @@ class Connection:
                 if key == "NICKLEN" and value.isdigit():
                     self._nicklen = int(value)
         elif command == "NICK" and msg.nick and casefold(msg.nick) == casefold(self.nick):
-            self.nick = msg.param(0, self.nick)
+            self.nick = self.preferred_nick = msg.param(0, self.nick)
         elif self.state is ConnState.REGISTERING and command in (
             Numeric.ERR_NICKNAMEINUSE,
             Numeric.ERR_ERRONEUSNICKNAME,

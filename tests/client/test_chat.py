@@ -312,3 +312,25 @@ async def test_connect_screen_remembers_servers(irc_server, tmp_path: Path) -> N
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.conn_state == "connected")
         await app.connection.close()
+
+
+async def test_wrong_password_is_explained(server_factory, tmp_path: Path) -> None:
+    server = server_factory(password="s3cret")
+    async with run_client(server, tmp_path, "alice", password="nope") as (app, pilot):
+        await wait_until(pilot, lambda: app.conn_state == "closed", what="gave up")
+        assert "wrong password" in log_text(app)
+
+
+async def test_nick_survives_reconnect(irc_server, tmp_path: Path) -> None:
+    async with run_client(irc_server, tmp_path, "alice", ("lan",), backoff_base=0.1) as (
+        app,
+        pilot,
+    ):
+        await wait_until(pilot, lambda: app.state.active == "#lan")
+        app.submit("/nick alicia")
+        await wait_until(pilot, lambda: app.state.nick == "alicia")
+        app.connection.drop()
+        await wait_until(pilot, lambda: app.conn_state == "waiting")
+        await wait_until(pilot, lambda: app.conn_state == "connected")
+        assert app.state.nick == "alicia"
+        await wait_until(pilot, lambda: "alicia" in app.state.buffer("#lan").members)

@@ -115,10 +115,10 @@ class MemberList(Widget):
             text.append(f"{len(members)} {'person' if len(members) == 1 else 'people'}\n", _HEADER)
             for m in members:
                 text.append(m.prefixes[:1] or " ", Style(color="#5faf5f", bold=True))
-                text.append(m.nick + "\n", Style(color=nick_colour(m.nick)))
+                text.append(strip_formatting(m.nick) + "\n", Style(color=nick_colour(m.nick)))
         elif buf.kind is BufferKind.QUERY:
             text.append("Private chat\n", _HEADER)
-            text.append(" " + buf.name + "\n", Style(color=nick_colour(buf.name)))
+            text.append(" " + strip_formatting(buf.name) + "\n", Style(color=nick_colour(buf.name)))
         text.rstrip()
         text.no_wrap = True
         text.overflow = "ellipsis"
