@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import log_text, run_client, scripted_users, wait_until
+from client_helpers import log_text, run_client, scripted_users, wait_until
 
 from chatroom.client.screens.dialogs import ConfirmScreen, HelpScreen
 from chatroom.client.state import BufferKind, EntryKind
@@ -318,7 +318,7 @@ async def test_wrong_password_is_explained(server_factory, tmp_path: Path) -> No
     server = server_factory(password="s3cret")
     async with run_client(server, tmp_path, "alice", password="nope") as (app, pilot):
         await wait_until(pilot, lambda: app.conn_state == "closed", what="gave up")
-        assert "wrong password" in log_text(app)
+        await wait_until(pilot, lambda: "wrong password" in log_text(app))
 
 
 async def test_nick_survives_reconnect(irc_server, tmp_path: Path) -> None:

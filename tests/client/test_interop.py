@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import log_text, run_client, scripted_users, wait_until
+from client_helpers import log_text, run_client, scripted_users, wait_until
 
 from chatroom.client.widgets.panels import MemberList
 from chatroom.protocol import Message
@@ -42,7 +42,7 @@ async def test_wrong_password_against_ngircd(ngircd_factory, tmp_path: Path) -> 
     server = ngircd_factory(password="s3cret")
     async with run_client(server, tmp_path, "alice", password="wrong") as (app, pilot):
         await wait_until(pilot, lambda: app.conn_state == "closed", what="gave up")
-        assert "wrong password" in log_text(app)
+        await wait_until(pilot, lambda: "wrong password" in log_text(app))
     async with run_client(server, tmp_path, "alice", ("lan",), password="s3cret") as (app, pilot):
         await wait_until(pilot, lambda: app.state.active == "#lan")
 

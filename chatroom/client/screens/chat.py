@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -30,6 +30,8 @@ PASTE_CONFIRM_LINES = 5
 MAX_TOASTS_PER_FLUSH = 3
 TOAST_TIMEOUT = 6.0
 TOAST_TEXT_CHARS = 200
+# Below this many columns the member list is hidden and the room list narrows.
+NARROW_WIDTH = 100
 
 
 class ChatScreen(Screen[None]):
@@ -68,6 +70,10 @@ class ChatScreen(Screen[None]):
         self.ready = True
         self.refresh_all()
 
+    def on_resize(self, event: events.Resize) -> None:
+        # Small terminals: the log matters most, so the member list goes first.
+        self.set_class(event.size.width < NARROW_WIDTH, "narrow")
+
     def on_unmount(self) -> None:
         self.ready = False
 
@@ -92,7 +98,7 @@ class ChatScreen(Screen[None]):
             log.show(buf)
             self.query_one(TopicBar).show(buf)
             self.query_one(MemberList).update(state, buf)
-            self.query_one("#members-pane").display = buf.kind is not BufferKind.SERVER
+            self.set_class(buf.kind is BufferKind.SERVER, "server-view")
         elif state.active in state.dirty_entries:
             log.sync()
         if state.active in state.dirty_members:
