@@ -46,6 +46,13 @@ def server_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="switch off flood control (benchmarks, trusted LANs)",
     )
+    p.add_argument(
+        "--db",
+        metavar="PATH",
+        help="history database (default: history.sqlite3 in your data directory;"
+        " ':memory:' keeps history only while the server runs)",
+    )
+    p.add_argument("--no-history", action="store_true", help="keep no history at all (no database)")
     p.add_argument("--log-level", help="DEBUG, INFO (default), WARNING or ERROR")
     p.add_argument("--version", action="version", version=VERSION)
     return p
@@ -66,14 +73,88 @@ def build_config(args: argparse.Namespace) -> Config:
         password=args.password,
         opers=opers,
         log_level=args.log_level,
+        db=args.db,
     )
     if args.no_flood_limit:
         config = config.with_overrides(flood_limit=False)
+    if args.no_history:
+        config = config.with_overrides(history=False)
     return config
+
+
+def export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="chatroom-server export",
+        description="Write a room's stored history to stdout.",
+    )
+    p.add_argument("room", help="room name, e.g. '#lan' (or 'lan')")
+    p.add_argument("--db", metavar="PATH", help="history database (default: the server's)")
+    p.add_argument("--format", choices=("text", "jsonl"), default="text")
+    return p
+
+
+def export_main(argv: list[str]) -> int:
+    """``chatroom-server export ROOM``: history as text lines or JSON lines."""
+    import json
+    import sqlite3
+    import time
+
+    from chatroom.protocol import casefold
+    from chatroom.server.config import default_db_path
+    from chatroom.server.store import HistoryStore
+
+    args = export_parser().parse_args(argv)
+    path = args.db or default_db_path()
+    if not Path(path).exists():
+        print(f"chatroom-server export: no history database at {path}", file=sys.stderr)
+        return 1
+    room = args.room if args.room.startswith("#") else "#" + args.room
+    try:
+        store = HistoryStore(path, retention_count=0, retention_days=0)
+    except (sqlite3.Error, RuntimeError) as e:
+        print(f"chatroom-server export: {path}: {e}", file=sys.stderr)
+        return 1
+    count = 0
+    try:
+        for m in store.export(casefold(room)):
+            count += 1
+            if args.format == "jsonl":
+                record = {
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(m.time_ms / 1000))
+                    + f".{m.time_ms % 1000:03d}Z",
+                    "msgid": m.msgid,
+                    "target": m.display,
+                    "from": m.sender,
+                    "command": m.command,
+                    "text": m.text,
+                }
+                if m.tags:
+                    record["tags"] = m.tags
+                print(json.dumps(record, ensure_ascii=False))
+            else:
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.time_ms / 1000))
+                nick = m.sender.split("!", 1)[0]
+                text = m.text
+                if text.startswith("\x01ACTION ") and text.endswith("\x01"):
+                    print(f"{stamp} * {nick} {text[8:-1]}")
+                elif m.command == "NOTICE":
+                    print(f"{stamp} -{nick}- {text}")
+                else:
+                    print(f"{stamp} <{nick}> {text}")
+    except BrokenPipeError:
+        return 0
+    finally:
+        store.close()
+    if count == 0:
+        print(f"chatroom-server export: no history for {room} in {path}", file=sys.stderr)
+    return 0
 
 
 def server_main(argv: list[str] | None = None) -> int:
     """Run the server in the foreground until SIGINT or SIGTERM; exit 0 after a clean stop."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["export"]:
+        return export_main(argv[1:])
     args = server_parser().parse_args(argv)
     try:
         config = build_config(args)
@@ -84,6 +165,8 @@ def server_main(argv: list[str] | None = None) -> int:
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    import sqlite3
+
     from chatroom.server.server import ChatServer
 
     try:
@@ -92,6 +175,9 @@ def server_main(argv: list[str] | None = None) -> int:
         print(
             f"chatroom-server: cannot listen on {config.host}:{config.port}: {e}", file=sys.stderr
         )
+        return 1
+    except (sqlite3.Error, RuntimeError) as e:
+        print(f"chatroom-server: history database: {e}", file=sys.stderr)
         return 1
     stop = threading.Event()
 

@@ -24,7 +24,9 @@ REPLY_TIMEOUT = 5.0
 
 def make_config(**overrides: object) -> Config:
     """Server settings for tests: loopback, ephemeral port, no MOTD surprises."""
-    base = Config(host="127.0.0.1", port=0, server_name="test.server", motd="Welcome to tests")
+    base = Config(
+        host="127.0.0.1", port=0, server_name="test.server", motd="Welcome to tests", db=":memory:"
+    )
     return dataclasses.replace(base, **overrides)
 
 

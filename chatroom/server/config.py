@@ -86,6 +86,28 @@ class Config:
         default=True, metadata={"doc": "loopback addresses skip the per-address limit"}
     )
     listen_backlog: int = field(default=1024, metadata={"doc": "TCP accept queue length"})
+    # --- history --------------------------------------------------------------------------
+    history: bool = field(default=True, metadata={"doc": "keep room history (--no-history: off)"})
+    db: str = field(
+        default="",
+        metadata={"doc": "SQLite file ('' = history.sqlite3 in the user data dir; ':memory:')"},
+    )
+    db_sync: str = field(
+        default="normal",
+        metadata={"doc": "'normal' survives a crash of the server; 'full' also power loss"},
+    )
+    retention_count: int = field(
+        default=100_000, metadata={"doc": "messages kept per room or conversation (0: all)"}
+    )
+    retention_days: float = field(
+        default=365.0, metadata={"doc": "days a message is kept (0: forever)"}
+    )
+    playback_lines: int = field(
+        default=20, metadata={"doc": "history lines sent on JOIN to clients without chathistory"}
+    )
+    chathistory_max: int = field(
+        default=1000, metadata={"doc": "most messages one CHATHISTORY request returns"}
+    )
 
     def with_overrides(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, ignoring those that are None."""
@@ -107,6 +129,13 @@ class Config:
             # relative to the config file, wherever the server is started from
             data["motd"] = (Path(path).parent / motd_file).read_text(encoding="utf-8")
         return replace(base or cls(), **data)
+
+
+def default_db_path() -> Path:
+    """Where history lives unless --db says otherwise: the per-user data directory."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("chatroom", appauthor=False)) / "history.sqlite3"
 
 
 def limits_table() -> list[tuple[str, str, str]]:

@@ -53,7 +53,7 @@ class Handler(socketserver.BaseRequestHandler):
         except OSError:
             pass
         self.host = display_host(self.client_address[0])
-        self.outbox = Outbox(sock, self.server.writer, self.server.config.sendq_bytes)
+        self.outbox = Outbox(sock, self.server.front, self.server.config.sendq_bytes)  # type: ignore[arg-type]
         self.session = Session(self.server.registry, self.outbox, self.host)
         self.server.track(self.session)
         if self.server.stopping.is_set():
@@ -63,7 +63,7 @@ class Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         session, sock = self.session, self.request
         stopping = self.server.stopping
-        throttle = self.server.writer.throttle
+        throttle = self.server.front.throttle
         first = True
         self.reason = "Remote host closed the connection"
         while True:

@@ -42,6 +42,9 @@ _READER_DONE = 3  # (_READER_DONE, outbox)
 # Producers wait once this many entries are waiting for the writer; it bounds the
 # memory held between a sender and the per-client SendQs.
 INBOX_HIGH_WATER = 4096
+# Entries moved into client buffers between two flushes: bounds latency and the
+# memory a burst holds before the kernel takes it.
+DRAIN_BATCH = 1024
 # At most this many bytes go to one send(); more than any socket buffer takes.
 _MAX_SEND = 1 << 20
 _SENDQ_ERROR = b"ERROR :Closing Link: (SendQ exceeded)\r\n"
@@ -232,7 +235,7 @@ class Writer:
         """Move every posted entry into its clients' buffers, in posting order."""
         inbox, dirty = self._inbox, self._dirty
         popleft = inbox.popleft
-        for _ in range(len(inbox)):
+        for _ in range(min(len(inbox), DRAIN_BATCH)):
             entry = popleft()
             kind = entry[0]
             if kind == _MULTICAST:
@@ -244,7 +247,7 @@ class Writer:
                     ob.chunks.append(data)
                     ob.size += len(data)
                     if ob.size > ob.limit:
-                        self._overflow(ob)
+                        self._full(ob)
                     elif not ob.dirty:
                         ob.dirty = True
                         dirty.append(ob)
@@ -256,7 +259,7 @@ class Writer:
                 ob.chunks.append(data)
                 ob.size += len(data)
                 if ob.size > ob.limit:
-                    self._overflow(ob)
+                    self._full(ob)
                 elif not ob.dirty:
                     ob.dirty = True
                     dirty.append(ob)
@@ -279,6 +282,16 @@ class Writer:
                     ob.closing = True
                     ob.deadline = time.monotonic() + self.close_linger
                 self._closing.add(ob)
+
+    def _full(self, ob: Outbox) -> None:
+        """The SendQ is what the kernel will not take: offer it the bytes before
+        judging, since one big batch from the store can outgrow a SendQ at once."""
+        self._flush(ob)
+        if ob.size > ob.limit:
+            self._overflow(ob)
+        elif not ob.dirty:
+            ob.dirty = True
+            self._dirty.append(ob)
 
     def _overflow(self, ob: Outbox) -> None:
         """SendQ exceeded: drop what is queued, try to say why, cut the connection."""

@@ -15,11 +15,12 @@ import threading
 import time
 from typing import Any
 
-from chatroom.server.config import Config
+from chatroom.server.config import Config, default_db_path
 from chatroom.server.handler import Handler
 from chatroom.server.outbox import Writer
 from chatroom.server.session import Session
 from chatroom.server.state import Registry
+from chatroom.server.store import HistoryPipeline, HistoryStore
 
 log = logging.getLogger("chatroom.server")
 
@@ -46,7 +47,27 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self._lock = threading.Lock()
         super().__init__((host, self.config.port), Handler)
         self.writer = Writer(self.config.close_linger)
-        self.registry = Registry(self.config, self.writer.multicast)
+        # Everything for clients goes through `front`: the history store's thread when
+        # history is on (it commits before it forwards), else straight to the writer.
+        self.store: HistoryStore | None = None
+        self.pipeline: HistoryPipeline | None = None
+        front: Writer | HistoryPipeline = self.writer
+        if self.config.history:
+            try:
+                self.store = HistoryStore(
+                    self.config.db or default_db_path(),
+                    retention_count=self.config.retention_count,
+                    retention_days=self.config.retention_days,
+                    sync=self.config.db_sync,
+                )
+            except Exception:
+                self.server_close()
+                raise
+            self.pipeline = HistoryPipeline(self.store, self.writer)
+            front = self.pipeline
+        self.front = front
+        self.registry = Registry(self.config, front.multicast)
+        self.registry.history = self.pipeline
         self._acceptor: threading.Thread | None = None
         self._timers = threading.Thread(target=self._tick_loop, name="chatroom-timers", daemon=True)
 
@@ -118,6 +139,8 @@ class ChatServer(socketserver.ThreadingTCPServer):
     def start(self) -> None:
         """Start the writer, the timers and the accept loop, each in its own thread."""
         self.writer.start()
+        if self.pipeline is not None:
+            self.pipeline.start()
         self._timers.start()
         self._acceptor = threading.Thread(
             target=self.serve_forever, name="chatroom-acceptor", daemon=True
@@ -162,8 +185,12 @@ class ChatServer(socketserver.ThreadingTCPServer):
             t.join(max(0.0, deadline - time.monotonic()))
         if self._timers.is_alive():
             self._timers.join(timeout)
+        if self.pipeline is not None and self.pipeline.alive:
+            self.pipeline.stop(timeout)  # commits and forwards what is still queued
         if self.writer.alive:
             self.writer.stop(timeout)
+        if self.store is not None:
+            self.store.close()
         leftover = [t for t in threads if t.is_alive()]
         if leftover:
             log.warning("%d connection threads did not stop in time", len(leftover))

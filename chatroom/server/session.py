@@ -28,11 +28,31 @@ from chatroom.protocol import (
     serialize,
 )
 from chatroom.protocol import Numeric as N
+from chatroom.server import tags as T
 from chatroom.server.config import VERSION, Config
 from chatroom.server.state import Channel, Registry, Sink, User
+from chatroom.server.store import RoomState, StoredMessage, dm_key, new_msgid
 
-# Capabilities this server offers (IRCv3 capability negotiation).
-SUPPORTED_CAPS: dict[str, str] = {"multi-prefix": ""}
+# Capabilities this server offers (IRCv3 capability negotiation); chathistory only
+# when the server keeps history.
+BASE_CAPS = (
+    "away-notify",
+    "batch",
+    "echo-message",
+    "labeled-response",
+    "message-tags",
+    "multi-prefix",
+    "server-time",
+)
+HISTORY_CAPS = ("draft/chathistory",)
+# IRCv3 message-tags: the client-only tags a client may send, at most this many bytes.
+MAX_CLIENT_TAG_BYTES = 4094
+# Commands whose responses include relays to the sender itself (JOIN echo, NICK...):
+# with labeled-response they run under the registry lock, so the labeled batch keeps
+# its place among what the other members see.
+_RELAYING = frozenset(
+    {"JOIN", "PART", "NICK", "KICK", "TOPIC", "MODE", "PRIVMSG", "NOTICE", "TAGMSG", "AWAY"}
+)
 
 # Room modes we know, by how they take parameters (CHANMODES groups B, C, D).
 _MODES_ALWAYS_PARAM = "k"
@@ -128,6 +148,8 @@ class Session:
         self.cap_negotiating = False
         self.cap_version = 0
         self.password: str | None = None
+        self.variant = T.PLAIN  # which encoding of relayed lines this client gets
+        self._capture: list[bytes] | None = None  # responses held for a labeled batch
         refusal = registry.add_connection(self.user, self.cfg.exempt_loopback and is_loopback(host))
         if refusal:
             self._send(Message.of("ERROR", f"Closing Link: {host} ({refusal})"))
@@ -146,7 +168,14 @@ class Session:
         return self.user.nick
 
     def _send(self, msg: Message) -> None:
-        self.user.conn.send(serialize(msg))
+        self._out(serialize(msg))
+
+    def _out(self, data: bytes) -> None:
+        """Every byte for this client goes through here (labeled-response captures it)."""
+        if self._capture is not None:
+            self._capture.append(data)
+        else:
+            self.user.conn.send(data)
 
     def reply(self, numeric: str, *params: str) -> None:
         """A numeric addressed to this client, from the server.
@@ -160,11 +189,46 @@ class Session:
 
     def _relay(self, users: Iterable[User], msg: Message) -> None:
         """One line to a set of users (call with the lock held, so order is global)."""
-        self.reg.multicast(variants_of(msg), tuple(u.conn for u in users))
+        self._relay_sinks(tuple(u.conn for u in users), msg)
 
     def _relay_channel(self, chan: Channel, msg: Message, exclude: Sink | None = None) -> None:
         """One line to a room's members: serialised once, fanned out by the writer."""
-        self.reg.multicast(variants_of(msg), chan.sinks, exclude)
+        self._relay_sinks(chan.sinks, msg, exclude)
+
+    def _relay_sinks(
+        self,
+        sinks: tuple[Sink, ...],
+        msg: Message,
+        exclude: Sink | None = None,
+        client_tags: dict[str, str] | None = None,
+        history: tuple[str, str] | None = None,
+    ) -> tuple[tuple[bytes, bytes, bytes], StoredMessage | None]:
+        """Stamp a relayed line (server-time, msgid), encode it once per variant and
+        hand it to the writer; ``history=(key, display)`` also stores it (lock held)."""
+        stamp = T.now_ms()
+        msgid = new_msgid()
+        variants = T.encode_variants(msg, T.server_time(stamp), msgid, client_tags)
+        record = None
+        pipeline = self.reg.history
+        if history is not None and pipeline is not None:
+            record = StoredMessage(
+                pipeline.store.next_id(),
+                msgid,
+                stamp,
+                history[0],
+                history[1],
+                msg.source or "",
+                msg.command,
+                msg.params[-1],
+                client_tags or {},
+            )
+            self.reg.last_message_id = record.id
+        me = self.user.conn
+        if self._capture is not None and exclude is not me and me in sinks:
+            self._capture.append(variants[self.variant])
+            exclude = me
+        self.reg.multicast(variants, sinks, exclude, record)
+        return variants, record
 
     # --- input ------------------------------------------------------------------------
 
@@ -193,7 +257,43 @@ class Session:
         except PeerProtocolError as e:
             self.reply(N.ERR_UNKNOWNERROR, e.command, f"Message rejected: {e}")
             return
-        self.handle(msg)
+        if msg.tags and _client_tag_bytes(msg) > MAX_CLIENT_TAG_BYTES:
+            self.reply(N.ERR_INPUTTOOLONG, "Input line was too long")
+            return
+        label = msg.tags.get("label") if "labeled-response" in self.user.caps else None
+        if label is None:
+            self.handle(msg)
+            return
+        self._capture = []
+        try:
+            if msg.command in _RELAYING:
+                with self.reg.lock:
+                    self.handle(msg)
+                    self._send_labeled(label)
+            else:
+                self.handle(msg)
+                self._send_labeled(label)
+        finally:
+            self._capture = None
+
+    def _send_labeled(self, label: str) -> None:
+        """IRCv3 labeled-response: ACK, the one labeled line, or a labeled batch."""
+        lines, self._capture = self._capture or [], None
+        conn = self.user.conn
+        if not lines:
+            conn.send(serialize(Message("ACK", (), self.server, {"label": label})))
+        elif len(lines) == 1 or "batch" not in self.user.caps:
+            conn.send(T.add_tag(lines[0], "label", label))
+            for line in lines[1:]:
+                conn.send(line)
+        else:
+            ref = T.new_batch_id()
+            start = Message("BATCH", ("+" + ref, "labeled-response"), self.server)
+            conn.send(T.add_tag(serialize(start), "label", label))
+            for line in lines:
+                # lines of a nested batch (chathistory) stay in theirs; its BATCH +/- join ours
+                conn.send(line if T.has_tag(line, "batch") else T.add_tag(line, "batch", ref))
+            conn.send(serialize(Message("BATCH", ("-" + ref,), self.server)))
 
     def handle(self, msg: Message) -> None:
         """Dispatch a parsed message through the command table."""
@@ -268,18 +368,15 @@ class Session:
                 self.cap_negotiating = True
             version = msg.param(1)
             self.cap_version = max(self.cap_version, int(version) if version.isdigit() else 0)
-            caps = [
-                k if not v or self.cap_version < 302 else f"{k}={v}"
-                for k, v in SUPPORTED_CAPS.items()
-            ]
-            self._cap_reply("LS", caps)
+            self._cap_reply("LS", sorted(self._offered_caps()))
         elif sub == "LIST":
             self._cap_reply("LIST", sorted(self.user.caps))
         elif sub == "REQ":
             if not self.user.registered:
                 self.cap_negotiating = True
             wanted = msg.param(1).split()
-            ok = all(w.removeprefix("-") in SUPPORTED_CAPS for w in wanted) and wanted
+            offered = self._offered_caps()
+            ok = all(w.removeprefix("-") in offered for w in wanted) and wanted
             self._send(
                 Message.of(
                     "CAP", self.user.nick, "ACK" if ok else "NAK", msg.param(1), source=self.server
@@ -291,12 +388,17 @@ class Session:
                         self.user.caps.discard(w[1:])
                     else:
                         self.user.caps.add(w)
+                self.variant = T.variant_for(self.user.caps)
+                self.user.conn.variant = self.variant
         elif sub == "END":
             if not self.user.registered:
                 self.cap_negotiating = False
                 self._try_register()
         else:
             raise IRCError(N.ERR_INVALIDCAPCMD, msg.params[0], "Invalid CAP command")
+
+    def _offered_caps(self) -> tuple[str, ...]:
+        return BASE_CAPS + HISTORY_CAPS if self.reg.history is not None else BASE_CAPS
 
     def _cap_reply(self, sub: str, caps: list[str]) -> None:
         """CAP LS/LIST, split over several lines (``*`` marks more to come) when long."""
@@ -458,6 +560,10 @@ class Session:
             raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
         user = self.user
         folded = casefold(name)
+        pipeline = self.reg.history
+        saved = None
+        if pipeline is not None and folded not in self.reg.channels:
+            saved = pipeline.store.room_state(folded)  # read before taking the lock
         with self.reg.lock:
             chan = self.reg.channels.get(folded)
             if chan is not None and user in chan.members:
@@ -465,9 +571,16 @@ class Session:
             if len(user.channels) >= self.cfg.chanlimit:
                 raise IRCError(N.ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
             if chan is None:
-                chan = Channel(name)
+                # A new room, or one brought back from the database with its topic,
+                # modes and key. The key still guards it; +i and +l need members to
+                # mean anything, so the first to return gets in (and is operator).
+                if saved is not None and saved.room_key is not None and key != saved.room_key:
+                    raise IRCError(N.ERR_BADCHANNELKEY, saved.name, "Cannot join channel (+k)")
+                chan = _restore(saved) if saved is not None else Channel(name)
                 self.reg.channels[folded] = chan
                 chan.add(user, "o")
+                if saved is None:
+                    self._save_room(chan)
             else:
                 invited = casefold(user.nick) in chan.invited
                 if "i" in chan.modes and not invited:
@@ -480,9 +593,71 @@ class Session:
                 chan.add(user)
             user.channels[folded] = chan
             self._relay_channel(chan, Message.of("JOIN", chan.name, source=user.source))
+            if user.away is not None:
+                self._relay_sinks(
+                    self._with_cap(chan.members, "away-notify", user),
+                    Message.of("AWAY", user.away, source=user.source),
+                )
             if chan.topic:
                 self._topic_reply(chan)
             self._names(chan)
+            point = self.reg.last_message_id
+        if (
+            pipeline is not None
+            and self.cfg.playback_lines > 0
+            and "draft/chathistory" not in user.caps
+        ):
+            pipeline.wait_committed(point)
+            rows = pipeline.store.window(folded, 0, point + 1, self.cfg.playback_lines, True)
+            self._send_history(chan.name, rows, mark=True)
+
+    def _with_cap(self, users: Iterable[User], cap: str, skip: User | None = None) -> tuple:
+        """The sinks of those ``users`` (except ``skip``) that negotiated ``cap``."""
+        return tuple(u.conn for u in users if cap in u.caps and u is not skip)
+
+    def _save_room(self, chan: Channel) -> None:
+        """Persist a room's topic, modes, key and limit (lock held)."""
+        if self.reg.history is not None:
+            self.reg.history.save_room(
+                RoomState(
+                    casefold(chan.name),
+                    chan.name,
+                    chan.topic,
+                    chan.topic_by,
+                    chan.topic_at,
+                    "".join(sorted(chan.modes)),
+                    chan.key,
+                    chan.limit,
+                    chan.created,
+                )
+            )
+
+    def _send_history(self, display: str, rows: Iterable[StoredMessage], mark: bool) -> None:
+        """History lines for this client: in a ``chathistory`` batch when it speaks
+        batch, with their original time and msgid when it speaks the tags, and with the
+        time written into the text (``mark``) when it has no other way to tell."""
+        batch = "batch" in self.user.caps
+        ref = T.new_batch_id()
+        if batch:
+            self._send(Message("BATCH", ("+" + ref, "chathistory", display), self.server))
+        for m in rows:
+            text = m.text
+            if mark and self.variant == T.PLAIN:
+                text = _mark_history(text, m.time_ms)
+            line = serialize(Message(m.command, (m.display, text), m.sender))
+            tags: dict[str, str] = {}
+            if self.variant != T.PLAIN:
+                tags["time"] = T.server_time(m.time_ms)
+            if self.variant == T.ALL_TAGS:
+                tags["msgid"] = m.msgid
+                tags.update(m.tags)
+            if batch:
+                tags["batch"] = ref
+            if tags:
+                line = serialize(Message(m.command, (m.display, text), m.sender, tags))
+            self._out(line)
+        if batch:
+            self._send(Message("BATCH", ("-" + ref,), self.server))
 
     def _cmd_part(self, msg: Message) -> None:
         reason = msg.param(1) or None
@@ -583,6 +758,7 @@ class Session:
             self._relay_channel(
                 chan, Message.of("TOPIC", chan.name, chan.topic, source=user.source)
             )
+            self._save_room(chan)
 
     def _cmd_list(self, msg: Message) -> None:
         wanted = {casefold(n) for n in msg.param(0).split(",") if n}
@@ -653,7 +829,10 @@ class Session:
     def _cmd_notice(self, msg: Message) -> None:
         self._message(msg, notice=True)
 
-    def _message(self, msg: Message, notice: bool) -> None:
+    def _cmd_tagmsg(self, msg: Message) -> None:
+        self._message(msg, notice=True, tagmsg=True)
+
+    def _message(self, msg: Message, notice: bool, tagmsg: bool = False) -> None:
         # RFC 2812 3.3.2: NOTICE never triggers automatic replies, errors included.
         def error(numeric: str, *params: str) -> None:
             if not notice:
@@ -661,7 +840,7 @@ class Session:
 
         if not msg.params or not msg.params[0]:
             return error(N.ERR_NORECIPIENT, f"No recipient given ({msg.command})")
-        if len(msg.params) < 2 or not msg.params[1]:
+        if not tagmsg and (len(msg.params) < 2 or not msg.params[1]):
             return error(N.ERR_NOTEXTTOSEND, "No text to send")
         given = [t for t in msg.params[0].split(",") if t]
         if not given:
@@ -669,7 +848,16 @@ class Session:
         if len(given) > self.cfg.maxtargets:
             return error(N.ERR_TOOMANYTARGETS, msg.params[0], "Too many recipients")
         targets = dict.fromkeys(given)  # "#a,#a" delivers once
-        user, text = self.user, msg.params[1]
+        user = self.user
+        text = msg.params[1] if not tagmsg else ""
+        client_tags = (
+            {k: v for k, v in msg.tags.items() if k[0] == "+"}
+            if msg.tags and "message-tags" in user.caps
+            else None
+        )
+        if tagmsg and not client_tags:
+            return  # nothing to relay
+        echo = "echo-message" in user.caps
         user.last_spoke = time.monotonic()
         for target in targets:
             with self.reg.lock:
@@ -681,17 +869,34 @@ class Session:
                     if not chan.can_speak(user):
                         error(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
                         continue
-                    self._relay_channel(
-                        chan, Message(msg.command, (chan.name, text), user.source), user.conn
-                    )
+                    params = (chan.name,) if tagmsg else (chan.name, text)
+                    sinks = chan.sinks
+                    history = None if tagmsg else (casefold(chan.name), chan.name)
                 else:
                     peer = self.reg.find_user(target)
                     if peer is None:
                         error(N.ERR_NOSUCHNICK, target, "No such nick/channel")
                         continue
-                    peer.send(serialize(Message(msg.command, (peer.nick, text), user.source)))
+                    params = (peer.nick,) if tagmsg else (peer.nick, text)
+                    sinks = (peer.conn,)
+                    history = (
+                        None
+                        if tagmsg
+                        else (dm_key(casefold(user.nick), casefold(peer.nick)), peer.nick)
+                    )
                     if peer.away is not None:
                         error(N.RPL_AWAY, peer.nick, peer.away)
+                if tagmsg:  # only clients that speak message-tags can see a TAGMSG
+                    sinks = tuple(s for s in sinks if getattr(s, "variant", 0) == T.ALL_TAGS)
+                variants, _ = self._relay_sinks(
+                    sinks,
+                    Message(msg.command, params, user.source),
+                    user.conn,
+                    client_tags,
+                    history,
+                )
+                if echo:
+                    self._out(variants[self.variant])
 
     # --- queries --------------------------------------------------------------------------
 
@@ -802,12 +1007,18 @@ class Session:
         self.reply(N.RPL_ISON, " ".join(online))
 
     def _cmd_away(self, msg: Message) -> None:
+        user = self.user
         text = msg.param(0)
+        with self.reg.lock:
+            user.away = truncate_utf8(text, self.cfg.awaylen) if text else None
+            peers = self.reg.peers_of(user)
+            params = (user.away,) if user.away is not None else ()
+            self._relay_sinks(
+                self._with_cap(peers, "away-notify"), Message("AWAY", params, user.source)
+            )
         if text:
-            self.user.away = truncate_utf8(text, self.cfg.awaylen)
             self.reply(N.RPL_NOWAWAY, "You have been marked as being away")
         else:
-            self.user.away = None
             self.reply(N.RPL_UNAWAY, "You are no longer marked as being away")
 
     # --- modes ------------------------------------------------------------------------------
@@ -948,6 +1159,121 @@ class Session:
                     chan,
                     Message("MODE", (chan.name, _modestring(applied), *out_params), user.source),
                 )
+                if any(ch not in _MODES_STATUS for _, ch in applied):
+                    self._save_room(chan)
+
+    # --- history (IRCv3 draft/chathistory) -----------------------------------------------------
+
+    def _cmd_chathistory(self, msg: Message) -> None:
+        pipeline = self.reg.history
+        if pipeline is None:
+            raise IRCError(N.ERR_UNKNOWNCOMMAND, "CHATHISTORY", "Unknown command")
+        sub = msg.params[0].upper()
+
+        def fail(code: str, *context: str) -> None:
+            text = {
+                "INVALID_PARAMS": "Invalid parameters",
+                "INVALID_TARGET": "Messages could not be retrieved",
+                "MESSAGE_ERROR": "Messages could not be retrieved",
+            }[code]
+            self._send(Message("FAIL", ("CHATHISTORY", code, *context, text), self.server))
+
+        arity = {"LATEST": 4, "BEFORE": 4, "AFTER": 4, "AROUND": 4, "BETWEEN": 5, "TARGETS": 4}
+        if sub not in arity:
+            return fail("INVALID_PARAMS", msg.params[0])
+        if len(msg.params) < arity[sub]:
+            return fail("INVALID_PARAMS", sub)
+        raw_limit = msg.params[arity[sub] - 1]
+        if not raw_limit.isdigit() or int(raw_limit) <= 0:
+            return fail("INVALID_PARAMS", sub, raw_limit)
+        limit = min(int(raw_limit), self.cfg.chathistory_max)
+        store = pipeline.store
+        if sub == "TARGETS":
+            return self._chathistory_targets(msg.params[1], msg.params[2], limit, fail)
+        target = msg.params[1]
+        if is_channel(target):
+            chan = self.reg.find_channel(target)
+            if chan is None or self.user not in chan.members:
+                return fail("INVALID_TARGET", sub, target)
+            key, display = casefold(chan.name), chan.name
+        elif is_valid_nick(target, self.cfg.nicklen):
+            key, display = dm_key(casefold(self.user.nick), casefold(target)), target
+        else:
+            return fail("INVALID_TARGET", sub, target)
+
+        def bounds(selector: str) -> tuple[int, int] | None:
+            """A selector as (exclusive upper id for 'before', exclusive lower for 'after')."""
+            kind, _, value = selector.partition("=")
+            if kind == "msgid" and value:
+                found = store.locate(key, value)
+                return None if found is None else (found, found)
+            if kind == "timestamp":
+                ms = T.parse_server_time(value)
+                if ms is not None:
+                    return store.first_id_at(key, ms), store.first_id_at(key, ms + 1) - 1
+            return None
+
+        everything = (0, 1 << 62)
+        first = everything if (sub == "LATEST" and msg.params[2] == "*") else bounds(msg.params[2])
+        if first is None:
+            return fail("INVALID_PARAMS", sub, msg.params[2])
+        pipeline.wait_committed(self.reg.last_message_id)
+        if sub == "LATEST":
+            rows = store.window(
+                key, first[1] if first is not everything else 0, 1 << 62, limit, newest=True
+            )
+        elif sub == "BEFORE":
+            rows = store.window(key, 0, first[0], limit, newest=True)
+        elif sub == "AFTER":
+            rows = store.window(key, first[1], 1 << 62, limit, newest=False)
+        elif sub == "AROUND":
+            older = store.window(key, 0, first[0], limit // 2, newest=True)
+            rows = older + store.window(
+                key, first[0] - 1, 1 << 62, limit - len(older), newest=False
+            )
+        else:  # BETWEEN: from the first selector towards the second, both excluded
+            second = bounds(msg.params[3])
+            if second is None:
+                return fail("INVALID_PARAMS", sub, msg.params[3])
+            if first[0] <= second[0]:
+                rows = store.window(key, first[1], second[0], limit, newest=False)
+            else:
+                rows = store.window(key, second[1], first[0], limit, newest=True)
+        self._send_history(display, rows, mark=False)
+
+    def _chathistory_targets(
+        self, start: str, end: str, limit: int, fail: Callable[..., None]
+    ) -> None:
+        times = []
+        for sel in (start, end):
+            kind, _, value = sel.partition("=")
+            ms = T.parse_server_time(value) if kind == "timestamp" else None
+            if ms is None:
+                return fail("INVALID_PARAMS", "TARGETS", sel)
+            times.append(ms)
+        store = self.reg.history.store  # type: ignore[union-attr]
+        me = casefold(self.user.nick)
+        keys = [casefold(c.name) for c in self.user.channels.values()] + store.dm_keys(me)
+        found = store.targets(keys, times[0], times[1], limit)
+        ref = T.new_batch_id()
+        batch = "batch" in self.user.caps
+        if batch:
+            self._send(Message("BATCH", ("+" + ref, "draft/chathistory-targets"), self.server))
+        for key, display, latest in found:
+            name = (
+                display if is_channel(display) else next((n for n in key.split(" ") if n != me), me)
+            )
+            tags = {"batch": ref} if batch else {}
+            self._send(
+                Message(
+                    "CHATHISTORY",
+                    ("TARGETS", name, f"timestamp={T.server_time(latest)}"),
+                    self.server,
+                    tags,
+                )
+            )
+        if batch:
+            self._send(Message("BATCH", ("-" + ref,), self.server))
 
     # --- operators -------------------------------------------------------------------------
 
@@ -1035,10 +1361,33 @@ def end_user(registry: Registry, user: User, reason: str, error: str) -> None:
 
 
 def variants_of(msg: Message) -> tuple[bytes, bytes, bytes]:
-    """The encodings of a relayed line, indexed by ``Sink.variant``: without tags, with
-    only the ``time`` tag (server-time), with every tag (message-tags)."""
-    data = serialize(msg)
-    return (data, data, data)
+    """A relayed line stamped now (server-time, msgid), encoded for each variant."""
+    return T.encode_variants(msg, T.server_time(T.now_ms()), new_msgid())
+
+
+def _restore(saved: RoomState) -> Channel:
+    return Channel(
+        saved.name,
+        created=saved.created,
+        topic=saved.topic,
+        topic_by=saved.topic_by,
+        topic_at=saved.topic_at,
+        modes=set(saved.modes),
+        key=saved.room_key,
+        limit=saved.limit,
+    )
+
+
+def _mark_history(text: str, time_ms: int) -> str:
+    """Write a replayed line's time into its text, for clients without server-time."""
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(time_ms / 1000))
+    if text.startswith("\x01ACTION "):
+        return f"\x01ACTION [history {stamp}] {text[8:]}"
+    return f"[history {stamp}] {text}"
+
+
+def _client_tag_bytes(msg: Message) -> int:
+    return sum(len(k) + len(v) + 2 for k, v in msg.tags.items() if k.startswith("+"))
 
 
 def _modestring(applied: list[tuple[str, str]]) -> str:
@@ -1073,6 +1422,11 @@ def isupport_tokens(cfg: Config) -> list[str]:
         f"TOPICLEN={cfg.topiclen}",
         f"USERLEN={cfg.userlen}",
         "UTF8ONLY",
+        *(
+            [f"CHATHISTORY={cfg.chathistory_max}", "MSGREFTYPES=msgid,timestamp"]
+            if cfg.history
+            else []
+        ),
     ]
 
 
@@ -1091,6 +1445,7 @@ _COMMANDS: dict[str, tuple[Handler, int, bool]] = {
     "PART": (Session._cmd_part, 1, False),
     "PRIVMSG": (Session._cmd_privmsg, 0, False),
     "NOTICE": (Session._cmd_notice, 0, False),
+    "TAGMSG": (Session._cmd_tagmsg, 0, False),
     "NAMES": (Session._cmd_names, 0, False),
     "TOPIC": (Session._cmd_topic, 1, False),
     "LIST": (Session._cmd_list, 0, False),
@@ -1112,6 +1467,7 @@ _COMMANDS: dict[str, tuple[Handler, int, bool]] = {
     "TIME": (Session._cmd_time, 0, False),
     "INFO": (Session._cmd_info, 0, False),
     "HELP": (Session._cmd_help, 0, False),
+    "CHATHISTORY": (Session._cmd_chathistory, 1, False),
 }
 
 

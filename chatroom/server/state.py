@@ -13,10 +13,13 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from chatroom.protocol import casefold
 from chatroom.server.config import Config
+
+if TYPE_CHECKING:
+    from chatroom.server.store import HistoryPipeline
 
 
 class Sink(Protocol):
@@ -155,6 +158,8 @@ class Registry:
     def __init__(self, config: Config, multicast: Multicast = direct_multicast) -> None:
         self.config = config
         self.multicast = multicast
+        self.history: HistoryPipeline | None = None  # set by the server when history is on
+        self.last_message_id = 0  # id of the newest stored message posted (lock held)
         self.lock = threading.RLock()
         self.created = time.time()
         self.users: dict[str, User] = {}  # casefolded nick -> user (pending nicks too)

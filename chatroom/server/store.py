@@ -1,0 +1,485 @@
+"""Durable history in SQLite (WAL), and the store thread that commits before delivery.
+
+Every line for every client passes through :class:`HistoryPipeline` on its way to the
+writer (outbox.py). The pipeline's thread takes whatever has been posted, writes the
+room messages among it to SQLite in one transaction (group commit), and only then
+hands the whole batch, in order, to the writer. So a message that anyone has seen
+(its echo, or its delivery) is already committed: it survives ``kill -9`` of the
+server. WAL with ``synchronous=NORMAL`` is durable against a process crash; pass
+``sync="full"`` to survive power loss too, at one fsync per commit.
+
+A database error (full disk, locked file) is logged; the batch is still delivered,
+so the chat never stops because of its history.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chatroom.server.outbox import _MULTICAST, INBOX_HIGH_WATER, Writer
+
+log = logging.getLogger(__name__)
+
+MEMORY = ":memory:"
+# Store-thread entry for a room's persistent state: (_ROOM_STATE, RoomState)
+_ROOM_STATE = 10
+# How often (seconds) the store thread applies the retention rules.
+RETENTION_INTERVAL = 60.0
+
+# Versioned schema: MIGRATIONS[i] takes the database from user_version i to i+1.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE messages (
+        id      INTEGER PRIMARY KEY,  -- posting order: the one order history is served in
+        msgid   TEXT NOT NULL UNIQUE,
+        time_ms INTEGER NOT NULL,     -- server time, ms since the epoch (UTC)
+        target  TEXT NOT NULL,        -- conversation key: casefolded room, or 'a b' nick pair
+        display TEXT NOT NULL,        -- the target as written (room name or recipient nick)
+        sender  TEXT NOT NULL,        -- nick!user@host
+        command TEXT NOT NULL,        -- PRIVMSG, NOTICE or TAGMSG
+        text    TEXT NOT NULL,
+        tags    TEXT NOT NULL DEFAULT ''  -- client-only tags (+foo), JSON object or ''
+    );
+    CREATE INDEX messages_target_id ON messages(target, id);
+    CREATE INDEX messages_target_time ON messages(target, time_ms);
+    CREATE TABLE rooms (
+        key       TEXT PRIMARY KEY,   -- casefolded name
+        name      TEXT NOT NULL,
+        topic     TEXT NOT NULL DEFAULT '',
+        topic_by  TEXT NOT NULL DEFAULT '',
+        topic_at  REAL NOT NULL DEFAULT 0,
+        modes     TEXT NOT NULL DEFAULT 'nt',
+        room_key  TEXT,
+        lim       INTEGER,
+        created   REAL NOT NULL
+    );
+    """,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One history line, as stored and as served back by CHATHISTORY."""
+
+    id: int
+    msgid: str
+    time_ms: int
+    target: str
+    display: str
+    sender: str
+    command: str
+    text: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    """What persists of a room across restarts: topic, modes, key, limit."""
+
+    key: str
+    name: str
+    topic: str
+    topic_by: str
+    topic_at: float
+    modes: str
+    room_key: str | None
+    limit: int | None
+    created: float
+
+
+def new_msgid() -> str:
+    """A unique, unguessable message id (IRCv3 message-ids)."""
+    return secrets.token_urlsafe(12)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    uri = path.startswith("file:")
+    conn = sqlite3.connect(path, uri=uri, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 2000")
+    return conn
+
+
+class HistoryStore:
+    """The SQLite database: schema, writes (store thread only) and reads (any thread)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        retention_count: int = 100_000,
+        retention_days: float = 365.0,
+        sync: str = "normal",
+    ) -> None:
+        self.path = str(path)
+        self.retention_count = retention_count
+        self.retention_days = retention_days
+        if self.path == MEMORY:
+            # one private in-memory database shared by this store's two connections
+            self._uri = f"file:chatroom-{secrets.token_hex(8)}?mode=memory&cache=shared"
+        else:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._uri = self.path
+        self._write = _connect(self._uri)
+        if self.path != MEMORY:
+            self._write.execute("PRAGMA journal_mode = WAL")
+        self._write.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
+        self._migrate()
+        self._read = _connect(self._uri)
+        self._read_lock = threading.Lock()
+        last = self._write.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
+        self._ids = itertools.count(last + 1)
+
+    def _migrate(self) -> None:
+        version = self._write.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"{self.path}: database schema {version} is newer than this server"
+                f" ({len(MIGRATIONS)})"
+            )
+        for target in range(version, len(MIGRATIONS)):
+            self._write.executescript(
+                "BEGIN;" + MIGRATIONS[target] + f"; PRAGMA user_version = {target + 1}; COMMIT;"
+            )
+
+    @property
+    def schema_version(self) -> int:
+        return self._write.execute("PRAGMA user_version").fetchone()[0]
+
+    def next_id(self) -> int:
+        """The next message id; ids are handed out in posting order (thread-safe)."""
+        return next(self._ids)
+
+    def close(self) -> None:
+        for conn in (self._read, self._write):
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    # --- writes (the store thread) -------------------------------------------------------
+
+    def write(self, messages: Sequence[StoredMessage], rooms: Sequence[RoomState] = ()) -> None:
+        """Commit messages and room states in one transaction."""
+        db = self._write
+        db.execute("BEGIN")
+        try:
+            if messages:
+                db.executemany(
+                    "INSERT OR IGNORE INTO messages"
+                    "(id, msgid, time_ms, target, display, sender, command, text, tags)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            m.id,
+                            m.msgid,
+                            m.time_ms,
+                            m.target,
+                            m.display,
+                            m.sender,
+                            m.command,
+                            m.text,
+                            json.dumps(m.tags) if m.tags else "",
+                        )
+                        for m in messages
+                    ],
+                )
+            for r in rooms:
+                db.execute(
+                    "INSERT INTO rooms(key, name, topic, topic_by, topic_at, modes, room_key,"
+                    " lim, created) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
+                    " name=excluded.name, topic=excluded.topic, topic_by=excluded.topic_by,"
+                    " topic_at=excluded.topic_at, modes=excluded.modes,"
+                    " room_key=excluded.room_key, lim=excluded.lim",
+                    (
+                        r.key,
+                        r.name,
+                        r.topic,
+                        r.topic_by,
+                        r.topic_at,
+                        r.modes,
+                        r.room_key,
+                        r.limit,
+                        r.created,
+                    ),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def apply_retention(self, now_ms: int | None = None) -> int:
+        """Delete what is older than ``retention_days`` or beyond the newest
+        ``retention_count`` of each conversation. Returns how many rows went."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        db = self._write
+        before = db.total_changes
+        db.execute("BEGIN")
+        try:
+            if self.retention_days > 0:
+                cutoff = now_ms - int(self.retention_days * 86_400_000)
+                db.execute("DELETE FROM messages WHERE time_ms < ?", (cutoff,))
+            if self.retention_count > 0:
+                for (target,) in db.execute(
+                    "SELECT target FROM messages GROUP BY target HAVING COUNT(*) > ?",
+                    (self.retention_count,),
+                ).fetchall():
+                    db.execute(
+                        "DELETE FROM messages WHERE target = ? AND id <= (SELECT id FROM"
+                        " messages WHERE target = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                        (target, target, self.retention_count),
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return db.total_changes - before
+
+    # --- reads (any thread) ----------------------------------------------------------------
+
+    def _rows(self, sql: str, args: Sequence[object]) -> list[StoredMessage]:
+        with self._read_lock:
+            rows = self._read.execute(sql, args).fetchall()
+        return [
+            StoredMessage(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]) if r[8] else {}
+            )
+            for r in rows
+        ]
+
+    _COLUMNS = "id, msgid, time_ms, target, display, sender, command, text, tags"
+
+    def locate(self, target: str, msgid: str) -> int | None:
+        """The id of ``msgid`` within conversation ``target`` (None if unknown there)."""
+        with self._read_lock:
+            row = self._read.execute(
+                "SELECT id FROM messages WHERE msgid = ? AND target = ?", (msgid, target)
+            ).fetchone()
+        return row[0] if row else None
+
+    def first_id_at(self, target: str, time_ms: int) -> int:
+        """The smallest id whose time is >= ``time_ms`` (a timestamp as a position)."""
+        with self._read_lock:
+            row = self._read.execute(
+                "SELECT MIN(id) FROM messages WHERE target = ? AND time_ms >= ?", (target, time_ms)
+            ).fetchone()
+        return row[0] if row and row[0] is not None else 1 << 62
+
+    def window(
+        self, target: str, lo: int, hi: int, limit: int, newest: bool
+    ) -> list[StoredMessage]:
+        """Up to ``limit`` messages with ``lo < id < hi``: the newest of them when
+        ``newest``, else the oldest; always returned oldest first."""
+        if limit <= 0:
+            return []
+        rows = self._rows(
+            f"SELECT {self._COLUMNS} FROM messages WHERE target = ? AND id > ? AND id < ?"
+            f" ORDER BY id {'DESC' if newest else 'ASC'} LIMIT ?",
+            (target, lo, hi, limit),
+        )
+        if newest:
+            rows.reverse()
+        return rows
+
+    def targets(
+        self, keys: Sequence[str], start_ms: int, end_ms: int, limit: int
+    ) -> list[tuple[str, str, int]]:
+        """(key, display, latest time) of conversations among ``keys`` active between
+        two times, most recent first (CHATHISTORY TARGETS)."""
+        if not keys:
+            return []
+        lo, hi = sorted((start_ms, end_ms))
+        marks = ",".join("?" * len(keys))
+        with self._read_lock:
+            return self._read.execute(
+                f"SELECT target, display, MAX(time_ms) AS t FROM messages WHERE target IN"
+                f" ({marks}) AND time_ms > ? AND time_ms < ? GROUP BY target ORDER BY t DESC"
+                " LIMIT ?",
+                (*keys, lo, hi, limit),
+            ).fetchall()
+
+    def dm_keys(self, prefix_key: str) -> list[str]:
+        """Every direct-message conversation key involving casefolded nick ``prefix_key``."""
+        with self._read_lock:
+            rows = self._read.execute(
+                "SELECT DISTINCT target FROM messages WHERE target LIKE ? ESCAPE '\\'"
+                " OR target LIKE ? ESCAPE '\\'",
+                (_like_escape(prefix_key) + " %", "% " + _like_escape(prefix_key)),
+            ).fetchall()
+        return [r[0] for r in rows if prefix_key in r[0].split(" ")]
+
+    def room_state(self, key: str) -> RoomState | None:
+        with self._read_lock:
+            r = self._read.execute(
+                "SELECT key, name, topic, topic_by, topic_at, modes, room_key, lim, created"
+                " FROM rooms WHERE key = ?",
+                (key,),
+            ).fetchone()
+        return RoomState(*r) if r else None
+
+    def export(self, target: str) -> Iterator[StoredMessage]:
+        """Every stored message of one conversation, oldest first, in pages."""
+        last = 0
+        while True:
+            page = self.window(target, last, 1 << 62, 1000, newest=False)
+            if not page:
+                return
+            yield from page
+            last = page[-1].id
+
+
+def _like_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def dm_key(a: str, b: str) -> str:
+    """Conversation key of the direct messages between two casefolded nicks."""
+    return " ".join(sorted((a, b)))
+
+
+class HistoryPipeline:
+    """The store thread: group-commits history, then forwards everything to the writer.
+
+    It has the writer's posting interface (post, post_many, multicast, throttle), and
+    the server puts it in front of the writer, so order is kept end to end.
+    """
+
+    def __init__(self, store: HistoryStore, writer: Writer) -> None:
+        self.store = store
+        self.writer = writer
+        self._inbox: deque[tuple] = deque()
+        self._sleeping = False
+        self._wake = threading.Event()
+        self._stop = False
+        self._room = threading.Condition()
+        self._waiting = 0
+        self._committed = 0  # highest message id known to be on disk
+        self._committed_cv = threading.Condition()
+        self.failures = 0  # transactions that failed (logged), for tests and operators
+        self._thread = threading.Thread(target=self._run, name="chatroom-store", daemon=True)
+
+    # --- the posting interface (any thread) ----------------------------------------------
+
+    def post(self, entry: tuple) -> None:
+        self._inbox.append(entry)
+        if self._sleeping:
+            self._sleeping = False
+            self._wake.set()
+
+    def post_many(self, entries: Sequence[tuple]) -> None:
+        self._inbox.extend(entries)
+        if self._sleeping:
+            self._sleeping = False
+            self._wake.set()
+
+    def multicast(
+        self,
+        variants: Sequence[bytes],
+        outboxes: Sequence[object],
+        exclude: object = None,
+        record: StoredMessage | None = None,
+    ) -> None:
+        self.post((_MULTICAST, outboxes, variants, exclude, record))
+
+    def save_room(self, state: RoomState) -> None:
+        self.post((_ROOM_STATE, state))
+
+    def throttle(self, timeout: float = 1.0) -> None:
+        """Backpressure: wait while either this thread or the writer is far behind."""
+        if len(self._inbox) > INBOX_HIGH_WATER and not self._stop:
+            with self._room:
+                self._waiting += 1
+                try:
+                    self._room.wait_for(
+                        lambda: len(self._inbox) <= INBOX_HIGH_WATER // 2 or self._stop, timeout
+                    )
+                finally:
+                    self._waiting -= 1
+        self.writer.throttle(timeout)
+
+    @property
+    def close_linger(self) -> float:
+        return self.writer.close_linger
+
+    def wait_committed(self, id_: int, timeout: float = 5.0) -> bool:
+        """Block until message ``id_`` (and all before it) is on disk."""
+        with self._committed_cv:
+            return self._committed_cv.wait_for(
+                lambda: self._committed >= id_ or self._stop, timeout
+            )
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Commit and forward what is queued, then stop."""
+        self._stop = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        with self._room:
+            self._room.notify_all()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # --- the store thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        inbox = self._inbox
+        next_retention = time.monotonic() + RETENTION_INTERVAL
+        while True:
+            self._sleeping = True
+            if not inbox:
+                if self._stop:
+                    break
+                self._wake.wait(RETENTION_INTERVAL)
+            self._sleeping = False
+            self._wake.clear()
+            if inbox:
+                self._commit_and_forward()
+            if self._waiting:
+                with self._room:
+                    self._room.notify_all()
+            if time.monotonic() >= next_retention:
+                next_retention = time.monotonic() + RETENTION_INTERVAL
+                self._retention()
+
+    def _commit_and_forward(self) -> None:
+        inbox = self._inbox
+        batch = [inbox.popleft() for _ in range(len(inbox))]
+        messages = [e[4] for e in batch if e[0] == _MULTICAST and e[4] is not None]
+        rooms = [e[1] for e in batch if e[0] == _ROOM_STATE]
+        if messages or rooms:
+            try:
+                self.store.write(messages, rooms)
+            except sqlite3.Error as e:
+                self.failures += 1
+                log.error("history not saved (%d messages): %s", len(messages), e)
+            if messages:
+                with self._committed_cv:
+                    self._committed = max(self._committed, messages[-1].id)
+                    self._committed_cv.notify_all()
+        if rooms:
+            batch = [e for e in batch if e[0] != _ROOM_STATE]
+        self.writer.post_many(batch)
+
+    def _retention(self) -> None:
+        try:
+            removed = self.store.apply_retention()
+            if removed:
+                log.info("history retention removed %d messages", removed)
+        except sqlite3.Error as e:
+            log.error("history retention failed: %s", e)

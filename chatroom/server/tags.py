@@ -1,0 +1,108 @@
+"""IRCv3 tags on outgoing lines: server-time, msgid, per-client encodings, batches, labels.
+
+A relayed line is encoded once per *variant* (what the recipient negotiated):
+``PLAIN`` (no tags), ``TIME_ONLY`` (server-time without message-tags) and
+``ALL_TAGS`` (message-tags). Each client's Sink carries its variant, so the writer
+picks the right bytes without looking at capabilities. Sans-IO, like protocol.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from chatroom.protocol import Message, escape_tag_value, serialize
+
+PLAIN, TIME_ONLY, ALL_TAGS = 0, 1, 2
+
+_batch_ids = itertools.count(1)
+
+
+def variant_for(caps: set[str]) -> int:
+    """Which encoding a client with ``caps`` receives."""
+    if "message-tags" in caps:
+        return ALL_TAGS
+    if "server-time" in caps:
+        return TIME_ONLY
+    return PLAIN
+
+
+def server_time(epoch_ms: int) -> str:
+    """IRCv3 server-time format: ``2026-11-26T16:07:36.123Z``.
+
+    >>> server_time(0)
+    '1970-01-01T00:00:00.000Z'
+    """
+    seconds, ms = divmod(epoch_ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
+
+
+def parse_server_time(text: str) -> int | None:
+    """``YYYY-MM-DDThh:mm:ss.sssZ`` to ms since the epoch; None when malformed.
+
+    >>> parse_server_time("1970-01-01T00:00:01.500Z")
+    1500
+    >>> parse_server_time("yesterday") is None
+    True
+    """
+    if not text.endswith("Z"):
+        return None
+    try:
+        dt = datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return int(dt.timestamp() * 1000)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def encode_variants(
+    msg: Message, time_tag: str, msgid: str | None, client_tags: Mapping[str, str] | None = None
+) -> tuple[bytes, bytes, bytes]:
+    """The three encodings of a relayed line; the untagged body is serialised once."""
+    body = serialize(msg)
+    timed = b"@time=" + time_tag.encode() + b" " + body
+    if msgid is None and not client_tags:
+        return (body, timed, timed)
+    extra = f";msgid={escape_tag_value(msgid)}" if msgid else ""
+    if client_tags:
+        extra += "".join(
+            f";{k}={escape_tag_value(v)}" if v else f";{k}" for k, v in client_tags.items()
+        )
+    return (body, timed, b"@time=" + time_tag.encode() + extra.encode() + b" " + body)
+
+
+def add_tag(line: bytes, key: str, value: str) -> bytes:
+    """Put one more tag on an encoded line (labels, batch membership).
+
+    >>> add_tag(b":s PING x\\r\\n", "label", "a1")
+    b'@label=a1 :s PING x\\r\\n'
+    >>> add_tag(b"@time=t :s PING x\\r\\n", "batch", "7")
+    b'@batch=7;time=t :s PING x\\r\\n'
+    """
+    tag = f"{key}={escape_tag_value(value)}".encode()
+    if line.startswith(b"@"):
+        return b"@" + tag + b";" + line[1:]
+    return b"@" + tag + b" " + line
+
+
+def has_tag(line: bytes, key: str) -> bool:
+    """Whether an encoded line already carries tag ``key``.
+
+    >>> has_tag(b"@time=t;batch=3 :s X", "batch"), has_tag(b":s X", "batch")
+    (True, False)
+    """
+    if not line.startswith(b"@"):
+        return False
+    section = line[1 : line.find(b" ")]
+    wanted = key.encode()
+    return any(item.partition(b"=")[0] == wanted for item in section.split(b";"))
+
+
+def new_batch_id() -> str:
+    """A reference tag for BATCH, unique within this server process."""
+    return f"b{next(_batch_ids)}"
