@@ -1,0 +1,396 @@
+#!/usr/bin/env python3
+"""Load benchmark: chatroom-server beside ngircd, interleaved, medians and ratios.
+
+Every run starts a fresh server on 127.0.0.1, drives it with ``ircload`` (the Rust
+load generator in ../shared/tools/ircload, built on demand) and stops it by PID.
+Servers: ours with history (the default: SQLite in a temp dir), ours with
+``--no-history``, and ngircd when installed (penalties and per-address limits off,
+as the ircload README describes). Flood control is off for every server
+(``--no-flood-limit``); every other limit is our default.
+
+    python3 benchmarks/server_bench.py -n 3              # everything, 3 repetitions
+    python3 benchmarks/server_bench.py -n 3 --only fanout50,memory
+    python3 benchmarks/server_bench.py --quick           # smoke test, tiny sizes
+
+Machines here are shared and noisy: compare ratios within one run, not absolutes.
+Loopback only; every run is bounded by ircload's own timeouts and ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+IRCLOAD_SRC = ROOT.parent / "shared" / "tools" / "ircload"
+IRCLOAD_TARGET = Path(tempfile.gettempdir()) / "ircload-target"
+START_TIMEOUT = 15.0
+MEMORY_CLIENTS = 2000
+MEMORY_SETTLE_S = 2.0
+
+SCENARIOS: dict[str, list[str]] = {
+    "fanout50": ["fanout", "-c", "50", "-s", "5", "-m", "2000"],
+    "fanout200": ["fanout", "-c", "200", "-s", "10", "-m", "500"],
+    "rooms": ["rooms"],
+    "slow": ["slow"],
+    "slowctl": ["slow", "--slow-control"],
+    "storm": ["storm", "--steps", "1000,2000,5000"],
+    "memory": [],  # measured by this script: idle registered clients, RSS per client
+}
+QUICK: dict[str, list[str]] = {
+    "fanout50": ["fanout", "-c", "10", "-s", "2", "-m", "200"],
+    "fanout200": ["fanout", "-c", "20", "-s", "4", "-m", "100"],
+    "rooms": ["rooms", "-r", "2", "-c", "20", "-s", "4", "-m", "100"],
+    "slow": ["slow", "-c", "5", "-s", "2", "-m", "2000"],
+    "slowctl": ["slow", "--slow-control", "-c", "5", "-s", "2", "-m", "2000"],
+    "storm": ["storm", "--steps", "100,200"],
+    "memory": [],
+}
+
+NGIRCD_CONF = """[Global]
+\tName = ngircd.bench.local
+\tInfo = chatroom benchmark anchor
+\tListen = 127.0.0.1
+\tPorts = {port}
+\tMotdPhrase = "bench"
+\tPidFile = {rundir}/ngircd.pid
+\tServerUID = 0
+\tServerGID = 0
+[Limits]
+\tMaxConnections = 0
+\tMaxConnectionsIP = 0
+\tMaxJoins = 0
+\tMaxNickLength = 9
+\tMaxPenaltyTime = 0
+\tPingTimeout = 120
+\tPongTimeout = 20
+[Options]
+\tDNS = no
+\tIdent = no
+\tPAM = no
+\tMorePrivacy = no
+\tRequireAuthPing = no
+\tScrubCTCP = no
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ircload_binary(explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    binary = IRCLOAD_TARGET / "release" / "ircload"
+    if not binary.exists():
+        if not shutil.which("cargo") or not (IRCLOAD_SRC / "Cargo.toml").exists():
+            sys.exit(f"ircload not built and cannot build it (need cargo and {IRCLOAD_SRC})")
+        subprocess.run(
+            [
+                "cargo",
+                "build",
+                "--release",
+                "--offline",
+                "--manifest-path",
+                str(IRCLOAD_SRC / "Cargo.toml"),
+                "--target-dir",
+                str(IRCLOAD_TARGET),
+            ],
+            check=True,
+        )
+    return binary
+
+
+class Server:
+    """One fresh server process on loopback, stopped by PID."""
+
+    def __init__(self, kind: str, workdir: Path) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.rundir = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=workdir))
+        if kind == "ngircd":
+            conf = self.rundir / "ngircd.conf"
+            conf.write_text(NGIRCD_CONF.format(port=self.port, rundir=self.rundir))
+            argv = [shutil.which("ngircd") or "/usr/sbin/ngircd", "--nodaemon", "-f", str(conf)]
+        else:
+            argv = [
+                sys.executable,
+                "-c",
+                "from chatroom.cli import server_main; raise SystemExit(server_main())",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-flood-limit",
+                "--log-level",
+                "WARNING",
+            ]
+            argv += (
+                ["--no-history"]
+                if kind == "ours-nohist"
+                else ["--db", str(self.rundir / "history.sqlite3")]
+            )
+        self.log = open(self.rundir / "server.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{kind} did not start; see {self.rundir / 'server.log'}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def measure_memory(server: Server, clients: int) -> dict:
+    """RSS per idle registered client: hold ``clients`` connections, compare RSS."""
+    import selectors
+
+    before = rss_kb(server.pid)
+    sel = selectors.DefaultSelector()
+    socks = []
+    pending: dict[socket.socket, bytes] = {}
+    registered = 0
+    deadline = time.monotonic() + 60
+    try:
+        for i in range(clients):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(f"NICK m{i}\r\nUSER m 0 * :m\r\n".encode())
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ)
+            socks.append(s)
+            pending[s] = b""
+        while pending and time.monotonic() < deadline:
+            for key, _ in sel.select(1.0):
+                s = key.fileobj
+                try:
+                    data = s.recv(65536)
+                except BlockingIOError:
+                    continue
+                if s in pending:
+                    pending[s] += data
+                    if b" 001 " in pending[s]:
+                        del pending[s]
+                        registered += 1
+                for line in data.split(b"\r\n"):
+                    if line.startswith(b"PING"):
+                        s.sendall(b"PONG" + line[4:] + b"\r\n")
+        time.sleep(MEMORY_SETTLE_S)
+        after = rss_kb(server.pid)
+    finally:
+        for s in socks:
+            s.close()
+        sel.close()
+    return {
+        "ok": registered == clients,
+        "registered": registered,
+        "rss_before_kb": before,
+        "rss_after_kb": after,
+        "kb_per_client": (after - before) / max(registered, 1),
+    }
+
+
+def run_one(ircload: Path, server: Server, name: str, args: list[str]) -> dict:
+    if name == "memory":
+        return measure_memory(server, MEMORY_CLIENTS if not QUICK_MODE else 200)
+    out = subprocess.run(
+        [
+            str(ircload),
+            *args,
+            "--port",
+            str(server.port),
+            "--pid",
+            str(server.pid),
+            "--label",
+            server.kind,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        return {"ok": False, "error": out.stderr[-500:]}
+    return json.loads(lines[-1])
+
+
+def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> str:
+    def med(rows: list[dict], key: str, sub: str | None = None) -> float | None:
+        vals = []
+        for r in rows:
+            v = r.get(sub, {}).get(key) if sub else r.get(key)
+            if isinstance(v, (int, float)):
+                vals.append(float(v))
+        return statistics.median(vals) if vals else None
+
+    def fmt(v: float | None, unit: str = "") -> str:
+        if v is None:
+            return "-"
+        if unit == "/s":
+            return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.0f}k"
+        return f"{v:.2f}" if v < 100 else f"{v:.0f}"
+
+    out = []
+    ref = "ngircd" if "ngircd" in servers else None
+    out.append(
+        "| scenario | server | ok | deliveries/s | ratio vs ngircd | p50 ms | p99 ms |"
+        " lost/dup/reorder/leak | server CPU | notes |"
+    )
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    for name, by_server in results.items():
+        for kind in servers:
+            rows = by_server.get(kind, [])
+            if not rows:
+                continue
+            oks = sum(1 for r in rows if r.get("ok"))
+            notes = ""
+            dps = med(rows, "deliveries_per_s")
+            ratio = "-"
+            if ref and kind != ref and dps:
+                ref_dps = med(by_server.get(ref, []), "deliveries_per_s")
+                if ref_dps:
+                    ratio = f"{dps / ref_dps:.2f}x"
+            if name == "storm":
+                notes = (
+                    f"max clean C {fmt(med(rows, 'max_ok'))}, regs/s "
+                    f"{fmt(med(rows, 'regs_per_s'))}, reg p99 {fmt(med(rows, 'reg_p99_ms'))} ms"
+                )
+            elif name == "slow":
+                fates = ",".join(sorted({r.get("slow", {}).get("outcome", "?") for r in rows}))
+                notes = (
+                    f"slow client: {fates} after "
+                    f"{fmt(med(rows, 'disconnect_after_s', 'slow'))} s "
+                    f"({rows[0].get('slow', {}).get('quit_reason_seen_by_others', '-')})"
+                )
+            elif name == "memory":
+                notes = (
+                    f"{fmt(med(rows, 'kb_per_client'))} KiB RSS per idle client "
+                    f"({rows[0].get('registered')} clients)"
+                )
+            errs = (
+                "/".join(fmt(med(rows, k)) for k in ("lost", "dup", "reorder", "leak"))
+                if dps is not None
+                else "-"
+            )
+            out.append(
+                f"| {name} | {kind} | {oks}/{len(rows)} | {fmt(dps, '/s')} | {ratio} |"
+                f" {fmt(med(rows, 'lat_p50_ms'))} | {fmt(med(rows, 'lat_p99_ms'))} | {errs} |"
+                f" {fmt(med(rows, 'server_cpu'))} | {notes} |"
+            )
+    if "ours" in servers and "ours-nohist" in servers:
+        out.append("")
+        for name in ("fanout50", "fanout200", "rooms"):
+            on = med(results.get(name, {}).get("ours", []), "deliveries_per_s")
+            off = med(results.get(name, {}).get("ours-nohist", []), "deliveries_per_s")
+            if on and off:
+                out.append(f"history on / off, {name}: {on / off:.2f}x")
+    if "slow" in results and "slowctl" in results:
+        for kind in servers:
+            p99 = med(results["slow"].get(kind, []), "lat_p99_ms")
+            ctl = med(results["slowctl"].get(kind, []), "lat_p99_ms")
+            if p99 and ctl:
+                out.append(
+                    f"slow vs control p99, {kind}: {p99 / ctl:.2f}x ({p99:.2f} / {ctl:.2f} ms)"
+                )
+    return "\n".join(out)
+
+
+QUICK_MODE = False
+
+
+def main() -> int:
+    global QUICK_MODE
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-n", "--reps", type=int, default=3, help="repetitions (medians)")
+    ap.add_argument("--only", help="comma list of scenarios: " + ",".join(SCENARIOS))
+    ap.add_argument(
+        "--servers",
+        default="ours,ours-nohist,ngircd",
+        help="comma list among ours, ours-nohist, ngircd",
+    )
+    ap.add_argument("--ircload", help="path to a built ircload binary")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    ap.add_argument("--out", type=Path, help="directory for results.jsonl and summary.md")
+    args = ap.parse_args()
+    QUICK_MODE = args.quick
+    table = QUICK if args.quick else SCENARIOS
+    names = args.only.split(",") if args.only else list(table)
+    servers = [s for s in args.servers.split(",") if s]
+    if "ngircd" in servers and not shutil.which("ngircd") and not Path("/usr/sbin/ngircd").exists():
+        print("ngircd not installed: measuring ours only", file=sys.stderr)
+        servers.remove("ngircd")
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    ircload = ircload_binary(args.ircload)
+    out_dir = args.out or Path(tempfile.mkdtemp(prefix="chatroom-bench-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    with open(out_dir / "results.jsonl", "w") as log:
+        for rep in range(args.reps):
+            for name in names:
+                order = servers[rep % len(servers) :] + servers[: rep % len(servers)]
+                for kind in order:
+                    server = Server(kind, out_dir)
+                    try:
+                        r = run_one(ircload, server, name, table[name])
+                    finally:
+                        server.stop()
+                    r.update({"bench_scenario": name, "bench_server": kind, "rep": rep})
+                    log.write(json.dumps(r) + "\n")
+                    log.flush()
+                    results[name][kind].append(r)
+                    brief = r.get("deliveries_per_s") or r.get("max_ok") or r.get("kb_per_client")
+                    print(
+                        f"rep {rep} {name:9s} {kind:11s} ok={r.get('ok')} {brief}", file=sys.stderr
+                    )
+    summary = f"chatroom server benchmark, {started}, {args.reps} reps, medians\n\n"
+    summary += summarize(results, servers)
+    (out_dir / "summary.md").write_text(summary + "\n")
+    print(summary)
+    print(f"\n(results in {out_dir})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())
