@@ -359,7 +359,7 @@ def serialize(msg: Message) -> bytes:
             items.append(f"{key}={escape_tag_value(value)}" if value else key)
         parts.append("@" + ";".join(items))
     if msg.source is not None:
-        if not msg.source or _has_bad(msg.source) or " " in msg.source:
+        if not msg.source or " " in msg.source:
             raise UnserializableMessage(f"invalid source {msg.source!r}")
         parts.append(":" + msg.source)
     command = str(msg.command)
@@ -370,12 +370,10 @@ def serialize(msg: Message) -> bytes:
     if params:
         last = len(params) - 1
         for p in params[:last]:
-            if not p or " " in p or p[0] == ":" or _has_bad(p):
+            if not p or " " in p or p[0] == ":":
                 raise UnserializableMessage(f"invalid middle parameter {p!r}")
             parts.append(p)
         p = params[last]
-        if _has_bad(p):
-            raise UnserializableMessage(f"CR, LF or NUL in parameter {p!r}")
         text_at = _TEXT_PARAM.get(command)
         if (
             not p
@@ -386,14 +384,14 @@ def serialize(msg: Message) -> bytes:
         ):
             p = ":" + p
         parts.append(p)
-    return (" ".join(parts) + "\r\n").encode("utf-8")
+    line = " ".join(parts)
+    # One scan of the whole line (escaped tag values cannot hold CR or LF, and NUL in
+    # them was refused above): cheaper than checking every part on the hot path.
+    if "\r" in line or "\n" in line or "\x00" in line:
+        raise UnserializableMessage(f"CR, LF or NUL in {line[:60]!r}")
+    return (line + "\r\n").encode("utf-8")
 
 
-_BAD_RE = re.compile(r"[\r\n\x00]")
-
-
-def _has_bad(s: str) -> bool:
-    return _BAD_RE.search(s) is not None
 
 
 # --- framing ------------------------------------------------------------------------------

@@ -202,33 +202,62 @@ class Session:
         exclude: Sink | None = None,
         client_tags: dict[str, str] | None = None,
         history: tuple[str, str] | None = None,
-    ) -> tuple[tuple[bytes, bytes, bytes], StoredMessage | None]:
+    ) -> tuple[bytes, bytes, bytes]:
         """Stamp a relayed line (server-time, msgid), encode it once per variant and
         hand it to the writer; ``history=(key, display)`` also stores it (lock held)."""
+        stamp, msgid, variants = self._stamp(msg, client_tags)
+        self._post(sinks, variants, exclude, self._record(msg, stamp, msgid, client_tags, history))
+        return variants
+
+    @staticmethod
+    def _stamp(
+        msg: Message, client_tags: dict[str, str] | None = None
+    ) -> tuple[int, str, tuple[bytes, bytes, bytes]]:
+        """Server time and msgid for a relayed line, and its encodings (no lock needed)."""
         stamp = T.now_ms()
         msgid = new_msgid()
-        variants = T.encode_variants(msg, T.server_time(stamp), msgid, client_tags)
-        record = None
+        return stamp, msgid, T.encode_variants(msg, T.server_time(stamp), msgid, client_tags)
+
+    def _record(
+        self,
+        msg: Message,
+        stamp: int,
+        msgid: str,
+        client_tags: dict[str, str] | None,
+        history: tuple[str, str] | None,
+    ) -> StoredMessage | None:
+        """The history row of a relayed line; its id fixes its place (lock held)."""
         pipeline = self.reg.history
-        if history is not None and pipeline is not None:
-            record = StoredMessage(
-                pipeline.store.next_id(),
-                msgid,
-                stamp,
-                history[0],
-                history[1],
-                msg.source or "",
-                msg.command,
-                msg.params[-1],
-                client_tags or {},
-            )
-            self.reg.last_message_id = record.id
+        if history is None or pipeline is None:
+            return None
+        record = StoredMessage(
+            pipeline.store.next_id(),
+            msgid,
+            stamp,
+            history[0],
+            history[1],
+            msg.source or "",
+            msg.command,
+            msg.params[-1],
+            client_tags or {},
+        )
+        self.reg.last_message_id = record.id
+        return record
+
+    def _post(
+        self,
+        sinks: tuple[Sink, ...],
+        variants: tuple[bytes, bytes, bytes],
+        exclude: Sink | None,
+        record: StoredMessage | None,
+    ) -> None:
+        """Hand an encoded line to the writer (lock held); a labeled command keeps its
+        own copy for the response batch."""
         me = self.user.conn
         if self._capture is not None and exclude is not me and me in sinks:
             self._capture.append(variants[self.variant])
             exclude = me
         self.reg.multicast(variants, sinks, exclude, record)
-        return variants, record
 
     # --- input ------------------------------------------------------------------------
 
@@ -860,43 +889,56 @@ class Session:
         echo = "echo-message" in user.caps
         user.last_spoke = time.monotonic()
         for target in targets:
-            with self.reg.lock:
-                if is_channel(target):
-                    chan = self.reg.find_channel(target)
-                    if chan is None:
+            # Look up and encode outside the registry lock; hold it only to check the
+            # right to speak, fix the message's place and post it (short, uncontended).
+            if is_channel(target):
+                chan = self.reg.find_channel(target)
+                if chan is None:
+                    error(N.ERR_NOSUCHCHANNEL, target, "No such channel")
+                    continue
+                out = Message(
+                    msg.command, (chan.name,) if tagmsg else (chan.name, text), user.source
+                )
+                stamp, msgid, variants = self._stamp(out, client_tags)
+                history = None if tagmsg else (casefold(chan.name), chan.name)
+                with self.reg.lock:
+                    if self.reg.channels.get(casefold(chan.name)) is not chan:
                         error(N.ERR_NOSUCHCHANNEL, target, "No such channel")
                         continue
                     if not chan.can_speak(user):
                         error(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
                         continue
-                    params = (chan.name,) if tagmsg else (chan.name, text)
                     sinks = chan.sinks
-                    history = None if tagmsg else (casefold(chan.name), chan.name)
-                else:
+                    if tagmsg:  # only clients that speak message-tags can see a TAGMSG
+                        sinks = tuple(s for s in sinks if getattr(s, "variant", 0) == T.ALL_TAGS)
+                    self._post(
+                        sinks,
+                        variants,
+                        user.conn,
+                        self._record(out, stamp, msgid, client_tags, history),
+                    )
+            else:
+                with self.reg.lock:
                     peer = self.reg.find_user(target)
                     if peer is None:
                         error(N.ERR_NOSUCHNICK, target, "No such nick/channel")
                         continue
-                    params = (peer.nick,) if tagmsg else (peer.nick, text)
-                    sinks = (peer.conn,)
+                    out = Message(
+                        msg.command, (peer.nick,) if tagmsg else (peer.nick, text), user.source
+                    )
                     history = (
                         None
                         if tagmsg
                         else (dm_key(casefold(user.nick), casefold(peer.nick)), peer.nick)
                     )
+                    sinks = (peer.conn,)
+                    if tagmsg and getattr(peer.conn, "variant", 0) != T.ALL_TAGS:
+                        sinks = ()
+                    variants = self._relay_sinks(sinks, out, user.conn, client_tags, history)
                     if peer.away is not None:
                         error(N.RPL_AWAY, peer.nick, peer.away)
-                if tagmsg:  # only clients that speak message-tags can see a TAGMSG
-                    sinks = tuple(s for s in sinks if getattr(s, "variant", 0) == T.ALL_TAGS)
-                variants, _ = self._relay_sinks(
-                    sinks,
-                    Message(msg.command, params, user.source),
-                    user.conn,
-                    client_tags,
-                    history,
-                )
-                if echo:
-                    self._out(variants[self.variant])
+            if echo:
+                self._out(variants[self.variant])
 
     # --- queries --------------------------------------------------------------------------
 

@@ -97,9 +97,15 @@ class RoomState:
     created: float
 
 
+# msgids: a random prefix per server run, then a counter. Unique across restarts
+# (the prefix), cheap (no randomness per message), and tag-safe (no escaping needed).
+_MSGID_PREFIX = secrets.token_urlsafe(9).replace("-", "A").replace("_", "B")
+_msgid_counter = itertools.count(1)
+
+
 def new_msgid() -> str:
-    """A unique, unguessable message id (IRCv3 message-ids)."""
-    return secrets.token_urlsafe(12)
+    """A unique message id (IRCv3 message-ids), made of tag-safe characters."""
+    return f"{_MSGID_PREFIX}{next(_msgid_counter):x}"
 
 
 def _connect(path: str) -> sqlite3.Connection:

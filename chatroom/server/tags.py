@@ -18,6 +18,8 @@ from chatroom.protocol import Message, escape_tag_value, serialize
 PLAIN, TIME_ONLY, ALL_TAGS = 0, 1, 2
 
 _batch_ids = itertools.count(1)
+_last_second = -1
+_last_prefix = ""
 
 
 def variant_for(caps: set[str]) -> int:
@@ -36,7 +38,11 @@ def server_time(epoch_ms: int) -> str:
     '1970-01-01T00:00:00.000Z'
     """
     seconds, ms = divmod(epoch_ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
+    global _last_second, _last_prefix
+    if seconds != _last_second:  # one strftime a second, not one a message
+        _last_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = seconds
+    return f"{_last_prefix}.{ms:03d}Z"
 
 
 def parse_server_time(text: str) -> int | None:
@@ -68,7 +74,7 @@ def encode_variants(
     timed = b"@time=" + time_tag.encode() + b" " + body
     if msgid is None and not client_tags:
         return (body, timed, timed)
-    extra = f";msgid={escape_tag_value(msgid)}" if msgid else ""
+    extra = f";msgid={msgid}" if msgid else ""  # our msgids need no escaping
     if client_tags:
         extra += "".join(
             f";{k}={escape_tag_value(v)}" if v else f";{k}" for k, v in client_tags.items()
