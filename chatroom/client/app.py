@@ -2,6 +2,11 @@
 
 Build it with :func:`make_app` so the command line, the tests, the benchmark and the
 screenshot script all run the same thing.
+
+Every line from the server goes through a :class:`BatchCollector` first: history
+batches go to the :class:`HistoryFetcher`, everything else to the model. The fetcher
+is told when we join a room, open a private window, reach the top of a log or
+reconnect, and answers with CHATHISTORY requests, which the app sends.
 """
 
 from __future__ import annotations
@@ -33,10 +38,18 @@ from chatroom.client.connection import (
     StateChanged,
     join_messages,
 )
+from chatroom.client.history import (
+    HISTORY_BATCH_TYPES,
+    HISTORY_PAGE,
+    HISTORY_REQUEST_TIMEOUT,
+    Batch,
+    BatchCollector,
+    HistoryFetcher,
+)
 from chatroom.client.screens.chat import ChatScreen
 from chatroom.client.screens.connect import ConnectScreen
 from chatroom.client.screens.dialogs import HelpScreen
-from chatroom.client.state import SERVER_KEY, ClientState
+from chatroom.client.state import SERVER_KEY, BufferKind, ClientState
 from chatroom.protocol import Message, UnserializableMessage, casefold
 
 __all__ = ["FLUSH_INTERVAL", "ChatApp", "ClientOptions", "make_app"]
@@ -46,6 +59,10 @@ __all__ = ["FLUSH_INTERVAL", "ChatApp", "ClientOptions", "make_app"]
 FLUSH_INTERVAL = 0.02
 # Pause between the lines of a multi-line paste, so servers' flood control keeps us.
 PASTE_LINE_INTERVAL = 0.05
+# How often history requests are checked against their deadline.
+HISTORY_EXPIRE_INTERVAL = 1.0
+# End of the registration burst (end of MOTD, or no MOTD): ISUPPORT is known by then.
+_BURST_END = frozenset({"376", "422"})
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,8 @@ class ClientOptions:
     config_dir: Path | None = None
     lag_interval: float = LAG_INTERVAL
     backoff_base: float = BACKOFF_BASE
+    history_page: int = HISTORY_PAGE
+    history_timeout: float = HISTORY_REQUEST_TIMEOUT
 
 
 class ChatApp(App[int]):
@@ -75,6 +94,8 @@ class ChatApp(App[int]):
         self.options = options
         self.config_dir = options.config_dir or config_dir()
         self.state = ClientState(options.nick, options.host or "server")
+        self.batches = BatchCollector()
+        self.history = self._make_fetcher()
         self.connection: Connection | None = None
         self.chat_screen: ChatScreen | None = None
         self.server_label = ""
@@ -86,7 +107,12 @@ class ChatApp(App[int]):
         self._flush_pending = False
         self._last_flush = 0.0
 
+    def _make_fetcher(self) -> HistoryFetcher:
+        opts = self.options
+        return HistoryFetcher(self.state, page=opts.history_page, timeout=opts.history_timeout)
+
     def on_mount(self) -> None:
+        self.set_interval(HISTORY_EXPIRE_INTERVAL, self._expire_history)
         opts = self.options
         if opts.host:
             self.start_chat(opts.host, opts.port, opts.nick, opts.password, opts.rooms)
@@ -107,6 +133,8 @@ class ChatApp(App[int]):
         remember_server(RecentServer(host, port, nick), self.config_dir)
         self.options = replace(self.options, host=host, port=port, nick=nick, password=password)
         self.state = ClientState(nick, host)
+        self.batches = BatchCollector()
+        self.history = self._make_fetcher()
         self.server_label = f"{host}:{port}"
         self._first_rooms = [normalise_room(r) for r in rooms]
         if self._first_rooms:
@@ -141,19 +169,16 @@ class ChatApp(App[int]):
     def _on_connection_event(self, event: Event) -> None:
         state = self.state
         if isinstance(event, Received):
-            msg = event.message
-            state.handle(msg)
-            pending = self._pending_join
-            if (
-                msg.command == "JOIN"
-                and pending
-                and state.is_mine(msg.nick)
-                and casefold(msg.param(0)) == casefold(pending)
-            ):
-                self._pending_join = None
-                state.set_active(casefold(msg.param(0)))
+            item = self.batches.feed(event.message)
+            if isinstance(item, Batch):
+                self._on_batch(item)
+            elif item is not None:
+                self._on_server_line(item)
         elif isinstance(event, Registered):
             state.nick = event.nick
+            state.echo_message = "echo-message" in event.caps
+            self.batches.reset()
+            self.history.configure(event.caps)
             rooms = state.joined_rooms() or self._first_rooms
             state.info(f"Connected to {self.server_label} as {event.nick}", SERVER_KEY)
             for message in join_messages(rooms):
@@ -166,6 +191,66 @@ class ChatApp(App[int]):
             state.info(event.text, SERVER_KEY, error=event.error)
         self._schedule_flush()
 
+    def _on_server_line(self, msg: Message, label: str | None = None) -> None:
+        """One server line (unbatched, or from a batch that is not history)."""
+        state = self.state
+        if msg.command == "FAIL" and msg.param(0) == "CHATHISTORY":
+            follow = self.history.failed(msg, label)
+            if follow is not None:
+                self._send_all(follow)
+                return
+        state.handle(msg)
+        if msg.command == "JOIN" and state.is_mine(msg.nick):
+            buf = state.buffer(msg.param(0))
+            if buf is not None:
+                self._send_all(self.history.joined(buf))
+            pending = self._pending_join
+            if pending and casefold(msg.param(0)) == casefold(pending):
+                self._pending_join = None
+                state.set_active(casefold(msg.param(0)))
+        elif msg.command in _BURST_END:
+            self._send_all(self.history.reconnected())
+        self._fetch_opened()
+
+    def _on_batch(self, batch: Batch, label: str | None = None) -> None:
+        """A finished batch: history to the fetcher; the lines of any other kind (a
+        labeled response, a netsplit) are handled one by one, in order."""
+        label = batch.label or label
+        if batch.type in HISTORY_BATCH_TYPES:
+            self._send_all(self.history.batch(batch, label))
+            return
+        for item in batch.items:
+            if isinstance(item, Batch):
+                self._on_batch(item, label)
+            else:
+                self._on_server_line(item, label)
+
+    def _fetch_opened(self) -> None:
+        """New private windows get their conversation's history."""
+        state = self.state
+        if not state.opened:
+            return
+        opened, state.opened = state.opened, []
+        if self.connection is None or not self.connection.connected:
+            return  # fetched after the reconnect (HistoryFetcher.reconnected)
+        for buf in opened:
+            if buf.kind is BufferKind.QUERY and state.buffers.get(buf.key) is buf:
+                self._send_all(self.history.opened(buf))
+
+    def _send_all(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.send(message)
+
+    def _expire_history(self) -> None:
+        self.history.expire()
+        if self.state.dirty_entries:
+            self._schedule_flush()
+
+    def load_older(self, key: str) -> None:
+        """The user reached the top of buffer ``key``'s log: fetch older lines."""
+        self._send_all(self.history.older(key))
+        self._schedule_flush()
+
     def _state_changed(self, event: StateChanged) -> None:
         previous = self.conn_state
         self.conn_state = str(event.state)
@@ -176,6 +261,8 @@ class ChatApp(App[int]):
             self.conn_detail = f"retry in {event.retry_in:.0f} s" if event.retry_in else ""
             if previous == ConnState.CONNECTED:
                 state.disconnected(event.reason + retry)
+                self.history.disconnected()
+                self.batches.reset()
                 self.lag = None
             else:
                 state.info(f"Could not connect: {event.reason}{retry}", SERVER_KEY, error=True)
@@ -259,6 +346,7 @@ class ChatApp(App[int]):
             self.state.info(str(exc), error=True)
         except UnserializableMessage as exc:
             self.state.info(f"Can't send that: {exc}", error=True)
+        self._fetch_opened()
         self._schedule_flush()
 
     def submit_lines(self, lines: list[str]) -> None:
@@ -291,6 +379,8 @@ def make_app(
     config_dir: Path | None = None,
     lag_interval: float = LAG_INTERVAL,
     backoff_base: float = BACKOFF_BASE,
+    history_page: int = HISTORY_PAGE,
+    history_timeout: float = HISTORY_REQUEST_TIMEOUT,
 ) -> ChatApp:
     """Build the client app: with ``host`` it connects at once, else it asks."""
     options = ClientOptions(
@@ -302,5 +392,7 @@ def make_app(
         config_dir=config_dir,
         lag_interval=lag_interval,
         backoff_base=backoff_base,
+        history_page=history_page,
+        history_timeout=history_timeout,
     )
     return ChatApp(options)

@@ -5,10 +5,12 @@ benchmark's, a test bot's) and reports everything through one callback taking sm
 frozen event dataclasses. It never touches widgets and knows nothing about rooms:
 those belong to :mod:`chatroom.client.state`.
 
-Registration follows IRCv3 capability negotiation so tags and capabilities can be
-added later: ``CAP LS 302`` first, then ``PASS``/``NICK``/``USER``; the server's
-``CAP LS`` is answered with a ``REQ`` for what we want and it has, then ``CAP END``.
-A server without CAP answers 421 and registers us anyway.
+Registration follows IRCv3 capability negotiation: ``CAP LS 302`` first, then
+``PASS``/``NICK``/``USER``; the server's ``CAP LS`` is answered with one ``REQ`` for
+what we want *and it offered* (a REQ is all-or-nothing: one unknown name and the
+server NAKs the lot), then ``CAP END``. A server without CAP answers 421 and
+registers us anyway. What the capabilities mean is the app's business
+(:mod:`chatroom.client.history`, :mod:`chatroom.client.state`); here they are names.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from chatroom.protocol import (
 __all__ = [
     "BACKOFF_BASE",
     "BACKOFF_MAX",
+    "BASIC_CAPS",
     "CONNECT_TIMEOUT",
     "LAG_INTERVAL",
     "PING_TIMEOUT",
@@ -67,8 +70,25 @@ BACKOFF_MAX = 60.0
 BACKOFF_JITTER = 0.25
 # One read from the socket; lines are framed by LineBuffer whatever the chunk size.
 READ_CHUNK = 65536
-# Capabilities we ask for when the server offers them. server-time: honour @time.
-WANTED_CAPS = frozenset({"server-time", "multi-prefix"})
+# Capabilities we ask for when the server offers them: server-time (honour @time),
+# message-tags (msgids), echo-message (our lines come back, confirmed), batch and
+# draft/chathistory (history on join, scroll-back, gap fill), labeled-response (match
+# replies to requests), away-notify and multi-prefix (member list).
+WANTED_CAPS = frozenset(
+    {
+        "away-notify",
+        "batch",
+        "chathistory",
+        "draft/chathistory",
+        "echo-message",
+        "labeled-response",
+        "message-tags",
+        "multi-prefix",
+        "server-time",
+    }
+)
+# What a bare client asks for (tests' scripted users see every line as sent).
+BASIC_CAPS = frozenset({"server-time", "multi-prefix"})
 # Nick length assumed for nick_ retries until ISUPPORT says otherwise (RFC 2812: 9).
 DEFAULT_NICKLEN = 9
 LAG_TOKEN_PREFIX = "lag"

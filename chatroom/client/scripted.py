@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 
 from chatroom.client.connection import (
+    BASIC_CAPS,
     Connection,
     ConnectionSettings,
     ConnState,
@@ -29,9 +30,16 @@ WAIT_TIMEOUT = 10.0
 class ScriptedUser:
     """One scripted participant: ``await ScriptedUser(host, port, "bob").connect()``."""
 
-    def __init__(self, host: str, port: int, nick: str, password: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        nick: str,
+        password: str | None = None,
+        caps: frozenset[str] = BASIC_CAPS,
+    ) -> None:
         settings = ConnectionSettings(
-            host=host, port=port, nick=nick, password=password, reconnect=False
+            host=host, port=port, nick=nick, password=password, reconnect=False, wanted_caps=caps
         )
         self.connection = Connection(settings, self._on_event)
         self.messages: list[Message] = []

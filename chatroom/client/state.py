@@ -4,13 +4,18 @@ Sans-IO like the protocol module: :meth:`ClientState.handle` takes a parsed
 :class:`~chatroom.protocol.Message` and updates the model; the UI reads the model and
 the ``dirty`` sets to repaint only what changed. No sockets, no widgets, no Textual.
 Every dict of nicks or rooms is keyed by :func:`~chatroom.protocol.casefold`.
+
+History (IRCv3 chathistory) lands here too: :meth:`ClientState.insert_history` puts
+old lines into a backlog at a given place, dropping any whose msgid is already there.
+A backlog is a list in display order; views follow it through ``Buffer.version``
+(anything but an append happened) and ``Buffer.touched`` (lines redrawn in place).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -27,11 +32,15 @@ __all__ = [
     "ClientState",
     "Entry",
     "EntryKind",
+    "HistoryState",
     "Member",
 ]
 
 # Lines kept per room; older ones scroll away (10,000 is the scrolling benchmark's size).
 BACKLOG_LINES = 10_000
+# The backlog may overshoot by this many lines before the oldest are dropped in one go,
+# so a full room costs one view rebuild per this many messages, not one per message.
+BACKLOG_TRIM = 500
 # Nicks remembered per room for Tab completion, most recent speaker first.
 RECENT_SPEAKERS = 100
 # The server buffer's key; no nick or room can be empty, so it never collides.
@@ -63,6 +72,21 @@ SYSTEM_KINDS = frozenset(
 )
 
 
+# Lines that are conversation (stored by the server, served by chathistory, counted).
+CHAT_KINDS = frozenset({EntryKind.MESSAGE, EntryKind.ACTION, EntryKind.NOTICE})
+
+
+class HistoryState(StrEnum):
+    """What the top of a buffer says about older history (the log's header row)."""
+
+    NONE = "none"  # no server history for this buffer: no header
+    MORE = "more"  # older lines may exist: reaching the top loads them
+    LOADING = "loading"  # a request for older lines is out
+    COMPLETE = "complete"  # the server has nothing older
+    UNAVAILABLE = "unavailable"  # the server refused; we don't ask again this session
+    FULL = "full"  # the backlog is at BACKLOG_LINES: older lines would push newer out
+
+
 class BufferKind(StrEnum):
     """What a buffer shows."""
 
@@ -73,7 +97,13 @@ class BufferKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One line in a backlog. ``text`` is raw peer text: render it safely."""
+    """One line in a backlog. ``text`` is raw peer text: render it safely.
+
+    ``seq`` identifies the line for views (unique, but not in display order once
+    history is inserted). ``msgid`` is the server's id, for de-duplication and as a
+    chathistory reference. ``pending``: our own line, waiting for the server's echo;
+    ``failed``: that echo never came. ``history``: fetched, not seen live.
+    """
 
     time: datetime
     kind: EntryKind
@@ -82,6 +112,10 @@ class Entry:
     own: bool = False
     mention: bool = False
     seq: int = 0
+    msgid: str = ""
+    pending: bool = False
+    failed: bool = False
+    history: bool = False
 
 
 @dataclass(slots=True)
@@ -90,6 +124,16 @@ class Member:
 
     nick: str
     prefixes: str = ""
+    away: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """What :meth:`ClientState.insert_history` did."""
+
+    added: int  # lines inserted
+    duplicates: int  # lines dropped because their msgid was already in the backlog
+    last_seq: int | None  # the last line inserted (where the next page goes after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +152,7 @@ class Buffer:
 
     name: str
     kind: BufferKind
-    entries: deque[Entry] = field(default_factory=lambda: deque(maxlen=BACKLOG_LINES))
+    entries: list[Entry] = field(default_factory=list)
     members: dict[str, Member] = field(default_factory=dict)
     topic: str = ""
     joined: bool = False
@@ -118,6 +162,17 @@ class Buffer:
     names_pending: bool = False
     # Bumped by /clear so views drop what they cached.
     generation: int = 0
+    # Bumped by every change that is not an append at the end (history inserted, lines
+    # dropped, the divider or header moved): views rebuild, keeping their place.
+    version: int = 0
+    # Lines changed in place (an echo confirmed a pending line): views redraw them.
+    touched: set[int] = field(default_factory=set)
+    msgids: set[str] = field(default_factory=set)
+    # The unread divider goes before this line (the first to arrive while away).
+    divider_seq: int | None = None
+    history: HistoryState = HistoryState.NONE
+    # Our own lines waiting for their echo (echo-message), oldest first, by seq.
+    pending: list[int] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -136,8 +191,35 @@ class Buffer:
 
         return sorted(self.members.values(), key=rank)
 
+    def index_of(self, seq: int) -> int | None:
+        """Position of the line ``seq`` (searched from the end, where changes happen)."""
+        entries = self.entries
+        for i in range(len(entries) - 1, -1, -1):
+            if entries[i].seq == seq:
+                return i
+        return None
 
-def _parse_time(tags: dict[str, str] | None) -> datetime:
+    def newest_reference(self, before: int | None = None) -> Entry | None:
+        """The newest conversation line with a msgid (before position ``before``)."""
+        entries = self.entries
+        for i in range(len(entries) if before is None else before, 0, -1):
+            entry = entries[i - 1]
+            if entry.msgid and entry.kind in CHAT_KINDS:
+                return entry
+        return None
+
+    def oldest_reference(self) -> Entry | None:
+        """The oldest conversation line with a msgid: where scroll-back continues."""
+        return next((e for e in self.entries if e.msgid and e.kind in CHAT_KINDS), None)
+
+    def set_history(self, state: HistoryState) -> None:
+        """Change what the header row says."""
+        if self.history is not state:
+            self.history = state
+            self.version += 1
+
+
+def _parse_time(tags: Mapping[str, str] | None) -> datetime:
     """The IRCv3 ``time`` tag when present and readable, else now (local time)."""
     raw = tags.get("time") if tags else None
     if raw:
@@ -154,7 +236,11 @@ class ClientState:
     ``dirty_entries`` holds keys of buffers with new lines, ``dirty_members`` those
     whose member lists or topics changed, ``dirty_list`` says the room list (names,
     counts) changed, and ``alerts`` collects mentions/private messages for the UI to
-    announce. The UI clears them after painting.
+    announce. The UI clears them after painting. ``opened`` lists buffers created since
+    the app last looked (a new private conversation wants its history fetched).
+
+    With ``echo_message`` (the IRCv3 capability) our own lines are shown as pending
+    until the server's copy comes back and confirms them (with its time and msgid).
     """
 
     def __init__(self, nick: str, server_name: str = "server") -> None:
@@ -167,6 +253,11 @@ class ClientState:
         self.prefix_modes, self.prefix_chars = DEFAULT_PREFIX
         self.chantypes = "#&"
         self.away = False
+        self.echo_message = False
+        # ISUPPORT CHATHISTORY (most lines per request; 0: no limit) and MSGREFTYPES.
+        self.chathistory_limit: int | None = None
+        self.msgreftypes: frozenset[str] = frozenset()
+        self.opened: list[Buffer] = []
         self.dirty_entries: set[str] = set()
         self.dirty_members: set[str] = set()
         self.dirty_list = True
@@ -187,6 +278,13 @@ class ClientState:
             "CAP": lambda m: None,
             "PING": lambda m: None,
             "PONG": lambda m: None,
+            "TAGMSG": lambda m: None,  # typing notifications and reactions: not shown
+            "BATCH": lambda m: None,  # framing; the app groups the lines
+            "ACK": lambda m: None,  # labeled-response: a request with no reply
+            "AWAY": self._on_away,
+            "FAIL": self._on_standard_reply,
+            "WARN": self._on_standard_reply,
+            "NOTE": self._on_standard_reply,
             Numeric.RPL_WELCOME: self._on_welcome,
             Numeric.RPL_ISUPPORT: self._on_isupport,
             Numeric.RPL_TOPIC: self._on_rpl_topic,
@@ -262,6 +360,7 @@ class ClientState:
                 kind = BufferKind.CHANNEL if self.is_channel(name) else BufferKind.QUERY
             buf = Buffer(name, kind)
             self.buffers[key] = buf
+            self.opened.append(buf)
             self.dirty_list = True
         return buf
 
@@ -280,9 +379,17 @@ class ClientState:
         return buf
 
     def set_active(self, key: str) -> None:
-        """Look at buffer ``key``: its counts are read."""
+        """Look at buffer ``key``: its counts are read.
+
+        Leaving a buffer takes its unread divider away; the next line that arrives
+        while the user is elsewhere puts it back, before that line.
+        """
         if key not in self.buffers:
             return
+        left = self.buffers.get(self.active)
+        if left is not None and key != self.active and left.divider_seq is not None:
+            left.divider_seq = None
+            left.version += 1
         self.active = key
         buf = self.buffers[key]
         buf.unread = buf.mentions = 0
@@ -295,8 +402,42 @@ class ClientState:
         buf = self.buffers.get(key)
         if buf is not None:
             buf.entries.clear()
+            buf.msgids.clear()
+            buf.pending.clear()
+            buf.touched.clear()
+            buf.divider_seq = None
             buf.generation += 1
             self.dirty_entries.add(key)
+
+    def _is_mention(
+        self, buf: Buffer, kind: EntryKind, nick: str | None, text: str, own: bool
+    ) -> bool:
+        return (
+            not own
+            and kind in CHAT_KINDS
+            and nick is not None
+            and (buf.kind is BufferKind.QUERY or contains_mention(text, self.nick))
+        )
+
+    def _append(self, buf: Buffer, entry: Entry) -> None:
+        buf.entries.append(entry)
+        if entry.msgid:
+            buf.msgids.add(entry.msgid)
+        self.dirty_entries.add(buf.key)
+        if len(buf.entries) > BACKLOG_LINES + BACKLOG_TRIM:
+            self._trim(buf)
+
+    def _trim(self, buf: Buffer) -> None:
+        """Drop the oldest lines beyond BACKLOG_LINES (in one go: views rebuild once)."""
+        drop = len(buf.entries) - BACKLOG_LINES
+        if drop <= 0:
+            return
+        gone = buf.entries[:drop]
+        buf.msgids.difference_update(e.msgid for e in gone if e.msgid)
+        seqs = {e.seq for e in gone}
+        buf.pending = [seq for seq in buf.pending if seq not in seqs]
+        del buf.entries[:drop]
+        buf.version += 1
 
     def add(
         self,
@@ -308,27 +449,36 @@ class ClientState:
         own: bool = False,
         when: datetime | None = None,
         count: bool = True,
+        msgid: str = "",
+        pending: bool = False,
     ) -> Entry:
         """Append a line to ``buf``; counts it as unread (and alerts) if not in view."""
         self._seq += 1
-        mention = (
-            not own
-            and kind in (EntryKind.MESSAGE, EntryKind.ACTION, EntryKind.NOTICE)
-            and nick is not None
-            and (buf.kind is BufferKind.QUERY or contains_mention(text, self.nick))
+        mention = self._is_mention(buf, kind, nick, text, own)
+        entry = Entry(
+            when or _parse_time(None),
+            kind,
+            nick,
+            text,
+            own,
+            mention,
+            self._seq,
+            msgid,
+            pending,
         )
-        entry = Entry(when or _parse_time(None), kind, nick, text, own, mention, self._seq)
-        buf.entries.append(entry)
-        self.dirty_entries.add(buf.key)
+        self._append(buf, entry)
         if kind in (EntryKind.MESSAGE, EntryKind.ACTION) and nick and not own:
             folded = casefold(nick)
             buf.speakers[folded] = nick
             buf.speakers.move_to_end(folded)
             if len(buf.speakers) > RECENT_SPEAKERS:
                 buf.speakers.popitem(last=False)
-        if buf.key != self.active and count and kind not in SYSTEM_KINDS:
-            if kind in (EntryKind.MESSAGE, EntryKind.ACTION, EntryKind.NOTICE):
+        if buf.key != self.active and count and kind not in SYSTEM_KINDS and not own:
+            if kind in CHAT_KINDS:
                 buf.unread += 1
+                if buf.divider_seq is None:
+                    buf.divider_seq = entry.seq
+                    buf.version += 1
             if mention:
                 buf.mentions += 1
                 self.alerts.append(Alert(buf.key, buf.name, nick or "", strip_formatting(text)))
@@ -341,15 +491,69 @@ class ClientState:
         kind = EntryKind.ERROR if error else EntryKind.INFO
         return self.add(buf, kind, None, text, count=False)
 
-    def own_message(self, target: str, text: str, *, action: bool = False) -> None:
-        """Show a line we sent (servers don't echo without echo-message)."""
+    def own_message(self, target: str, text: str, *, action: bool = False) -> Entry:
+        """Show a line we sent at once; pending until its echo when the server echoes.
+
+        Without echo-message this is the only copy we will ever see. With it the
+        server's echo replaces the pending line in place (see :meth:`_confirm`), so
+        the input still feels instant while the log shows what the server accepted.
+        """
         buf = self.open(target)
         kind = EntryKind.ACTION if action else EntryKind.MESSAGE
-        self.add(buf, kind, self.nick, text, own=True)
+        entry = self.add(buf, kind, self.nick, text, own=True, pending=self.echo_message)
+        if self.echo_message:
+            buf.pending.append(entry.seq)
+        return entry
+
+    def _confirm(self, buf: Buffer, kind: EntryKind, text: str, msg: Message) -> bool:
+        """Our line came back (echo-message): confirm the pending copy in place.
+
+        The server echoes in order, so the oldest pending line with the same text is
+        the one; if none matches (the server changed the text), the oldest pending.
+        """
+        if not buf.pending:
+            return False
+        candidates = [(seq, buf.index_of(seq)) for seq in buf.pending]
+        found = [
+            (seq, i)
+            for seq, i in candidates
+            if i is not None and buf.entries[i].kind is kind and buf.entries[i].text == text
+        ]
+        if not found:
+            found = [(seq, i) for seq, i in candidates if i is not None]
+        if not found:
+            buf.pending.clear()
+            return False
+        seq, index = found[0]
+        assert index is not None
+        buf.pending.remove(seq)
+        msgid = msg.tags.get("msgid", "")
+        old = buf.entries[index]
+        buf.entries[index] = replace(
+            old, kind=kind, text=text, time=self._time(msg), msgid=msgid, pending=False
+        )
+        if msgid:
+            buf.msgids.add(msgid)
+        buf.touched.add(seq)
+        self.dirty_entries.add(buf.key)
+        return True
+
+    def _fail_pending(self, buf: Buffer, count: int | None = None) -> None:
+        """The oldest ``count`` (all: None) pending lines will get no echo: mark them."""
+        chosen = buf.pending if count is None else buf.pending[:count]
+        for seq in chosen:
+            index = buf.index_of(seq)
+            if index is not None:
+                buf.entries[index] = replace(buf.entries[index], pending=False, failed=True)
+                buf.touched.add(seq)
+                self.dirty_entries.add(buf.key)
+        buf.pending = [] if count is None else buf.pending[count:]
 
     def disconnected(self, reason: str) -> None:
-        """The link dropped: members are unknown until we rejoin."""
+        """The link dropped: members are unknown until we rejoin; unechoed lines failed."""
         for buf in self.buffers.values():
+            if buf.pending:
+                self._fail_pending(buf)
             if buf.kind is BufferKind.CHANNEL and buf.members:
                 buf.members.clear()
                 self.dirty_members.add(buf.key)
@@ -357,6 +561,84 @@ class ClientState:
         for buf in self.buffers.values():
             if buf.kind is BufferKind.CHANNEL and buf.joined:
                 self.info(f"Disconnected: {reason}", buf.key, error=True)
+
+    # --- history ------------------------------------------------------------------------
+
+    def history_entry(self, buf: Buffer, msg: Message) -> Entry | None:
+        """A fetched PRIVMSG/NOTICE as a line for ``buf`` (None: nothing to show)."""
+        parts = self._chat_parts(msg)
+        if parts is None:
+            return None
+        kind, nick, text = parts
+        own = self.is_mine(nick)
+        self._seq += 1
+        return Entry(
+            self._time(msg),
+            kind,
+            nick,
+            text,
+            own,
+            self._is_mention(buf, kind, nick, text, own),
+            self._seq,
+            msg.tags.get("msgid", ""),
+            history=True,
+        )
+
+    def insert_history(
+        self, buf: Buffer, entries: Iterable[Entry], after_seq: int | None
+    ) -> Inserted:
+        """Put fetched lines (oldest first) after line ``after_seq``, or at the top.
+
+        Lines whose msgid is already in the backlog are dropped, so a message that
+        arrived live while its history was on the way shows once. Our own line found
+        in history replaces a pending or failed copy of it. Fetched lines are old:
+        they never count as unread, alert, or move the divider.
+        """
+        fresh: list[Entry] = []
+        duplicates = 0
+        seen = buf.msgids
+        for entry in entries:
+            if entry.msgid and entry.msgid in seen:
+                duplicates += 1
+                continue
+            if entry.msgid:
+                seen.add(entry.msgid)
+            fresh.append(entry)
+        position = 0
+        if after_seq is not None:
+            index = buf.index_of(after_seq)
+            position = 0 if index is None else index + 1
+        for entry in fresh:
+            if entry.own:
+                position = self._drop_unconfirmed(buf, entry, position)
+        buf.entries[position:position] = fresh
+        if fresh:
+            buf.version += 1
+            self.dirty_entries.add(buf.key)
+        if len(buf.entries) > BACKLOG_LINES + BACKLOG_TRIM:
+            self._trim(buf)
+        return Inserted(len(fresh), duplicates, fresh[-1].seq if fresh else None)
+
+    def note(self, buf: Buffer, text: str, after_seq: int | None) -> None:
+        """A client info line placed after line ``after_seq`` (where a gap is)."""
+        self._seq += 1
+        entry = Entry(_parse_time(None), EntryKind.INFO, None, text, seq=self._seq)
+        self.insert_history(buf, [entry], after_seq)
+
+    def _drop_unconfirmed(self, buf: Buffer, found: Entry, position: int) -> int:
+        """Remove a pending/failed copy of our line ``found``; returns the shifted position."""
+        for i, entry in enumerate(buf.entries):
+            if (
+                entry.own
+                and (entry.pending or entry.failed)
+                and entry.kind is found.kind
+                and entry.text == found.text
+            ):
+                del buf.entries[i]
+                if entry.seq in buf.pending:
+                    buf.pending.remove(entry.seq)
+                return position - 1 if i < position else position
+        return position
 
     # --- server messages -----------------------------------------------------------------
 
@@ -386,22 +668,44 @@ class ClientState:
             nick = target  # our own message echoed back (echo-message)
         return self.open(nick, BufferKind.QUERY)
 
+    def _chat_parts(self, msg: Message) -> tuple[EntryKind, str, str] | None:
+        """(kind, nick, text) of a user's PRIVMSG, /me or NOTICE; None for anything else."""
+        text, nick, source = msg.param(1), msg.nick or "", msg.source or ""
+        if msg.command == "NOTICE":
+            if "!" not in source or msg.param(0) == "*" or text.startswith(CTCP):
+                return None
+            return EntryKind.NOTICE, nick, text
+        if msg.command != "PRIVMSG":
+            return None
+        if "!" not in (source or "!") and not self.is_channel(msg.param(0)) and "." in nick:
+            return None  # a server's PRIVMSG
+        if text.startswith(CTCP):
+            command, _, rest = text.strip(CTCP).partition(" ")
+            return (EntryKind.ACTION, nick, rest) if command.upper() == "ACTION" else None
+        return EntryKind.MESSAGE, nick, text
+
+    def _live(self, buf: Buffer, kind: EntryKind, nick: str, text: str, msg: Message) -> None:
+        """A conversation line as it happens: shown once (by msgid), echoes confirmed."""
+        msgid = msg.tags.get("msgid", "")
+        if msgid and msgid in buf.msgids:
+            return  # already here, from a history batch
+        own = self.is_mine(nick)
+        if own and self.echo_message and self._confirm(buf, kind, text, msg):
+            return
+        self.add(buf, kind, nick, text, own=own, when=self._time(msg), msgid=msgid)
+
     def _on_privmsg(self, msg: Message) -> None:
         target, text = msg.param(0), msg.param(1)
-        nick = msg.nick or ""
-        if "!" not in (msg.source or "!") and not self.is_channel(target) and "." in nick:
-            self._server_line(msg, text)  # a server's PRIVMSG to us
-            return
-        kind = EntryKind.MESSAGE
-        if text.startswith(CTCP):
-            body = text.strip(CTCP)
-            command, _, rest = body.partition(" ")
-            if command.upper() != "ACTION":
+        parts = self._chat_parts(msg)
+        if parts is None:
+            if text.startswith(CTCP) and "!" in (msg.source or "!"):
+                command, _, rest = text.strip(CTCP).partition(" ")
                 self._ctcp(msg, command.upper(), rest)
-                return
-            kind, text = EntryKind.ACTION, rest
-        buf = self._target_buffer(msg, target)
-        self.add(buf, kind, nick, text, own=self.is_mine(nick), when=self._time(msg))
+            else:
+                self._server_line(msg, text)  # a server's PRIVMSG to us
+            return
+        kind, nick, text = parts
+        self._live(self._target_buffer(msg, target), kind, nick, text, msg)
 
     def _ctcp(self, msg: Message, command: str, rest: str) -> None:
         self._server_line(msg, f"CTCP {command} from {msg.nick}" + (f": {rest}" if rest else ""))
@@ -414,9 +718,11 @@ class ClientState:
             return
         if self.is_channel(target):
             buf = self.open(target, BufferKind.CHANNEL)
+        elif self.is_mine(msg.nick):
+            buf = self.buffers.get(casefold(target)) or self.active_buffer  # our echo
         else:
             buf = self.buffers.get(casefold(msg.nick or "")) or self.active_buffer
-        self.add(buf, EntryKind.NOTICE, msg.nick, text, when=self._time(msg))
+        self._live(buf, EntryKind.NOTICE, msg.nick or "", text, msg)
 
     def _on_join(self, msg: Message) -> None:
         room, nick = msg.param(0), msg.nick or ""
@@ -564,6 +870,8 @@ class ClientState:
 
     def _on_welcome(self, msg: Message) -> None:
         self.nick = msg.param(0, self.nick)
+        self.chathistory_limit = None  # a new connection: ISUPPORT follows
+        self.msgreftypes = frozenset()
         server = self.buffers[SERVER_KEY]
         if msg.source:
             self.server_name = server.name = msg.source
@@ -582,6 +890,10 @@ class ClientState:
             elif key == "NETWORK" and value:
                 self.buffers[SERVER_KEY].name = value
                 self.dirty_list = True
+            elif key == "CHATHISTORY":
+                self.chathistory_limit = int(value) if value.isdigit() else 0
+            elif key == "MSGREFTYPES":
+                self.msgreftypes = frozenset(v for v in value.split(",") if v)
 
     def _on_namreply(self, msg: Message) -> None:
         # 353 me <=|*|@> #room :[prefixes]nick ...  (multi-prefix: several prefixes)
@@ -618,6 +930,21 @@ class ClientState:
             count=False,
         )
 
+    def _on_away(self, msg: Message) -> None:
+        """away-notify: someone in our rooms went away (with a reason) or came back."""
+        folded = casefold(msg.nick or "")
+        away = bool(msg.params and msg.params[0])
+        for buf in self.buffers.values():
+            member = buf.members.get(folded)
+            if member is not None and member.away != away:
+                member.away = away
+                self.dirty_members.add(buf.key)
+
+    def _on_standard_reply(self, msg: Message) -> None:
+        """IRCv3 standard replies: ``FAIL/WARN/NOTE <command> <code> [context...] :text``."""
+        text = f"{msg.param(0)}: {msg.param(-1)} ({msg.param(1)})"
+        self.info(text, error=msg.command == "FAIL")
+
     def _on_unaway(self, msg: Message) -> None:
         self.away = False
         self.dirty_list = True
@@ -646,6 +973,10 @@ class ClientState:
         """Replies without special handling: errors to where the user is, the rest to server."""
         text = " ".join(msg.params[1:])
         code = int(msg.command)
+        if msg.command in _SEND_ERRORS:
+            buf = self.buffers.get(casefold(msg.param(1)))
+            if buf is not None and buf.pending:
+                self._fail_pending(buf, 1)
         if 400 <= code < 600:
             self.info(_error_text(msg), error=True)
         elif 311 <= code <= 319 or code in (301, 330, 338, 378, 671, 276, 307, 320):
@@ -655,6 +986,12 @@ class ClientState:
                 self.info("End of room list")
         else:
             self._server_line(msg, text)
+
+
+# Errors that mean a PRIVMSG to param 1 went nowhere (so no echo will come for it).
+_SEND_ERRORS = frozenset(
+    {Numeric.ERR_NOSUCHNICK, Numeric.ERR_NOSUCHCHANNEL, Numeric.ERR_CANNOTSENDTOCHAN}
+)
 
 
 def _error_text(msg: Message) -> str:
@@ -679,13 +1016,3 @@ def _whois_text(msg: Message) -> str:
     if code == Numeric.RPL_ENDOFWHOIS:
         return f"End of WHOIS for {msg.param(1)}"
     return " ".join(p[1:])
-
-
-def iter_entries(buf: Buffer, since_seq: int) -> Iterator[Entry]:
-    """Entries of ``buf`` newer than ``since_seq``, oldest first (cheap from the end)."""
-    entries = buf.entries
-    start = len(entries)
-    while start > 0 and entries[start - 1].seq > since_seq:
-        start -= 1
-    for i in range(start, len(entries)):
-        yield entries[i]

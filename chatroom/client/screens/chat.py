@@ -162,6 +162,7 @@ class ChatScreen(Screen[None]):
         log = self.query_one(MessageLog)
         if direction < 0:
             log.scroll_page_up(animate=False)
+            log.check_top()  # already at the top: the scroll alone would not ask
         else:
             log.scroll_page_down(animate=False)
 
@@ -197,6 +198,10 @@ class ChatScreen(Screen[None]):
             ConfirmScreen(f"Send {len(lines)} lines to {self.app.state.active_buffer.name}?"),
             answer,
         )
+
+    @on(MessageLog.NeedOlder)
+    def _need_older(self, event: MessageLog.NeedOlder) -> None:
+        self.app.load_older(event.key)
 
     @on(RoomList.Selected)
     def _room_clicked(self, event: RoomList.Selected) -> None:

@@ -3,11 +3,16 @@
 A room's backlog can hold 10,000 lines and grow by 1,000 a second, so the log keeps
 pre-wrapped rows (``Strip``s) per buffer, adds rows only for new entries, and draws
 just the visible ones in :meth:`render_line`. Switching rooms reuses the cached rows.
+
+History changes more than the end: older lines arrive at the top, missed ones in the
+middle, echoes confirm lines in place. Any such change (``Buffer.version``) rebuilds
+the row index (cheap: heights only) and keeps the line the user was reading where it
+was on screen. Two rows are not messages: a header saying whether older history is
+loading or complete, and the divider before the first unread line.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from rich.cells import cell_len
@@ -15,14 +20,24 @@ from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from chatroom.client.formatting import irc_to_text, nick_colour, strip_formatting
-from chatroom.client.state import Buffer, Entry, EntryKind, iter_entries
+from chatroom.client.state import Buffer, Entry, EntryKind, HistoryState
 
-__all__ = ["NICK_WIDTH", "MessageLog", "entry_height", "render_entry"]
+__all__ = [
+    "DIVIDER_TEXT",
+    "HEADER_TEXT",
+    "NICK_WIDTH",
+    "Marker",
+    "MessageLog",
+    "entry_height",
+    "render_entry",
+]
 
 # Width of the right-aligned nick column; longer nicks are cut with a '+'.
 NICK_WIDTH = 12
@@ -39,6 +54,20 @@ _ERROR_STYLE = Style(color="#ff5f5f", bold=True)
 _NOTICE_STYLE = Style(color="#d7af5f")
 _TOPIC_STYLE = Style(color="#5fafaf")
 _MENTION_STYLE = Style(bold=True, color="#ffd75f")
+_PENDING_STYLE = Style(dim=True)
+_DIVIDER_STYLE = Style(color="#ff5f5f")
+_HEADER_STYLE = Style(dim=True, italic=True)
+# Shown after our line when the server never echoed it (echo-message).
+FAILED_SUFFIX = " ✗ not delivered"
+DIVIDER_TEXT = "new messages"
+# The header row, by the buffer's history state (none: no header).
+HEADER_TEXT = {
+    HistoryState.MORE: "↑ scroll up for older messages",
+    HistoryState.LOADING: "loading older messages…",
+    HistoryState.COMPLETE: "beginning of history",
+    HistoryState.UNAVAILABLE: "older history unavailable",
+    HistoryState.FULL: "older messages are not kept in this window",
+}
 _MARKERS = {
     EntryKind.JOIN: ("-->", Style(color="#5faf5f", dim=True)),
     EntryKind.PART: ("<--", Style(color="#af5f5f", dim=True)),
@@ -82,6 +111,15 @@ def _prefix(entry: Entry) -> Text:
 
 
 def _body(entry: Entry) -> Text:
+    body = _plain_body(entry)
+    if entry.pending:
+        body.stylize(_PENDING_STYLE)
+    elif entry.failed:
+        body.append(FAILED_SUFFIX, _ERROR_STYLE)
+    return body
+
+
+def _plain_body(entry: Entry) -> Text:
     kind = entry.kind
     if kind is EntryKind.MESSAGE:
         return irc_to_text(entry.text, _MENTION_STYLE if entry.mention else "")
@@ -129,9 +167,27 @@ def render_entry(entry: Entry, width: int, console: Console) -> list[Strip]:
 
 def _body_plain(entry: Entry) -> str:
     """The body's text as :func:`_body` will show it, without building styles."""
+    suffix = FAILED_SUFFIX if entry.failed else ""
     if entry.kind is EntryKind.ACTION:
-        return strip_formatting(entry.nick or "") + " " + strip_formatting(entry.text)
-    return strip_formatting(entry.text)
+        return strip_formatting(entry.nick or "") + " " + strip_formatting(entry.text) + suffix
+    return strip_formatting(entry.text) + suffix
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A row that is not a message: the unread divider, or the history header."""
+
+    text: str
+    style: Style
+    rule: bool  # drawn as a rule across the width (the divider)
+
+
+def render_marker(marker: Marker, width: int, console: Console) -> Strip:
+    """A marker as one row: centred text, on a rule for the divider."""
+    label = f" {marker.text} " if marker.rule else marker.text
+    fill = "─" if marker.rule else " "
+    text = Text(label.center(max(width, len(label)), fill)[:width], marker.style, end="")
+    return Strip(text.render(console), text.cell_len)
 
 
 # The prefix is fixed-width: 'HH:MM ' + nick column + separator.
@@ -148,33 +204,46 @@ def entry_height(entry: Entry, width: int) -> int:
     return 0
 
 
+Row = Entry | Marker
+
+
 @dataclass(eq=False)
 class _Rows:
-    """The rows of one buffer at one width: each row's entry, and its strip once drawn.
+    """The rows of one buffer at one width: each row's item, and its strip once drawn.
 
     Strips are made lazily in :meth:`MessageLog.render_line`, so a 10,000-line
     backlog costs a cheap height pass, and only the rows on screen are drawn.
+    ``entry_count`` buffer entries are laid out; appends continue from there as long
+    as the buffer's ``version`` is the one laid out.
     """
 
     width: int
     generation: int
-    entries: list[Entry] = field(default_factory=list)  # the entry of every row
-    parts: list[int] = field(default_factory=list)  # which of its entry's rows
+    version: int = -1
+    items: list[Row] = field(default_factory=list)  # what each row shows
+    parts: list[int] = field(default_factory=list)  # which of its item's rows
     strips: list[Strip | None] = field(default_factory=list)
-    seqs: list[int] = field(default_factory=list)
-    last_seq: int = 0
+    first_row: dict[int, int] = field(default_factory=dict)  # entry seq -> its first row
+    # Heights of wrapped entries (known only by drawing them), kept across rebuilds.
+    heights: dict[int, tuple[Entry, int]] = field(default_factory=dict)
+    entry_count: int = 0
     at_end: bool = True
-    scroll_y: int = 0
+    # Where the view was: (seq of the top line, its first row minus the top row).
+    anchor: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.strips)
 
-    def drop_front(self, count: int) -> None:
-        del self.entries[:count], self.parts[:count], self.strips[:count], self.seqs[:count]
+    def clear(self) -> None:
+        self.items.clear()
+        self.parts.clear()
+        self.strips.clear()
+        self.first_row.clear()
+        self.entry_count = 0
 
 
 class MessageLog(ScrollView, can_focus=True):
-    """Shows one :class:`Buffer` at a time; call :meth:`sync` after the buffer grows."""
+    """Shows one :class:`Buffer` at a time; call :meth:`sync` after the buffer changes."""
 
     DEFAULT_CSS = """
     MessageLog {
@@ -183,6 +252,12 @@ class MessageLog(ScrollView, can_focus=True):
         scrollbar-size-vertical: 1;
     }
     """
+
+    @dataclass
+    class NeedOlder(Message):
+        """The user reached the top of a buffer that may have older history."""
+
+        key: str
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -194,19 +269,22 @@ class MessageLog(ScrollView, can_focus=True):
     # --- public ---------------------------------------------------------------------------
 
     def show(self, buffer: Buffer) -> None:
-        """Display ``buffer``, remembering where we were in the previous one."""
+        """Display ``buffer``, remembering where we were in the previous one.
+
+        Coming back to a buffer at its end with more unread lines than fit, the view
+        starts at the divider instead, so the first unread line is on screen.
+        """
         if self._current is not None:
             self._current.at_end = self.is_vertical_scroll_end
-            self._current.scroll_y = round(self.scroll_y)
+            self._current.anchor = self._top_anchor()
         self.buffer = buffer
         self._current = None
         self.sync()
         rows = self._current
-        if rows is not None:
-            if rows.at_end:
-                self.scroll_end(animate=False, immediate=True, x_axis=False)
-            else:
-                self.scroll_to(y=rows.scroll_y, animate=False, immediate=True)
+        if rows is not None and rows.at_end and buffer.divider_seq in rows.first_row:
+            divider_row = rows.first_row[buffer.divider_seq] - 1  # type: ignore[index]
+            if divider_row < self.max_scroll_y:
+                self.scroll_to(y=divider_row, animate=False, immediate=True)
         self.refresh()
 
     def forget(self, buffer: Buffer) -> None:
@@ -226,52 +304,141 @@ class MessageLog(ScrollView, can_focus=True):
         count = min(self.size.height, len(self._current) - top)
         return "\n".join(self._row(top + y).text.rstrip() for y in range(max(0, count)))
 
+    def top_entry(self) -> Entry | None:
+        """The first message line on screen (what the user is reading)."""
+        anchor = self._top_anchor()
+        if anchor is None or self._current is None:
+            return None
+        item = self._current.items[self._current.first_row[anchor[0]]]
+        return item if isinstance(item, Entry) else None
+
+    def check_top(self) -> None:
+        """At the top of a buffer that may have older history: ask for it."""
+        buffer = self.buffer
+        if buffer is not None and buffer.history is HistoryState.MORE and round(self.scroll_y) == 0:
+            self.post_message(self.NeedOlder(buffer.key))
+
     def sync(self) -> None:
-        """Account for entries added to (or dropped from) the buffer; keep the view pinned."""
+        """Account for what changed in the buffer; keep the view pinned or anchored."""
         buffer = self.buffer
         width = self.scrollable_content_region.width
         if buffer is None or width <= 0:
             return
-        rows = self._current or self._rows.get(id(buffer))
+        rows = self._rows.get(id(buffer))
+        was_current = rows is not None and self._current is rows
+        if was_current:
+            at_end, anchor = self.is_vertical_scroll_end, self._top_anchor()
+        elif rows is not None:
+            at_end, anchor = rows.at_end, rows.anchor
+        else:
+            at_end, anchor = True, None
         if rows is None or rows.width != width or rows.generation != buffer.generation:
-            old = rows
-            rows = _Rows(width, buffer.generation)
-            if old is not None:
-                rows.at_end, rows.scroll_y = old.at_end, old.scroll_y
+            heights = rows.heights if rows is not None and rows.width == width else {}
+            rows = _Rows(width, buffer.generation, heights=heights)
             self._rows[id(buffer)] = rows
-        was_current = self._current is rows
         self._current = rows
-        at_end = self.is_vertical_scroll_end if was_current else rows.at_end
-        # Drop rows whose entries fell out of the bounded backlog.
-        removed = 0
-        if buffer.entries and rows.seqs and rows.seqs[0] < buffer.entries[0].seq:
-            removed = bisect_left(rows.seqs, buffer.entries[0].seq)
-            rows.drop_front(removed)
-        elif not buffer.entries and len(rows):
-            removed = len(rows)
-            rows.drop_front(removed)
-        added = 0
-        for entry in iter_entries(buffer, rows.last_seq):
-            height = entry_height(entry, width)
-            if height:
-                strips: list[Strip | None] = [None]
-            else:
-                strips = list(self._draw(entry, width))
-                height = len(strips)
-            rows.strips.extend(strips)
-            rows.entries.extend([entry] * height)
-            rows.parts.extend(range(height))
-            rows.seqs.extend([entry.seq] * height)
-            rows.last_seq = entry.seq
-            added += height
-        if not added and not removed and was_current:
+        rebuild = rows.version != buffer.version
+        if not rebuild and buffer.touched:
+            rebuild = not self._redraw_touched(rows, buffer)
+        buffer.touched.clear()
+        if rebuild:
+            self._layout(rows, buffer)
+            changed = True
+        else:
+            changed = self._append(rows, buffer)
+        if not changed and was_current:
             return
         self.virtual_size = Size(width, len(rows))
-        if was_current and at_end:
+        if at_end:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
-        elif was_current and removed:
-            self.scroll_to(y=max(0, self.scroll_y - removed), animate=False, immediate=True)
+        elif anchor is not None and anchor[0] in rows.first_row and (rebuild or not was_current):
+            y = max(0, rows.first_row[anchor[0]] - anchor[1])
+            self.scroll_to(y=y, animate=False, immediate=True)
         self.refresh()
+        if len(rows) <= self.scrollable_content_region.height:
+            self.check_top()  # nothing to scroll: fill the screen with older lines
+
+    # --- layout ---------------------------------------------------------------------------
+
+    def _top_anchor(self) -> tuple[int, int] | None:
+        """The first message row at or below the top of the view, and its offset."""
+        rows = self._current
+        if rows is None:
+            return None
+        top = round(self.scroll_y)
+        for index in range(top, min(len(rows), top + max(1, self.size.height))):
+            item = rows.items[index]
+            if isinstance(item, Entry):
+                return item.seq, rows.first_row[item.seq] - top
+        return None
+
+    def _height(self, rows: _Rows, entry: Entry) -> tuple[int, list[Strip] | None]:
+        """Rows ``entry`` takes (and its strips, when measuring meant drawing them)."""
+        height = entry_height(entry, rows.width)
+        if height:
+            return height, None
+        known = rows.heights.get(entry.seq)
+        if known is not None and known[0] is entry:
+            return known[1], None
+        strips = self._draw(entry, rows.width)
+        rows.heights[entry.seq] = (entry, len(strips))
+        return len(strips), strips
+
+    def _add_row(self, rows: _Rows, item: Row, height: int, strips: list[Strip] | None) -> None:
+        if isinstance(item, Entry):
+            rows.first_row[item.seq] = len(rows.items)
+        rows.items.extend([item] * height)
+        rows.parts.extend(range(height))
+        rows.strips.extend(strips if strips is not None else [None] * height)
+
+    def _add_entry(self, rows: _Rows, entry: Entry, divider: int | None) -> None:
+        if entry.seq == divider:
+            self._add_row(rows, Marker(DIVIDER_TEXT, _DIVIDER_STYLE, True), 1, None)
+        height, strips = self._height(rows, entry)
+        self._add_row(rows, entry, height, strips)
+
+    def _layout(self, rows: _Rows, buffer: Buffer) -> None:
+        """Lay out every row again (history arrived, lines were dropped, markers moved)."""
+        rows.clear()
+        header = HEADER_TEXT.get(buffer.history)
+        if header is not None:
+            self._add_row(rows, Marker(header, _HEADER_STYLE, False), 1, None)
+        for entry in buffer.entries:
+            self._add_entry(rows, entry, buffer.divider_seq)
+        rows.entry_count = len(buffer.entries)
+        rows.version = buffer.version
+        live = {e.seq for e in buffer.entries} if len(rows.heights) > len(buffer.entries) else None
+        if live is not None:
+            rows.heights = {k: v for k, v in rows.heights.items() if k in live}
+
+    def _append(self, rows: _Rows, buffer: Buffer) -> bool:
+        """Rows for entries appended since the last sync; False when there were none."""
+        entries = buffer.entries
+        if rows.entry_count >= len(entries):
+            return False
+        for index in range(rows.entry_count, len(entries)):
+            self._add_entry(rows, entries[index], buffer.divider_seq)
+        rows.entry_count = len(entries)
+        return True
+
+    def _redraw_touched(self, rows: _Rows, buffer: Buffer) -> bool:
+        """Redraw lines changed in place; False when one changed height (relayout)."""
+        for seq in buffer.touched:
+            first = rows.first_row.get(seq)
+            index = buffer.index_of(seq)
+            if first is None or index is None:
+                continue  # not laid out yet (the append pass adds it) or gone
+            entry = buffer.entries[index]
+            old = 1
+            while first + old < len(rows) and rows.parts[first + old] == old:
+                old += 1
+            if self._height(rows, entry)[0] != old:
+                return False
+            for row in range(first, first + old):
+                rows.items[row] = entry
+                rows.strips[row] = None
+        self.refresh()
+        return True
 
     # --- rendering ------------------------------------------------------------------------
 
@@ -290,32 +457,45 @@ class MessageLog(ScrollView, can_focus=True):
                 rows.strips = [None] * len(rows)
             self.refresh()
 
-    def _draw(self, entry: Entry, width: int) -> list[Strip]:
-        """An entry's rows, padded to the full width on the log's background."""
+    def _draw(self, item: Row, width: int) -> list[Strip]:
+        """An item's rows, padded to the full width on the log's background."""
         style = self._base_style()
-        return [
-            strip.crop_extend(0, width, style).apply_style(style)
-            for strip in render_entry(entry, width, self.app.console)
-        ]
+        console = self.app.console
+        if isinstance(item, Marker):
+            strips = [render_marker(item, width, console)]
+        else:
+            strips = render_entry(item, width, console)
+        return [strip.crop_extend(0, width, style).apply_style(style) for strip in strips]
 
     def _row(self, index: int) -> Strip:
         rows = self._current
         assert rows is not None
         strip = rows.strips[index]
         if strip is None:
-            drawn = self._draw(rows.entries[index], rows.width)
+            drawn = self._draw(rows.items[index], rows.width)
             first = index - rows.parts[index]
             for offset, part in enumerate(drawn):
-                if first + offset < len(rows):
+                if first + offset < len(rows) and rows.parts[first + offset] == offset:
                     rows.strips[first + offset] = part
             strip = drawn[min(rows.parts[index], len(drawn) - 1)]
         return strip
+
+    # --- events ---------------------------------------------------------------------------
 
     def on_resize(self) -> None:
         at_end = self.is_vertical_scroll_end
         self.sync()
         if at_end:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if round(new_value) == 0 and round(old_value) != 0:
+            self.check_top()
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        # Already at the top, the wheel doesn't move the view: nothing else would ask.
+        self.check_top()
 
     def render_line(self, y: int) -> Strip:
         rows = self._current
