@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
+from typing import NamedTuple
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -206,14 +207,20 @@ def _parse_tags(raw: str) -> dict[str, str]:
 # --- the message --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One IRC line. Build outgoing lines with this too, never by concatenation."""
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})
+
+
+class Message(NamedTuple):
+    """One IRC line. Build outgoing lines with this too, never by concatenation.
+
+    Immutable. A NamedTuple rather than a frozen dataclass: every line in and out is
+    one of these, and a frozen dataclass costs five times as much to create.
+    """
 
     command: str
     params: tuple[str, ...] = ()
     source: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict, compare=True)
+    tags: Mapping[str, str] = _NO_TAGS
 
     @classmethod
     def of(
@@ -224,7 +231,7 @@ class Message:
         tags: Mapping[str, str] | None = None,
     ) -> Message:
         """Shorthand: ``Message.of("PRIVMSG", "#lan", "hi", source="a!b@c")``."""
-        return cls(command, params, source, tags or {})
+        return cls(command, params, source, tags or _NO_TAGS)
 
     @property
     def nick(self) -> str | None:
@@ -237,6 +244,12 @@ class Message:
 
     def __bytes__(self) -> bytes:
         return serialize(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(command={self.command!r}, params={self.params!r},"
+            f" source={self.source!r}, tags={dict(self.tags)!r})"
+        )
 
     def __str__(self) -> str:
         return serialize(self)[:-2].decode("utf-8")
@@ -296,30 +309,31 @@ def _check_length(line: bytes) -> None:
 
 
 def _parse_text(text: str) -> Message:
-    tags: dict[str, str] = {}
+    tags: Mapping[str, str] = _NO_TAGS
     rest = text
-    if rest.startswith("@"):
+    if rest[:1] == "@":
         raw_tags, _, rest = rest.partition(" ")
         tags = _parse_tags(raw_tags[1:])
         rest = rest.lstrip(" ")
     source = None
-    if rest.startswith(":"):
+    if rest[:1] == ":":
         source, _, rest = rest.partition(" ")
         source = source[1:]
         if not source:
             raise MalformedMessage("empty source")
         rest = rest.lstrip(" ")
     head, sep, trailing = rest.partition(" :")
-    words = [w for w in head.split(" ") if w]
-    if not words:
-        raise MalformedMessage("no command")
+    words = head.split(" ")
+    if "" in words:  # runs of spaces: rare, so filter only then
+        words = [w for w in words if w]
+        if not words:
+            raise MalformedMessage("no command")
     command = words[0].upper()
     if not (command.isascii() and command.isalnum()):
         raise MalformedMessage(f"invalid command {words[0]!r}")
-    params = words[1:]
     if sep:
-        params.append(trailing)
-    return Message(command, tuple(params), source, tags)
+        words.append(trailing)
+    return Message(command, tuple(words[1:]), source, tags)
 
 
 # Commands whose parameter at this index is free text; we always give it a ':' so that

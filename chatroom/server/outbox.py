@@ -42,9 +42,12 @@ _READER_DONE = 3  # (_READER_DONE, outbox)
 # Producers wait once this many entries are waiting for the writer; it bounds the
 # memory held between a sender and the per-client SendQs.
 INBOX_HIGH_WATER = 4096
-# Entries moved into client buffers between two flushes: bounds latency and the
-# memory a burst holds before the kernel takes it.
+# Entries taken from the inbox per step, and at most per pass before flushing: bounds
+# latency and the memory a burst holds before the kernel takes it.
 DRAIN_BATCH = 1024
+DRAIN_BUDGET = 8192
+# While busy, the writer polls its sockets for writability once every this many passes.
+SELECT_EVERY = 8
 # At most this many bytes go to one send(); more than any socket buffer takes.
 _MAX_SEND = 1 << 20
 _SENDQ_ERROR = b"ERROR :Closing Link: (SendQ exceeded)\r\n"
@@ -197,19 +200,20 @@ class Writer:
     def _run(self) -> None:
         select = self._selector.select
         inbox = self._inbox
+        passes = 0
         while not self._stop:
-            self._sleeping = True
-            if inbox:
+            # Every select() releases the GIL, and under load the writer then queues
+            # behind the reader threads to get it back: so block in select only when
+            # idle, and while busy look at socket readiness only every few passes.
+            events: list = []
+            if not inbox:
+                self._sleeping = True
+                if not inbox:
+                    events = self._select(select, 0.2 if self._closing else None)
                 self._sleeping = False
-                timeout: float | None = 0.0
-            else:
-                timeout = 0.2 if self._closing else None
-            try:
-                events = select(timeout)
-            except OSError:  # pragma: no cover - a closed fd raced with select
-                log.exception("writer select failed")
-                events = []
-            self._sleeping = False
+            elif self._selector_busy(passes):
+                events = self._select(select, 0.0)
+            passes += 1
             for key, _mask in events:
                 ob = key.data
                 if ob is None:
@@ -221,8 +225,11 @@ class Writer:
                 elif not ob.dirty:
                     ob.dirty = True
                     self._dirty.append(ob)
-            if inbox:
-                self._drain_inbox()
+            # Take everything posted meanwhile before sending: the more each client's
+            # buffer holds, the fewer send() calls (each one a GIL hand-off).
+            budget = DRAIN_BUDGET
+            while inbox and budget > 0:
+                budget -= self._drain_inbox()
             if self._dirty:
                 self._flush_all()
             if self._closing:
@@ -231,11 +238,24 @@ class Writer:
                 with self._room:
                     self._room.notify_all()
 
-    def _drain_inbox(self) -> None:
-        """Move every posted entry into its clients' buffers, in posting order."""
+    def _selector_busy(self, passes: int) -> bool:
+        """While busy, poll for writable sockets (and the wake pipe) now and then."""
+        return passes % SELECT_EVERY == 0 or bool(self._closing)
+
+    def _select(self, select, timeout: float | None) -> list:
+        try:
+            return select(timeout)
+        except OSError:  # pragma: no cover - a closed fd raced with select
+            log.exception("writer select failed")
+            return []
+
+    def _drain_inbox(self) -> int:
+        """Move posted entries into their clients' buffers, in posting order; returns
+        how many it took (at most DRAIN_BATCH)."""
         inbox, dirty = self._inbox, self._dirty
         popleft = inbox.popleft
-        for _ in range(min(len(inbox), DRAIN_BATCH)):
+        count = min(len(inbox), DRAIN_BATCH)
+        for _ in range(count):
             entry = popleft()
             kind = entry[0]
             if kind == _MULTICAST:
@@ -282,6 +302,7 @@ class Writer:
                     ob.closing = True
                     ob.deadline = time.monotonic() + self.close_linger
                 self._closing.add(ob)
+        return count
 
     def _full(self, ob: Outbox) -> None:
         """The SendQ is what the kernel will not take: offer it the bytes before
