@@ -179,6 +179,7 @@ class HistoryFetcher:
         self.labels = False
         self._requests: dict[str, _Request] = {}  # by buffer key: one each at most
         self._labels = itertools.count(1)
+        self._caught_up = False  # reconnected() ran for this connection
 
     # --- connection ----------------------------------------------------------------------
 
@@ -187,6 +188,7 @@ class HistoryFetcher:
         self.enabled = bool(caps & HISTORY_CAPS) and "batch" in caps
         self.labels = "labeled-response" in caps
         self._requests.clear()
+        self._caught_up = False
         for buf in self.state.buffers.values():
             if buf.kind is BufferKind.SERVER:
                 continue
@@ -240,8 +242,9 @@ class HistoryFetcher:
         Rooms catch up when their JOIN comes back (:meth:`joined`).
         """
         out: list[Message] = []
-        if not self.enabled:
-            return out
+        if not self.enabled or self._caught_up:
+            return out  # a later /motd ends with 376 too
+        self._caught_up = True
         for buf in list(self.state.buffers.values()):
             if buf.kind is BufferKind.QUERY and buf.key not in self._requests:
                 last = buf.entries[-1].seq if buf.entries else None

@@ -608,9 +608,8 @@ class ClientState:
         if after_seq is not None:
             index = buf.index_of(after_seq)
             position = 0 if index is None else index + 1
-        for entry in fresh:
-            if entry.own:
-                position = self._drop_unconfirmed(buf, entry, position)
+        if any(e.own for e in fresh):
+            position = self._drop_unconfirmed(buf, fresh, position)
         buf.entries[position:position] = fresh
         if fresh:
             buf.version += 1
@@ -625,20 +624,32 @@ class ClientState:
         entry = Entry(_parse_time(None), EntryKind.INFO, None, text, seq=self._seq)
         self.insert_history(buf, [entry], after_seq)
 
-    def _drop_unconfirmed(self, buf: Buffer, found: Entry, position: int) -> int:
-        """Remove a pending/failed copy of our line ``found``; returns the shifted position."""
-        for i, entry in enumerate(buf.entries):
-            if (
-                entry.own
-                and (entry.pending or entry.failed)
-                and entry.kind is found.kind
-                and entry.text == found.text
-            ):
-                del buf.entries[i]
-                if entry.seq in buf.pending:
-                    buf.pending.remove(entry.seq)
-                return position - 1 if i < position else position
-        return position
+    def _drop_unconfirmed(self, buf: Buffer, found: list[Entry], position: int) -> int:
+        """Remove pending/failed copies of our lines in ``found`` (history has the real
+        ones); returns ``position`` shifted for the lines removed before it."""
+        unconfirmed = [e for e in buf.entries if e.own and (e.pending or e.failed)]
+        if not unconfirmed:
+            return position
+        drop: set[int] = set()
+        for entry in found:
+            if not entry.own:
+                continue
+            match = next(
+                (
+                    u
+                    for u in unconfirmed
+                    if u.seq not in drop and u.kind is entry.kind and u.text == entry.text
+                ),
+                None,
+            )
+            if match is not None:
+                drop.add(match.seq)
+        if not drop:
+            return position
+        before = sum(1 for e in buf.entries[:position] if e.seq in drop)
+        buf.entries[:] = [e for e in buf.entries if e.seq not in drop]
+        buf.pending = [seq for seq in buf.pending if seq not in drop]
+        return position - before
 
     # --- server messages -----------------------------------------------------------------
 

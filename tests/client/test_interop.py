@@ -7,13 +7,24 @@ from pathlib import Path
 import pytest
 from client_helpers import log_text, run_client, scripted_users, wait_until
 
+from chatroom.client.app import ChatApp
+from chatroom.client.state import EntryKind, HistoryState
+from chatroom.client.widgets.log import HEADER_TEXT
 from chatroom.client.widgets.panels import MemberList
 from chatroom.protocol import Message
 
 pytestmark = pytest.mark.interop
 
 
-async def test_chat_against_ngircd(ngircd, tmp_path: Path) -> None:
+async def test_chat_against_ngircd(ngircd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[str] = []
+    original = ChatApp.send
+
+    def send(app: ChatApp, message: Message) -> bool:
+        sent.append(message.command)
+        return original(app, message)
+
+    monkeypatch.setattr(ChatApp, "send", send)
     async with (
         scripted_users(ngircd, "bob") as (bob,),
         run_client(ngircd, tmp_path, "alice", ("lan",)) as (app, pilot),
@@ -27,6 +38,10 @@ async def test_chat_against_ngircd(ngircd, tmp_path: Path) -> None:
         await pilot.press(*"hi bob")
         await pilot.press("enter")
         await bob.wait_for(lambda m: m.command == "PRIVMSG" and m.param(1) == "hi bob")
+        # No echo-message here: our line is shown locally, final, once.
+        assert not app.state.echo_message
+        own = [e for e in app.state.active_buffer.entries if e.own]
+        assert [(e.kind, e.text, e.pending) for e in own] == [(EntryKind.MESSAGE, "hi bob", False)]
         bob.action("#lan", "waves")
         await wait_until(pilot, lambda: "bob waves" in log_text(app))
         app.submit("/topic LAN party tonight")
@@ -36,6 +51,10 @@ async def test_chat_against_ngircd(ngircd, tmp_path: Path) -> None:
         await wait_until(pilot, lambda: "bob is now known as robert" in log_text(app))
         await wait_until(pilot, lambda: "robert" in app.screen.query_one(MemberList).plain)
         await wait_until(pilot, lambda: app.lag is not None, what="lag measured")
+        # No chathistory capability: never a CHATHISTORY, and no history header.
+        assert "CHATHISTORY" not in sent
+        assert app.state.active_buffer.history is HistoryState.NONE
+        assert not any(text in log_text(app) for text in HEADER_TEXT.values())
 
 
 async def test_wrong_password_against_ngircd(ngircd_factory, tmp_path: Path) -> None:

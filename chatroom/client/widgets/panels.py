@@ -115,7 +115,9 @@ class MemberList(Widget):
             text.append(f"{len(members)} {'person' if len(members) == 1 else 'people'}\n", _HEADER)
             for m in members:
                 text.append(m.prefixes[:1] or " ", Style(color="#5faf5f", bold=True))
-                text.append(strip_formatting(m.nick) + "\n", Style(color=nick_colour(m.nick)))
+                # away-notify: people who are away are greyed out.
+                style = Style(color=nick_colour(m.nick), dim=m.away or None, italic=m.away or None)
+                text.append(strip_formatting(m.nick) + "\n", style)
         elif buf.kind is BufferKind.QUERY:
             text.append("Private chat\n", _HEADER)
             text.append(" " + strip_formatting(buf.name) + "\n", Style(color=nick_colour(buf.name)))
