@@ -8,6 +8,8 @@ Reports:
   absorbed msg/s   messages taken into the model per second, first to last
   screen delay     from the sender writing the last message to it being in the log view
   scroll           milliseconds per PageUp through a 10,000-line backlog, and per jump
+  history          milliseconds to put a page of 100 older lines at the top of that
+                   backlog and redraw with the reader's line kept in place
 
 Usage:
   python3 benchmarks/client_throughput.py                       # our server, 1000/s, 5 s
@@ -38,6 +40,7 @@ PHASE_TIMEOUT = 120.0
 POLL = 0.002
 SCROLL_LINES = 10_000
 SCROLL_STEPS = 60
+HISTORY_PAGE_LINES = 100
 
 
 def free_port() -> int:
@@ -145,6 +148,7 @@ async def run(port: int, count: int, rate: float) -> dict[str, float]:
     from chatroom.client.app import make_app
     from chatroom.client.state import BufferKind, EntryKind
     from chatroom.client.widgets.log import MessageLog
+    from chatroom.protocol import Message
 
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,6 +219,28 @@ async def run(port: int, count: int, rate: float) -> dict[str, float]:
                 await pilot.pause()
             results["jump_ms"] = (time.perf_counter() - wall) * 1000 / SCROLL_STEPS
             results["jump_cpu_ms"] = (time.process_time() - cpu) * 1000 / SCROLL_STEPS
+
+            # A history page arriving at the top of the 10,000-line room (scroll-back).
+            reading = log.top_entry()
+            older = [
+                app.state.history_entry(
+                    scroll,
+                    Message.of(
+                        "PRIVMSG",
+                        "#scroll",
+                        f"older {i}",
+                        source="old!o@h",
+                        tags={"msgid": f"o{i}"},
+                    ),
+                )
+                for i in range(HISTORY_PAGE_LINES)
+            ]
+            wall = time.perf_counter()
+            app.state.insert_history(scroll, [e for e in older if e is not None], None)
+            app.flush()
+            results["prepend_ms"] = (time.perf_counter() - wall) * 1000
+            await pilot.pause()
+            assert log.top_entry() is reading, "the reader's line moved"
             await app.connection.close()
     return results
 
@@ -250,6 +276,7 @@ def main() -> None:
         f"    random jump   {results['jump_ms']:6.1f} ms/step wall, "
         f"{results['jump_cpu_ms']:5.1f} ms CPU"
     )
+    print(f"    100 older lines prepended, view kept: {results['prepend_ms']:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from chatroom.client.formatting import irc_to_text, nick_colour, strip_formatting
-from chatroom.client.state import Buffer, Entry, EntryKind, HistoryState
+from chatroom.client.state import BACKLOG_TRIM, Buffer, Entry, EntryKind, HistoryState
 
 __all__ = [
     "DIVIDER_TEXT",
@@ -271,8 +271,8 @@ class MessageLog(ScrollView, can_focus=True):
     def show(self, buffer: Buffer) -> None:
         """Display ``buffer``, remembering where we were in the previous one.
 
-        Coming back to a buffer at its end with more unread lines than fit, the view
-        starts at the divider instead, so the first unread line is on screen.
+        A buffer left at its end opens at its end (new lines keep it there), with the
+        unread divider above the new lines, as IRC clients do.
         """
         if self._current is not None:
             self._current.at_end = self.is_vertical_scroll_end
@@ -280,11 +280,6 @@ class MessageLog(ScrollView, can_focus=True):
         self.buffer = buffer
         self._current = None
         self.sync()
-        rows = self._current
-        if rows is not None and rows.at_end and buffer.divider_seq in rows.first_row:
-            divider_row = rows.first_row[buffer.divider_seq] - 1  # type: ignore[index]
-            if divider_row < self.max_scroll_y:
-                self.scroll_to(y=divider_row, animate=False, immediate=True)
         self.refresh()
 
     def forget(self, buffer: Buffer) -> None:
@@ -373,42 +368,57 @@ class MessageLog(ScrollView, can_focus=True):
         return None
 
     def _height(self, rows: _Rows, entry: Entry) -> tuple[int, list[Strip] | None]:
-        """Rows ``entry`` takes (and its strips, when measuring meant drawing them)."""
-        height = entry_height(entry, rows.width)
-        if height:
-            return height, None
+        """Rows ``entry`` takes (and its strips, when measuring meant drawing them).
+
+        Heights are remembered per line, so a rebuild after history arrives costs a
+        dictionary lookup per line, not a measurement.
+        """
         known = rows.heights.get(entry.seq)
         if known is not None and known[0] is entry:
             return known[1], None
-        strips = self._draw(entry, rows.width)
-        rows.heights[entry.seq] = (entry, len(strips))
-        return len(strips), strips
+        height = entry_height(entry, rows.width)
+        strips = None
+        if not height:
+            strips = self._draw(entry, rows.width)
+            height = len(strips)
+        rows.heights[entry.seq] = (entry, height)
+        return height, strips
 
-    def _add_row(self, rows: _Rows, item: Row, height: int, strips: list[Strip] | None) -> None:
-        if isinstance(item, Entry):
-            rows.first_row[item.seq] = len(rows.items)
-        rows.items.extend([item] * height)
-        rows.parts.extend(range(height))
-        rows.strips.extend(strips if strips is not None else [None] * height)
-
-    def _add_entry(self, rows: _Rows, entry: Entry, divider: int | None) -> None:
-        if entry.seq == divider:
-            self._add_row(rows, Marker(DIVIDER_TEXT, _DIVIDER_STYLE, True), 1, None)
-        height, strips = self._height(rows, entry)
-        self._add_row(rows, entry, height, strips)
+    def _add_entries(self, rows: _Rows, entries: list[Entry], divider: int | None) -> None:
+        """Rows for ``entries`` at the end (the hot loop of appends and rebuilds)."""
+        items, parts, strips, first_row = rows.items, rows.parts, rows.strips, rows.first_row
+        heights = rows.heights
+        for entry in entries:
+            seq = entry.seq
+            if seq == divider:
+                items.append(Marker(DIVIDER_TEXT, _DIVIDER_STYLE, True))
+                parts.append(0)
+                strips.append(None)
+            first_row[seq] = len(items)
+            known = heights.get(seq)
+            if known is not None and known[0] is entry and known[1] == 1:
+                items.append(entry)
+                parts.append(0)
+                strips.append(None)
+                continue
+            height, drawn = self._height(rows, entry)
+            items.extend([entry] * height)
+            parts.extend(range(height))
+            strips.extend(drawn if drawn is not None else [None] * height)
 
     def _layout(self, rows: _Rows, buffer: Buffer) -> None:
         """Lay out every row again (history arrived, lines were dropped, markers moved)."""
         rows.clear()
         header = HEADER_TEXT.get(buffer.history)
         if header is not None:
-            self._add_row(rows, Marker(header, _HEADER_STYLE, False), 1, None)
-        for entry in buffer.entries:
-            self._add_entry(rows, entry, buffer.divider_seq)
+            rows.items.append(Marker(header, _HEADER_STYLE, False))
+            rows.parts.append(0)
+            rows.strips.append(None)
+        self._add_entries(rows, buffer.entries, buffer.divider_seq)
         rows.entry_count = len(buffer.entries)
         rows.version = buffer.version
-        live = {e.seq for e in buffer.entries} if len(rows.heights) > len(buffer.entries) else None
-        if live is not None:
+        if len(rows.heights) > 2 * len(buffer.entries) + BACKLOG_TRIM:
+            live = {e.seq for e in buffer.entries}
             rows.heights = {k: v for k, v in rows.heights.items() if k in live}
 
     def _append(self, rows: _Rows, buffer: Buffer) -> bool:
@@ -416,8 +426,7 @@ class MessageLog(ScrollView, can_focus=True):
         entries = buffer.entries
         if rows.entry_count >= len(entries):
             return False
-        for index in range(rows.entry_count, len(entries)):
-            self._add_entry(rows, entries[index], buffer.divider_seq)
+        self._add_entries(rows, entries[rows.entry_count :], buffer.divider_seq)
         rows.entry_count = len(entries)
         return True
 
