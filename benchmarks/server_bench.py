@@ -40,6 +40,7 @@ IRCLOAD_TARGET = Path(tempfile.gettempdir()) / "ircload-target"
 START_TIMEOUT = 15.0
 MEMORY_CLIENTS = 2000
 MEMORY_SETTLE_S = 2.0
+CONNECT_RATE = 1000  # new connections per second in the memory scenario
 
 SCENARIOS: dict[str, list[str]] = {
     "fanout50": ["fanout", "-c", "50", "-s", "5", "-m", "2000"],
@@ -182,38 +183,47 @@ def rss_kb(pid: int) -> int:
 
 
 def measure_memory(server: Server, clients: int) -> dict:
-    """RSS per idle registered client: hold ``clients`` connections, compare RSS."""
+    """RSS per idle registered client: hold ``clients`` connections, compare RSS.
+
+    Connects without blocking at CONNECT_RATE per second (a server with a short
+    accept queue would otherwise stall us on SYN retries), registers each, answers
+    PINGs, and reads VmRSS once all are registered and the server has settled."""
     import selectors
 
     before = rss_kb(server.pid)
     sel = selectors.DefaultSelector()
-    socks = []
-    pending: dict[socket.socket, bytes] = {}
+    socks: list[socket.socket] = []
+    seen: dict[socket.socket, bytes] = {}
     registered = 0
-    deadline = time.monotonic() + 60
+    started = time.monotonic()
+    deadline = started + 120
     try:
-        for i in range(clients):
-            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-            s.sendall(f"NICK m{i}\r\nUSER m 0 * :m\r\n".encode())
-            s.setblocking(False)
-            sel.register(s, selectors.EVENT_READ)
-            socks.append(s)
-            pending[s] = b""
-        while pending and time.monotonic() < deadline:
-            for key, _ in sel.select(1.0):
+        while (registered < clients or len(socks) < clients) and time.monotonic() < deadline:
+            due = min(clients, int((time.monotonic() - started) * CONNECT_RATE) + 1)
+            while len(socks) < due:
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", server.port))
+                sel.register(s, selectors.EVENT_WRITE)
+                socks.append(s)
+            for key, mask in sel.select(0.01):
                 s = key.fileobj
+                if mask & selectors.EVENT_WRITE:
+                    i = len(seen)
+                    seen[s] = b""
+                    s.send(f"NICK m{i}\r\nUSER m 0 * :m\r\n".encode())
+                    sel.modify(s, selectors.EVENT_READ)
+                    continue
                 try:
                     data = s.recv(65536)
-                except BlockingIOError:
+                except (BlockingIOError, ConnectionError):
                     continue
-                if s in pending:
-                    pending[s] += data
-                    if b" 001 " in pending[s]:
-                        del pending[s]
-                        registered += 1
+                if s in seen and b" 001 " in seen[s] + data and b" 001 " not in seen[s]:
+                    registered += 1
+                seen[s] = (seen[s] + data)[-64:]
                 for line in data.split(b"\r\n"):
                     if line.startswith(b"PING"):
-                        s.sendall(b"PONG" + line[4:] + b"\r\n")
+                        s.send(b"PONG" + line[4:] + b"\r\n")
         time.sleep(MEMORY_SETTLE_S)
         after = rss_kb(server.pid)
     finally:
