@@ -5,7 +5,8 @@ scripts a few users into a busy room, runs the app headless with the same
 ``make_app`` users get, and saves:
 
   screenshots/connect.svg   the connect screen, with a remembered server
-  screenshots/chat.svg      a busy room: people, a topic, a /me, a mention, unread counts
+  screenshots/chat.svg      a busy room: history from before we joined, people, a topic,
+                            a /me, a mention, the unread divider, unread counts
   screenshots/help.svg      the help screen
 
 Usage: python3 scripts/client_screenshots.py [--server chatroom|ngircd] [--out DIR]
@@ -120,16 +121,23 @@ async def chat_and_help(out: Path, port: int, config: Path) -> None:
             await user.join("#lan")
         await bob.sync()
         bob.send(Message.of("MODE", "#lan", "+v", "carol"))
+        await bob.sync()
+        # Said before alice arrives: her client fetches it as history on join.
+        carol.say("#lan", "morning! who is coming tonight?")
+        await carol.sync()
+        dave.say("#lan", "me, bringing the spare monitor")
+        await dave.sync()
         app = make_app(host, port, "alice", ("lan", "games"), config_dir=config)
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             await until(pilot, lambda: app.state.active == "#lan", "alice in #lan")
             await until(pilot, lambda: len(app.state.buffer("#lan").members) == 5, "members")
+            lan = app.state.buffer("#lan")
+            await until(pilot, lambda: len(lan.entries) > 2 and lan.entries[0].history, "history")
             script = [
                 (bob, "hi alice! the switch is set up by the window"),
                 (carol, "I brought the long cables this time"),
                 (erin, None),
                 (dave, "alice: can you host the \x0303minecraft\x03 server again?"),
-                (carol, "\x02bold\x02 plan: pizza first, then games"),
             ]
             for user, text in script:
                 if text is None:
@@ -139,6 +147,16 @@ async def chat_and_help(out: Path, port: int, config: Path) -> None:
                 await user.sync()
             app.submit("sure, starting it now")
             app.submit("/me plugs in the router")
+            await until(pilot, lambda: not lan.pending, "echoes")
+            # A look at #games while #lan goes on: back in #lan, the divider shows
+            # where the new lines start.
+            app.switch_to("#games")
+            carol.say("#lan", "\x02bold\x02 plan: pizza first, then games")
+            await carol.sync()
+            erin.say("#lan", "pizza is ordered, 20 minutes")
+            await erin.sync()
+            await until(pilot, lambda: lan.unread == 2, "unread #lan")
+            app.switch_to("#lan")
             bob.say("#games", "who is up for a round?")
             bob.say("#games", "alice: you in?")
             await bob.sync()
