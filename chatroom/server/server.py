@@ -62,6 +62,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
                 )
             except Exception:
                 self.server_close()
+                self.writer.stop(0)  # never started: this only releases its selector and pipe
                 raise
             self.pipeline = HistoryPipeline(self.store, self.writer)
             front = self.pipeline

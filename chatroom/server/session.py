@@ -45,7 +45,8 @@ BASE_CAPS = (
     "server-time",
 )
 HISTORY_CAPS = ("draft/chathistory",)
-# IRCv3 message-tags: the client-only tags a client may send, at most this many bytes.
+# IRCv3 message-tags: a client's tag data (between '@' and the space, every tag, as
+# sent) is at most this many bytes; more gets 417 and the line is dropped.
 MAX_CLIENT_TAG_BYTES = 4094
 # Commands whose responses include relays to the sender itself (JOIN echo, NICK...):
 # with labeled-response they run under the registry lock, so the labeled batch keeps
@@ -286,7 +287,7 @@ class Session:
         except PeerProtocolError as e:
             self.reply(N.ERR_UNKNOWNERROR, e.command, f"Message rejected: {e}")
             return
-        if msg.tags and _client_tag_bytes(msg) > MAX_CLIENT_TAG_BYTES:
+        if msg.tags and _tag_data_bytes(raw) > MAX_CLIENT_TAG_BYTES:
             self.reply(N.ERR_INPUTTOOLONG, "Input line was too long")
             return
         label = msg.tags.get("label") if "labeled-response" in self.user.caps else None
@@ -638,7 +639,8 @@ class Session:
         ):
             pipeline.wait_committed(point)
             rows = pipeline.store.window(folded, 0, point + 1, self.cfg.playback_lines, True)
-            self._send_history(chan.name, rows, mark=True)
+            if rows:  # nothing to replay: no empty batch on every JOIN
+                self._send_history(chan.name, rows, mark=True)
 
     def _with_cap(self, users: Iterable[User], cap: str, skip: User | None = None) -> tuple:
         """The sinks of those ``users`` (except ``skip``) that negotiated ``cap``."""
@@ -935,6 +937,10 @@ class Session:
                     if tagmsg and getattr(peer.conn, "variant", 0) != T.ALL_TAGS:
                         sinks = ()
                     variants = self._relay_sinks(sinks, out, user.conn, client_tags, history)
+                    if peer is user and sinks:
+                        # delivered like anyone's message (RFC 2812), apart from its echo:
+                        # only the echo may carry a label (labeled-response)
+                        self.reg.multicast(variants, sinks)
                     if peer.away is not None:
                         error(N.RPL_AWAY, peer.nick, peer.away)
             if echo:
@@ -1230,6 +1236,8 @@ class Session:
             return fail("INVALID_PARAMS", sub, raw_limit)
         limit = min(int(raw_limit), self.cfg.chathistory_max)
         store = pipeline.store
+        # what this client has sent may still be on its way to the disk; look after it
+        pipeline.wait_committed(self.reg.last_message_id)
         if sub == "TARGETS":
             return self._chathistory_targets(msg.params[1], msg.params[2], limit, fail)
         target = msg.params[1]
@@ -1259,7 +1267,6 @@ class Session:
         first = everything if (sub == "LATEST" and msg.params[2] == "*") else bounds(msg.params[2])
         if first is None:
             return fail("INVALID_PARAMS", sub, msg.params[2])
-        pipeline.wait_committed(self.reg.last_message_id)
         if sub == "LATEST":
             rows = store.window(
                 key, first[1] if first is not everything else 0, 1 << 62, limit, newest=True
@@ -1309,7 +1316,7 @@ class Session:
             self._send(
                 Message(
                     "CHATHISTORY",
-                    ("TARGETS", name, f"timestamp={T.server_time(latest)}"),
+                    ("TARGETS", name, T.server_time(latest)),
                     self.server,
                     tags,
                 )
@@ -1428,8 +1435,9 @@ def _mark_history(text: str, time_ms: int) -> str:
     return f"[history {stamp}] {text}"
 
 
-def _client_tag_bytes(msg: Message) -> int:
-    return sum(len(k) + len(v) + 2 for k, v in msg.tags.items() if k.startswith("+"))
+def _tag_data_bytes(raw: bytes) -> int:
+    """Bytes of tag data in a received line: those between the '@' and the first space."""
+    return raw.index(b" ") - 1 if raw.startswith(b"@") else 0
 
 
 def _modestring(applied: list[tuple[str, str]]) -> str:

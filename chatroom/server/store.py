@@ -136,10 +136,14 @@ class HistoryStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._uri = self.path
         self._write = _connect(self._uri)
-        if self.path != MEMORY:
-            self._write.execute("PRAGMA journal_mode = WAL")
-        self._write.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
-        self._migrate()
+        try:
+            if self.path != MEMORY:
+                self._write.execute("PRAGMA journal_mode = WAL")
+            self._write.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
+            self._migrate()
+        except BaseException:
+            self._write.close()  # a refused database (newer schema, not SQLite) leaks no fds
+            raise
         self._read = _connect(self._uri)
         self._read_lock = threading.Lock()
         last = self._write.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
@@ -299,19 +303,22 @@ class HistoryStore:
     def targets(
         self, keys: Sequence[str], start_ms: int, end_ms: int, limit: int
     ) -> list[tuple[str, str, int]]:
-        """(key, display, latest time) of conversations among ``keys`` active between
-        two times, most recent first (CHATHISTORY TARGETS)."""
+        """(key, display, latest time) of conversations among ``keys`` with messages
+        strictly between two times (CHATHISTORY TARGETS). As in BETWEEN (and Ergo), the
+        ``limit`` nearest ``start_ms`` are chosen, and they come back oldest first."""
         if not keys:
             return []
         lo, hi = sorted((start_ms, end_ms))
+        forward = start_ms <= end_ms
         marks = ",".join("?" * len(keys))
         with self._read_lock:
-            return self._read.execute(
+            rows = self._read.execute(
                 f"SELECT target, display, MAX(time_ms) AS t FROM messages WHERE target IN"
-                f" ({marks}) AND time_ms > ? AND time_ms < ? GROUP BY target ORDER BY t DESC"
-                " LIMIT ?",
+                f" ({marks}) AND time_ms > ? AND time_ms < ? GROUP BY target"
+                f" ORDER BY t {'ASC' if forward else 'DESC'} LIMIT ?",
                 (*keys, lo, hi, limit),
             ).fetchall()
+        return rows if forward else rows[::-1]
 
     def dm_keys(self, prefix_key: str) -> list[str]:
         """Every direct-message conversation key involving casefolded nick ``prefix_key``."""
