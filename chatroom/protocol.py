@@ -406,8 +406,6 @@ def serialize(msg: Message) -> bytes:
     return (line + "\r\n").encode("utf-8")
 
 
-
-
 # --- framing ------------------------------------------------------------------------------
 
 
