@@ -248,6 +248,8 @@ class ChatApp(App[int]):
 
     def load_older(self, key: str) -> None:
         """The user reached the top of buffer ``key``'s log: fetch older lines."""
+        if self.connection is None or not self.connection.connected:
+            return  # asked again when the user next reaches the top
         self._send_all(self.history.older(key))
         self._schedule_flush()
 

@@ -259,6 +259,7 @@ class HistoryFetcher:
             or buf is None
             or buf.history is not HistoryState.MORE
             or key in self._requests
+            or (buf.kind is BufferKind.CHANNEL and not buf.joined)  # the server would refuse
         ):
             return []
         if len(buf.entries) >= BACKLOG_LINES:
