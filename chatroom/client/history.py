@@ -180,6 +180,7 @@ class HistoryFetcher:
         self._requests: dict[str, _Request] = {}  # by buffer key: one each at most
         self._labels = itertools.count(1)
         self._caught_up = False  # reconnected() ran for this connection
+        self._late: set[str] = set()  # buffers whose request expired: drop its answer
 
     # --- connection ----------------------------------------------------------------------
 
@@ -188,6 +189,7 @@ class HistoryFetcher:
         self.enabled = bool(caps & HISTORY_CAPS) and "batch" in caps
         self.labels = "labeled-response" in caps
         self._requests.clear()
+        self._late.clear()
         self._caught_up = False
         for buf in self.state.buffers.values():
             if buf.kind is BufferKind.SERVER:
@@ -278,10 +280,15 @@ class HistoryFetcher:
     def batch(self, batch: Batch, label: str | None = None) -> list[Message]:
         """A ``chathistory`` batch arrived: file it, and ask for the next page if needed."""
         target = batch.params[0] if batch.params else ""
-        request = self._find(label or batch.label, (target,))
+        label = label or batch.label
+        request = self._find(label, (target,))
         if request is None:
-            # Not ours (a server's playback on join, or an answer after its deadline):
-            # old lines for the end of that buffer, de-duplicated like the rest.
+            late = casefold(target) in self._late or (label or "").startswith(LABEL_PREFIX)
+            self._late.discard(casefold(target))
+            if late:
+                return []  # the answer to a request we gave up on: its place is unknown
+            # Not ours (a server's or bouncer's playback on join): old lines for the
+            # end of that buffer, de-duplicated like the rest.
             buf = self.state.buffer(target)
             if buf is not None and buf.kind is not BufferKind.SERVER:
                 last = buf.entries[-1].seq if buf.entries else None
@@ -338,6 +345,7 @@ class HistoryFetcher:
             if now < request.deadline:
                 continue
             del self._requests[key]
+            self._late.add(key)
             buf = self.state.buffers.get(key)
             if buf is None:
                 continue

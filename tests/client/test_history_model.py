@@ -256,7 +256,20 @@ def test_unanswered_requests_expire(
     fetcher.expire()
     assert not fetcher.in_flight(lan.key) and lan.history is HistoryState.MORE
     assert "No answer" in lan.entries[-1].text
+    # The answer turns up after all: its place is unknown, so it is dropped.
+    assert fetcher.batch(history_batch("#lan", ("m1", "bob", "late"))) == []
+    assert said(state, "#lan") == []
     assert len(fetcher.older(lan.key)) == 1  # the user may try again
+
+
+def test_playback_we_did_not_ask_for_goes_at_the_end(
+    state: ClientState, fetcher: HistoryFetcher
+) -> None:
+    feed(state, ":alice!a@h JOIN #lan", "@msgid=m2 :bob!b@h PRIVMSG #lan :two")
+    lan = state.buffer("#lan")
+    fetcher.batch(history_batch("#lan", ("m1", "bob", "one"), ("m2", "bob", "two")))
+    assert said(state, "#lan") == ["two", "one"]  # appended, the duplicate dropped
+    assert lan.unread == 1  # the live line only
 
 
 def test_no_history_without_the_caps(state: ClientState, clock: Clock) -> None:
