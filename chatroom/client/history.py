@@ -233,8 +233,6 @@ class HistoryFetcher:
         """A private window opened: fetch the conversation's recent history."""
         if not self.enabled or buf.kind is not BufferKind.QUERY or buf.key in self._requests:
             return []
-        if buf.history is HistoryState.NONE:
-            self._set(buf, HistoryState.MORE)
         self._set(buf, HistoryState.LOADING)
         return self._send(buf, Kind.LATEST, "*", None)
 

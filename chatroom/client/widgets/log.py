@@ -506,6 +506,19 @@ class MessageLog(ScrollView, can_focus=True):
         # Already at the top, the wheel doesn't move the view: nothing else would ask.
         self.check_top()
 
+    # The same for the keys that scroll up while the log has focus.
+    def action_scroll_up(self) -> None:
+        super().action_scroll_up()
+        self.check_top()
+
+    def action_page_up(self) -> None:
+        super().action_page_up()
+        self.check_top()
+
+    def action_scroll_home(self) -> None:
+        super().action_scroll_home()
+        self.check_top()
+
     def render_line(self, y: int) -> Strip:
         rows = self._current
         index = round(self.scroll_y) + y
