@@ -48,6 +48,10 @@ DRAIN_BATCH = 1024
 DRAIN_BUDGET = 8192
 # While busy, the writer polls its sockets for writability once every this many passes.
 SELECT_EVERY = 8
+# Gathering time before a flush, as a multiple of how long the previous flush took,
+# and its ceiling (the most latency coalescing may add).
+FLUSH_DUTY = 1.0
+MAX_FLUSH_DELAY = 0.005
 # At most this many bytes go to one send(); more than any socket buffer takes.
 _MAX_SEND = 1 << 20
 _SENDQ_ERROR = b"ERROR :Closing Link: (SendQ exceeded)\r\n"
@@ -200,16 +204,21 @@ class Writer:
     def _run(self) -> None:
         select = self._selector.select
         inbox = self._inbox
+        monotonic = time.monotonic
         passes = 0
+        next_flush = 0.0
         while not self._stop:
             # Every select() releases the GIL, and under load the writer then queues
             # behind the reader threads to get it back: so block in select only when
-            # idle, and while busy look at socket readiness only every few passes.
+            # there is nothing to take, and while busy poll sockets only now and then.
             events: list = []
             if not inbox:
+                wait: float | None = 0.2 if self._closing else None
+                if self._dirty:
+                    wait = max(0.0, next_flush - monotonic())
                 self._sleeping = True
                 if not inbox:
-                    events = self._select(select, 0.2 if self._closing else None)
+                    events = self._select(select, wait)
                 self._sleeping = False
             elif self._selector_busy(passes):
                 events = self._select(select, 0.0)
@@ -225,13 +234,18 @@ class Writer:
                 elif not ob.dirty:
                     ob.dirty = True
                     self._dirty.append(ob)
-            # Take everything posted meanwhile before sending: the more each client's
-            # buffer holds, the fewer send() calls (each one a GIL hand-off).
             budget = DRAIN_BUDGET
             while inbox and budget > 0:
                 budget -= self._drain_inbox()
-            if self._dirty:
+            # Coalesce in proportion to load: after a flush that took D seconds, gather
+            # for FLUSH_DUTY * D before the next. A lone line goes out at once; under
+            # load each client's lines leave in few send() calls, which is what the
+            # kernel charges for (~5 us each on loopback, whatever the size).
+            if self._dirty and monotonic() >= next_flush:
+                started = monotonic()
                 self._flush_all()
+                ended = monotonic()
+                next_flush = ended + min((ended - started) * FLUSH_DUTY, MAX_FLUSH_DELAY)
             if self._closing:
                 self._reap()
             if self._waiting:

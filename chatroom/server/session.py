@@ -492,10 +492,7 @@ class Session:
             self.reply(N.ERR_PASSWDMISMATCH, "Password incorrect")
             self.terminate("Bad password")
             return
-        with self.reg.lock:
-            user.registered = True
-            count = sum(1 for _ in self.reg.registered_users())
-            self.reg.max_users = max(self.reg.max_users, count)
+        self.reg.mark_registered(user)
         self._welcome()
 
     def _welcome(self) -> None:
@@ -513,13 +510,12 @@ class Session:
 
     def _lusers(self) -> None:
         with self.reg.lock:
-            users = list(self.reg.registered_users())
-            unknown = len(self.reg.connections) - len(users)
+            total = self.reg.registered_count
+            unknown = len(self.reg.connections) - total
             channels = len(self.reg.channels)
             max_users = self.reg.max_users
-        invisible = sum(1 for u in users if "i" in u.modes)
-        opers = sum(1 for u in users if u.is_oper)
-        total = len(users)
+            invisible = self.reg.mode_counts["i"]
+            opers = self.reg.mode_counts["o"]
         self.reply(
             N.RPL_LUSERCLIENT,
             f"There are {total - invisible} users and {invisible} invisible on 1 servers",
@@ -864,23 +860,29 @@ class Session:
         self._message(msg, notice=True, tagmsg=True)
 
     def _message(self, msg: Message, notice: bool, tagmsg: bool = False) -> None:
-        # RFC 2812 3.3.2: NOTICE never triggers automatic replies, errors included.
+        # The hot path of the server: every chat line comes through here, so the common
+        # case (one target, no tags) avoids work it does not need.
         def error(numeric: str, *params: str) -> None:
+            # RFC 2812 3.3.2: NOTICE never triggers automatic replies, errors included.
             if not notice:
                 self.reply(numeric, *params)
 
-        if not msg.params or not msg.params[0]:
+        params = msg.params
+        if not params or not params[0]:
             return error(N.ERR_NORECIPIENT, f"No recipient given ({msg.command})")
-        if not tagmsg and (len(msg.params) < 2 or not msg.params[1]):
+        if not tagmsg and (len(params) < 2 or not params[1]):
             return error(N.ERR_NOTEXTTOSEND, "No text to send")
-        given = [t for t in msg.params[0].split(",") if t]
-        if not given:
-            return error(N.ERR_NORECIPIENT, f"No recipient given ({msg.command})")
-        if len(given) > self.cfg.maxtargets:
-            return error(N.ERR_TOOMANYTARGETS, msg.params[0], "Too many recipients")
-        targets = dict.fromkeys(given)  # "#a,#a" delivers once
+        if "," in params[0]:
+            given = [t for t in params[0].split(",") if t]
+            if not given:
+                return error(N.ERR_NORECIPIENT, f"No recipient given ({msg.command})")
+            if len(given) > self.cfg.maxtargets:
+                return error(N.ERR_TOOMANYTARGETS, params[0], "Too many recipients")
+            targets: Iterable[str] = dict.fromkeys(given)  # "#a,#a" delivers once
+        else:
+            targets = (params[0],)
         user = self.user
-        text = msg.params[1] if not tagmsg else ""
+        text = params[1] if not tagmsg else ""
         client_tags = (
             {k: v for k, v in msg.tags.items() if k[0] == "+"}
             if msg.tags and "message-tags" in user.caps
@@ -902,9 +904,9 @@ class Session:
                     msg.command, (chan.name,) if tagmsg else (chan.name, text), user.source
                 )
                 stamp, msgid, variants = self._stamp(out, client_tags)
-                history = None if tagmsg else (casefold(chan.name), chan.name)
+                history = None if tagmsg else (chan.folded, chan.name)
                 with self.reg.lock:
-                    if self.reg.channels.get(casefold(chan.name)) is not chan:
+                    if self.reg.channels.get(chan.folded) is not chan:
                         error(N.ERR_NOSUCHCHANNEL, target, "No such channel")
                         continue
                     if not chan.can_speak(user):
@@ -1092,8 +1094,7 @@ class Session:
             if ch in "+-":
                 adding = ch == "+"
             elif ch in "iw" or (ch == "o" and not adding):
-                if adding != (ch in user.modes):
-                    (user.modes.add if adding else user.modes.discard)(ch)
+                if self.reg.set_user_mode(user, ch, adding):
                     applied.append(("+" if adding else "-", ch))
             elif ch != "o":  # +o only through OPER
                 unknown = True
@@ -1331,8 +1332,7 @@ class Session:
         expected = self.cfg.opers.get(name)
         if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
             raise IRCError(N.ERR_PASSWDMISMATCH, "Password incorrect")
-        if not self.user.is_oper:
-            self.user.modes.add("o")
+        if self.reg.set_user_mode(self.user, "o", True):
             self._send(Message.of("MODE", self.user.nick, "+o", source=self.user.source))
         self.reply(N.RPL_YOUREOPER, "You are now an IRC operator")
 

@@ -81,6 +81,9 @@ class Channel:
     invited: set[str] = field(default_factory=set)  # casefolded nicks
     _sinks: tuple[Sink, ...] | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        self.folded = casefold(self.name)  # the registry's key for this room
+
     def add(self, user: User, status: str = "") -> None:
         self.members[user] = status
         self._sinks = None
@@ -168,6 +171,10 @@ class Registry:
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.whowas_entries)
         self.per_address: Counter[str] = Counter()
         self.max_users = 0
+        # LUSERS figures, kept as counts: recounting on every registration made a
+        # storm of N connections cost O(N^2).
+        self.registered_count = 0
+        self.mode_counts: Counter[str] = Counter()  # registered users with +i, +o
 
     # -- nicks -------------------------------------------------------------------------
 
@@ -234,10 +241,34 @@ class Registry:
                     self.channels.pop(casefold(chan.name), None)
             user.channels.clear()
             if user.registered:
+                self.registered_count -= 1
+                for mode in user.modes:
+                    self.mode_counts[mode] -= 1
                 self.whowas.append(
                     WhowasEntry(user.nick, user.username, user.host, user.realname, time.time())
                 )
             return peers
+
+    def mark_registered(self, user: User) -> None:
+        with self.lock:
+            user.registered = True
+            self.registered_count += 1
+            self.max_users = max(self.max_users, self.registered_count)
+            for mode in user.modes:
+                self.mode_counts[mode] += 1
+
+    def set_user_mode(self, user: User, mode: str, on: bool) -> bool:
+        """Set or clear a user mode, keeping the counts; False if nothing changed."""
+        with self.lock:
+            if on == (mode in user.modes):
+                return False
+            if on:
+                user.modes.add(mode)
+            else:
+                user.modes.discard(mode)
+            if user.registered:
+                self.mode_counts[mode] += 1 if on else -1
+            return True
 
     def peers_of(self, user: User) -> set[User]:
         """Everyone sharing at least one room with ``user`` (not ``user`` itself)."""

@@ -22,9 +22,11 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import NamedTuple
 
 from chatroom.server.outbox import _MULTICAST, INBOX_HIGH_WATER, Writer
 
@@ -67,9 +69,9 @@ MIGRATIONS: list[str] = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """One history line, as stored and as served back by CHATHISTORY."""
+class StoredMessage(NamedTuple):
+    """One history line, as stored and as served back by CHATHISTORY. (A NamedTuple:
+    one is made for every chat line, under the registry lock.)"""
 
     id: int
     msgid: str
@@ -79,7 +81,7 @@ class StoredMessage:
     sender: str
     command: str
     text: str
-    tags: dict[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
