@@ -42,6 +42,7 @@ from chatroom.client.history import (
     HISTORY_BATCH_TYPES,
     HISTORY_PAGE,
     HISTORY_REQUEST_TIMEOUT,
+    TARGETS_BATCH_TYPES,
     Batch,
     BatchCollector,
     HistoryFetcher,
@@ -218,6 +219,10 @@ class ChatApp(App[int]):
         label = batch.label or label
         if batch.type in HISTORY_BATCH_TYPES:
             self._send_all(self.history.batch(batch, label))
+            return
+        if batch.type in TARGETS_BATCH_TYPES:
+            self.history.targets(batch)
+            self._fetch_opened()
             return
         for item in batch.items:
             if isinstance(item, Batch):

@@ -11,6 +11,8 @@ user reached the top of a log, we reconnected, a batch or a FAIL arrived) into
 - joining a room we have lines from (a reconnect, /part then /join): ``AFTER <room>
   msgid=<newest seen>`` pages forward until caught up, filling the gap before the JOIN;
 - the top of a log: ``BEFORE <target> msgid=<oldest seen> N``, prepended;
+- after a reconnect, ``TARGETS`` since we lost the link: private conversations that
+  went on meanwhile open their windows (and fetch their lines);
 - one request per buffer at a time; each has a deadline.
 
 Requests carry a ``label`` when the server has labeled-response, so a ``FAIL`` finds
@@ -63,6 +65,12 @@ MAX_OPEN_BATCHES = 16
 # Capability names of chathistory (the draft, and the name it will have when ratified).
 HISTORY_CAPS = frozenset({"draft/chathistory", "chathistory"})
 HISTORY_BATCH_TYPES = frozenset({"chathistory", "draft/chathistory"})
+TARGETS_BATCH_TYPES = frozenset({"draft/chathistory-targets", "chathistory-targets"})
+# TARGETS after a reconnect: conversations active from this long before we noticed the
+# link was gone (the server may have kept delivering to the dead socket for a while,
+# and its clock is not ours), at most this many of them.
+TARGETS_MARGIN = timedelta(minutes=5)
+TARGETS_LIMIT = 50
 LABEL_PREFIX = "hist"
 # A millisecond: timestamp selectors are widened by one so that a line sharing the
 # boundary's millisecond is not lost (msgid de-duplication drops the extra copy).
@@ -181,6 +189,7 @@ class HistoryFetcher:
         self._labels = itertools.count(1)
         self._caught_up = False  # reconnected() ran for this connection
         self._late: set[str] = set()  # buffers whose request expired: drop its answer
+        self._offline_since: datetime | None = None  # when the link dropped
 
     # --- connection ----------------------------------------------------------------------
 
@@ -201,6 +210,8 @@ class HistoryFetcher:
 
     def disconnected(self) -> None:
         """The link dropped: requests in flight will never be answered."""
+        if self.enabled and self._offline_since is None:
+            self._offline_since = datetime.now(UTC)
         for request in self._requests.values():
             buf = self.state.buffers.get(request.key)
             if buf is not None and buf.history is HistoryState.LOADING:
@@ -245,6 +256,19 @@ class HistoryFetcher:
         if not self.enabled or self._caught_up:
             return out  # a later /motd ends with 376 too
         self._caught_up = True
+        since, self._offline_since = self._offline_since, None
+        if since is not None:
+            label = {"label": f"{LABEL_PREFIX}{next(self._labels)}"} if self.labels else None
+            window = (since - TARGETS_MARGIN, datetime.now(UTC) + TARGETS_MARGIN)
+            out.append(
+                Message.of(
+                    "CHATHISTORY",
+                    "TARGETS",
+                    *(timestamp_selector(t) for t in window),
+                    str(TARGETS_LIMIT),
+                    tags=label,
+                )
+            )
         for buf in list(self.state.buffers.values()):
             if buf.kind is BufferKind.QUERY and buf.key not in self._requests:
                 last = buf.entries[-1].seq if buf.entries else None
@@ -313,6 +337,17 @@ class HistoryFetcher:
             return []
         after = result.last_seq if result.last_seq is not None else request.after_seq
         return self._send(buf, Kind.AFTER, f"msgid={last}", after, pages=request.pages + 1)
+
+    def targets(self, batch: Batch) -> None:
+        """``CHATHISTORY TARGETS`` answered: open windows for private conversations we
+        don't have (the app then fetches their history, as for any new window)."""
+        for msg in batch.messages:
+            if msg.command != "CHATHISTORY" or msg.param(0) != "TARGETS":
+                continue
+            name = msg.param(1)
+            known = self.state.buffer(name) is not None or self.state.is_mine(name)
+            if name and not self.state.is_channel(name) and not known:
+                self.state.open(name, BufferKind.QUERY)
 
     def failed(self, msg: Message, label: str | None = None) -> list[Message] | None:
         """``FAIL CHATHISTORY ...``: retry by timestamp, or give up on that buffer.

@@ -295,3 +295,21 @@ async def test_private_window_fetches_its_history(irc_server, tmp_path: Path) ->
         assert said(query) == ["first", "second"]
         assert all(e.history for e in query.entries)
         await wait_until(pilot, lambda: "second" in log_text(app))
+
+
+async def test_reconnect_finds_conversations_that_went_on(server_factory, tmp_path: Path) -> None:
+    # CHATHISTORY TARGETS after a reconnect: a private conversation from around the
+    # time the link dropped, with no window open, gets one (and its history).
+    server = server_factory(db=str(tmp_path / "history.db"))
+    async with run_client(server, tmp_path, "alice", ("lan",), backoff_base=0.1) as (app, pilot):
+        await wait_until(pilot, lambda: app.state.active == "#lan")
+        async with scripted_users(server, "bob") as (bob,):
+            bob.say("alice", "psst")
+            await wait_until(pilot, lambda: app.state.buffer("bob") is not None)
+        app.submit("/close bob")
+        server.restart()
+        await wait_until(pilot, lambda: app.conn_state == "waiting", what="drop noticed")
+        await wait_until(pilot, lambda: app.state.buffer("bob") is not None, what="reopened")
+        query = app.state.buffer("bob")
+        await wait_until(pilot, lambda: query.history is HistoryState.COMPLETE)
+        assert said(query) == ["psst"] and query.entries[0].history

@@ -293,9 +293,32 @@ def test_private_windows_fetch_on_open_and_after_reconnect(
     assert said(state, "bob") == ["earlier", "hey"]
     fetcher.disconnected()
     fetcher.configure(CAPS)
-    (request,) = fetcher.reconnected()
+    targets, request = fetcher.reconnected()
+    assert targets.params[0] == "TARGETS"
     assert request.params == ("AFTER", "bob", "msgid=p2", "50")
     assert fetcher.reconnected() == []  # once per connection (a /motd ends with 376 too)
+
+
+def test_reconnect_asks_which_conversations_went_on(
+    state: ClientState, fetcher: HistoryFetcher
+) -> None:
+    assert fetcher.reconnected() == []  # a first connection: nothing was missed
+    fetcher.disconnected()
+    fetcher.configure(CAPS)
+    (request,) = fetcher.reconnected()
+    assert request.params[0] == "TARGETS" and request.params[3] == "50"
+    assert all(p.startswith("timestamp=") for p in request.params[1:3])
+    collector = BatchCollector()
+    for line in [
+        ":srv BATCH +t draft/chathistory-targets",
+        "@batch=t :srv CHATHISTORY TARGETS #lan timestamp=2024-01-01T00:00:00.000Z",
+        "@batch=t :srv CHATHISTORY TARGETS carol timestamp=2024-01-01T00:00:01.000Z",
+    ]:
+        collector.feed(parse(line))
+    batch = collector.feed(parse(":srv BATCH -t"))
+    assert isinstance(batch, Batch)
+    fetcher.targets(batch)
+    assert [b.name for b in state.opened] == ["carol"]  # rooms come back by JOIN
 
 
 def test_backlog_full_stops_scroll_back(
