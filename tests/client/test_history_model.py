@@ -408,3 +408,33 @@ def test_backlog_trims_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     state.add(buf, EntryKind.MESSAGE, "bob", "15", msgid="m15")
     assert [e.text for e in buf.entries] == [str(i) for i in range(6, 16)]
     assert buf.version == 1 and "m5" not in buf.msgids and "m6" in buf.msgids
+
+
+def test_pending_failed_and_marker_rows_render() -> None:
+    from dataclasses import replace
+
+    from rich.console import Console
+    from rich.style import Style
+
+    from chatroom.client.widgets.log import (
+        DIVIDER_TEXT,
+        FAILED_SUFFIX,
+        Marker,
+        entry_height,
+        render_entry,
+        render_marker,
+    )
+
+    console = Console(width=80)
+    state = ClientState("alice")
+    state.echo_message = True
+    pending = state.own_message("#lan", "on its way")
+    (row,) = render_entry(pending, 80, console)
+    assert all(seg.style and seg.style.dim for seg in row if "way" in seg.text)
+    failed = replace(pending, pending=False, failed=True)
+    (row,) = render_entry(failed, 80, console)
+    assert row.text.rstrip().endswith(FAILED_SUFFIX.strip())
+    assert entry_height(failed, 80) == 1
+    divider = render_marker(Marker(DIVIDER_TEXT, Style(), True), 40, console)
+    assert divider.cell_length == 40 and DIVIDER_TEXT in divider.text
+    assert divider.text.startswith("─")
