@@ -232,7 +232,7 @@ class Session:
         if history is None or pipeline is None:
             return None
         record = StoredMessage(
-            pipeline.store.next_id(),
+            pipeline.store.next_id(stamp),
             msgid,
             stamp,
             history[0],

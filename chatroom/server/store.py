@@ -33,6 +33,11 @@ from chatroom.server.outbox import _MULTICAST, INBOX_HIGH_WATER, Writer
 log = logging.getLogger(__name__)
 
 MEMORY = ":memory:"
+# Message ids carry their time: id = time_ms << ID_TIME_SHIFT (+1 per message in the same
+# millisecond). A timestamp selector becomes an id bound, so no index on time is
+# needed: each index costs every insert a B-tree update (measured: 3 indexes 16-19 us
+# a row, 1 index 8-13 us, in batches of 50).
+ID_TIME_SHIFT = 10
 # Store-thread entry for a room's persistent state: (_ROOM_STATE, RoomState)
 _ROOM_STATE = 10
 # How often (seconds) the store thread applies the retention rules.
@@ -42,7 +47,8 @@ RETENTION_INTERVAL = 60.0
 MIGRATIONS: list[str] = [
     """
     CREATE TABLE messages (
-        id      INTEGER PRIMARY KEY,  -- posting order: the one order history is served in
+        id      INTEGER PRIMARY KEY,  -- time_ms << ID_TIME_SHIFT, made unique and increasing:
+                                      -- posting order, and a timestamp is an id bound
         msgid   TEXT NOT NULL UNIQUE,
         time_ms INTEGER NOT NULL,     -- server time, ms since the epoch (UTC)
         target  TEXT NOT NULL,        -- conversation key: casefolded room, or 'a b' nick pair
@@ -53,7 +59,6 @@ MIGRATIONS: list[str] = [
         tags    TEXT NOT NULL DEFAULT ''  -- client-only tags (+foo), JSON object or ''
     );
     CREATE INDEX messages_target_id ON messages(target, id);
-    CREATE INDEX messages_target_time ON messages(target, time_ms);
     CREATE TABLE rooms (
         key       TEXT PRIMARY KEY,   -- casefolded name
         name      TEXT NOT NULL,
@@ -107,7 +112,9 @@ _msgid_counter = itertools.count(1)
 
 def new_msgid() -> str:
     """A unique message id (IRCv3 message-ids), made of tag-safe characters."""
-    return f"{_MSGID_PREFIX}{next(_msgid_counter):x}"
+    # zero-padded, so that msgids sort in the order they are made: the msgid index
+    # then grows at its end instead of touching random pages (about 1.5x cheaper)
+    return f"{_MSGID_PREFIX}{next(_msgid_counter):012x}"
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -148,8 +155,10 @@ class HistoryStore:
             raise
         self._read = _connect(self._uri)
         self._read_lock = threading.Lock()
-        last = self._write.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
-        self._ids = itertools.count(last + 1)
+        self._last_id = self._write.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[
+            0
+        ]
+        self._id_lock = threading.Lock()
 
     def _migrate(self) -> None:
         version = self._write.execute("PRAGMA user_version").fetchone()[0]
@@ -167,9 +176,12 @@ class HistoryStore:
     def schema_version(self) -> int:
         return self._write.execute("PRAGMA user_version").fetchone()[0]
 
-    def next_id(self) -> int:
-        """The next message id; ids are handed out in posting order (thread-safe)."""
-        return next(self._ids)
+    def next_id(self, time_ms: int) -> int:
+        """The id of a message stamped ``time_ms``: increasing in the order they are
+        handed out (call it where the message's place is fixed), and >= its time's bound."""
+        with self._id_lock:
+            self._last_id = max(self._last_id + 1, time_ms << ID_TIME_SHIFT)
+            return self._last_id
 
     def close(self) -> None:
         for conn in (self._read, self._write):
@@ -239,7 +251,7 @@ class HistoryStore:
         try:
             if self.retention_days > 0:
                 cutoff = now_ms - int(self.retention_days * 86_400_000)
-                db.execute("DELETE FROM messages WHERE time_ms < ?", (cutoff,))
+                db.execute("DELETE FROM messages WHERE id < ?", (cutoff << ID_TIME_SHIFT,))
             if self.retention_count > 0:
                 for (target,) in db.execute(
                     "SELECT target FROM messages GROUP BY target HAVING COUNT(*) > ?",
@@ -278,13 +290,10 @@ class HistoryStore:
             ).fetchone()
         return row[0] if row else None
 
-    def first_id_at(self, target: str, time_ms: int) -> int:
-        """The smallest id whose time is >= ``time_ms`` (a timestamp as a position)."""
-        with self._read_lock:
-            row = self._read.execute(
-                "SELECT MIN(id) FROM messages WHERE target = ? AND time_ms >= ?", (target, time_ms)
-            ).fetchone()
-        return row[0] if row and row[0] is not None else 1 << 62
+    @staticmethod
+    def first_id_at(target: str, time_ms: int) -> int:
+        """The smallest id a message stamped at or after ``time_ms`` can have."""
+        return time_ms << ID_TIME_SHIFT
 
     def window(
         self, target: str, lo: int, hi: int, limit: int, newest: bool
@@ -316,9 +325,9 @@ class HistoryStore:
         with self._read_lock:
             rows = self._read.execute(
                 f"SELECT target, display, MAX(time_ms) AS t FROM messages WHERE target IN"
-                f" ({marks}) AND time_ms > ? AND time_ms < ? GROUP BY target"
+                f" ({marks}) AND id >= ? AND id < ? GROUP BY target"
                 f" ORDER BY t {'ASC' if forward else 'DESC'} LIMIT ?",
-                (*keys, lo, hi, limit),
+                (*keys, (lo + 1) << ID_TIME_SHIFT, hi << ID_TIME_SHIFT, limit),
             ).fetchall()
         return rows if forward else rows[::-1]
 

@@ -14,6 +14,7 @@ from chatroom.cli import server_main
 from chatroom.server.config import Config
 from chatroom.server.server import ChatServer
 from chatroom.server.store import (
+    ID_TIME_SHIFT,
     MEMORY,
     MIGRATIONS,
     HistoryPipeline,
@@ -28,7 +29,7 @@ NOW_MS = 1_800_000_000_000  # a fixed "now" for retention, far from the epoch
 
 
 def msg(
-    id_: int,
+    n: int,
     target: str = "#lan",
     time_ms: int | None = None,
     text: str | None = None,
@@ -37,17 +38,24 @@ def msg(
     command: str = "PRIVMSG",
     tags: dict[str, str] | None = None,
 ) -> StoredMessage:
+    """Message number ``n``; its id follows the store's rule (time << ID_TIME_SHIFT)."""
+    stamp = NOW_MS + n if time_ms is None else time_ms
     return StoredMessage(
-        id_,
-        f"id{id_}",
-        NOW_MS + id_ if time_ms is None else time_ms,
+        (stamp << ID_TIME_SHIFT) + n % 1024,
+        f"id{n}",
+        stamp,
         target,
         target,
         sender,
         command,
-        f"text {id_}" if text is None else text,
+        f"text {n}" if text is None else text,
         tags or {},
     )
+
+
+def nums(rows) -> list[int]:
+    """The message numbers (see msg()) of some rows, in their order."""
+    return [int(r.text.split()[1]) for r in rows]
 
 
 @pytest.fixture
@@ -55,10 +63,6 @@ def store():
     s = HistoryStore(MEMORY)
     yield s
     s.close()
-
-
-def ids(rows) -> list[int]:
-    return [r.id for r in rows]
 
 
 # --- schema --------------------------------------------------------------------------------
@@ -82,13 +86,15 @@ def test_a_new_database_gets_the_current_schema_version(tmp_path):
 def test_reopening_keeps_data_and_continues_ids(tmp_path):
     path = tmp_path / "h.db"
     s = HistoryStore(path)
-    s.write([msg(s.next_id()) for _ in range(3)])
+    first = [s.next_id(NOW_MS) for _ in range(3)]
+    assert first == sorted(set(first))  # same millisecond: still unique and increasing
+    s.write([m._replace(id=i) for m, i in zip([msg(1), msg(2), msg(3)], first, strict=True)])
     s.close()
     again = HistoryStore(path)
     try:
         assert again.schema_version == len(MIGRATIONS)
-        assert ids(again.window("#lan", 0, 1 << 62, 10, newest=False)) == [1, 2, 3]
-        assert again.next_id() == 4  # never reuses a stored id
+        assert nums(again.window("#lan", 0, 1 << 62, 10, newest=False)) == [1, 2, 3]
+        assert again.next_id(0) > first[-1]  # never reuses a stored id, clock or not
     finally:
         again.close()
 
@@ -109,7 +115,7 @@ def test_two_memory_stores_do_not_share_history():
     a, b = HistoryStore(MEMORY), HistoryStore(MEMORY)
     try:
         a.write([msg(1)])
-        assert ids(a.window("#lan", 0, 1 << 62, 10, newest=False)) == [1]
+        assert nums(a.window("#lan", 0, 1 << 62, 10, newest=False)) == [1]
         assert b.window("#lan", 0, 1 << 62, 10, newest=False) == []
     finally:
         a.close()
@@ -121,13 +127,14 @@ def test_two_memory_stores_do_not_share_history():
 
 def test_window_bounds_are_exclusive_and_results_oldest_first(store):
     store.write([msg(i) for i in range(1, 11)] + [msg(i, "#other") for i in range(11, 14)])
-    assert ids(store.window("#lan", 3, 8, 10, newest=False)) == [4, 5, 6, 7]
-    assert ids(store.window("#lan", 3, 8, 2, newest=False)) == [4, 5]  # oldest of them
-    assert ids(store.window("#lan", 3, 8, 2, newest=True)) == [6, 7]  # newest, still ascending
-    assert ids(store.window("#lan", 0, 1 << 62, 3, newest=True)) == [8, 9, 10]
-    assert store.window("#lan", 5, 6, 10, newest=False) == []
+    three, eight = msg(3).id, msg(8).id
+    assert nums(store.window("#lan", three, eight, 10, newest=False)) == [4, 5, 6, 7]
+    assert nums(store.window("#lan", three, eight, 2, newest=False)) == [4, 5]  # oldest of them
+    assert nums(store.window("#lan", three, eight, 2, newest=True)) == [6, 7]  # still ascending
+    assert nums(store.window("#lan", 0, 1 << 62, 3, newest=True)) == [8, 9, 10]
+    assert store.window("#lan", msg(5).id, msg(6).id, 10, newest=False) == []
     assert store.window("#lan", 0, 1 << 62, 0, newest=True) == []
-    assert ids(store.window("#other", 0, 1 << 62, 10, newest=False)) == [11, 12, 13]
+    assert nums(store.window("#other", 0, 1 << 62, 10, newest=False)) == [11, 12, 13]
     assert store.window("#nowhere", 0, 1 << 62, 10, newest=False) == []
 
 
@@ -141,7 +148,7 @@ def test_rows_come_back_as_written_with_client_tags(store):
 
 def test_locate_finds_a_msgid_only_in_its_own_conversation(store):
     store.write([msg(1), msg(2, "#other")])
-    assert store.locate("#lan", "id1") == 1
+    assert store.locate("#lan", "id1") == msg(1).id
     assert store.locate("#other", "id1") is None  # no peeking across conversations
     assert store.locate("#lan", "nope") is None
 
@@ -150,11 +157,15 @@ def test_first_id_at_turns_a_time_into_a_position(store):
     store.write(
         [msg(1, time_ms=100), msg(2, time_ms=200), msg(3, time_ms=200), msg(4, time_ms=300)]
     )
-    assert store.first_id_at("#lan", 50) == 1
-    assert store.first_id_at("#lan", 200) == 2
-    assert store.first_id_at("#lan", 201) == 4
-    assert store.first_id_at("#lan", 301) == 1 << 62  # nothing that late: past the end
-    assert store.first_id_at("#other", 0) == 1 << 62
+
+    def older_than(ms: int) -> list[int]:
+        return nums(store.window("#lan", 0, store.first_id_at("#lan", ms), 10, newest=False))
+
+    assert older_than(50) == []
+    assert older_than(200) == [1]
+    assert older_than(201) == [1, 2, 3]
+    assert older_than(301) == [1, 2, 3, 4]
+    assert store.next_id(150) >= store.first_id_at("#lan", 150)
 
 
 def test_dm_key_is_symmetric():
@@ -218,7 +229,7 @@ def test_room_state_round_trips_and_updates(store):
 
 def test_export_pages_through_everything_in_order(store):
     store.write([msg(i, "#big" if i % 3 else "#small") for i in range(1, 3001)])
-    exported = ids(store.export("#big"))
+    exported = nums(store.export("#big"))
     assert exported == [i for i in range(1, 3001) if i % 3]  # 2000 rows: three pages
     assert list(store.export("#empty")) == []
 
@@ -231,8 +242,8 @@ def test_retention_by_count_keeps_the_newest_of_each_conversation():
     try:
         s.write([msg(i, "#busy") for i in range(1, 7)] + [msg(i, "#calm") for i in (7, 8)])
         assert s.apply_retention(NOW_MS) == 3
-        assert ids(s.window("#busy", 0, 1 << 62, 10, newest=False)) == [4, 5, 6]
-        assert ids(s.window("#calm", 0, 1 << 62, 10, newest=False)) == [7, 8]
+        assert nums(s.window("#busy", 0, 1 << 62, 10, newest=False)) == [4, 5, 6]
+        assert nums(s.window("#calm", 0, 1 << 62, 10, newest=False)) == [7, 8]
         assert s.apply_retention(NOW_MS) == 0
     finally:
         s.close()
@@ -251,7 +262,7 @@ def test_retention_by_age_drops_what_is_older_than_the_cutoff():
             ]
         )
         assert s.apply_retention(NOW_MS) == 2
-        assert ids(s.window("#lan", 0, 1 << 62, 10, newest=False)) == [3, 4]
+        assert nums(s.window("#lan", 0, 1 << 62, 10, newest=False)) == [3, 4]
     finally:
         s.close()
 
@@ -293,7 +304,7 @@ def test_pipeline_commits_before_it_forwards(store):
     original = writer.post_many
 
     def post_many(entries) -> None:
-        committed_when_forwarded.append(ids(store.window("#lan", 0, 1 << 62, 10, newest=False)))
+        committed_when_forwarded.append(nums(store.window("#lan", 0, 1 << 62, 10, newest=False)))
         original(entries)
 
     writer.post_many = post_many  # type: ignore[method-assign]
@@ -302,7 +313,7 @@ def test_pipeline_commits_before_it_forwards(store):
         pipeline.multicast((b"a", b"b", b"c"), ("sink",), None, msg(1))
         pipeline.save_room(RoomState("#lan", "#lan", "", "", 0.0, "nt", None, None, 1.0))
         pipeline.multicast((b"x", b"y", b"z"), ("sink",), None, None)  # not history
-        assert pipeline.wait_committed(1, timeout=5)
+        assert pipeline.wait_committed(msg(1).id, timeout=5)
         assert writer.seen.wait(5)
     finally:
         pipeline.stop()
