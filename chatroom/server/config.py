@@ -42,8 +42,10 @@ class Config:
         default=protocol.RECVQ_BYTES,
         metadata={"doc": "unterminated input beyond this closes the connection"},
     )
+    # 512 KiB: thousands of lines of chat, and room for a full CHATHISTORY reply; a
+    # client stuck that far behind is dropped within ~2 s of load (ircload 'slow').
     sendq_bytes: int = field(
-        default=1 << 20,
+        default=1 << 19,
         metadata={"doc": "queued output per client beyond this drops it (SendQ exceeded)"},
     )
     # --- liveness ----------------------------------------------------------------------
