@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -191,6 +193,71 @@ def connect(irc_server: ServerFixture) -> Iterator[Callable[..., IRCClient]]:
     yield make
     for c in clients:
         c.close()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """``chatroom-server`` as its own process (signals, kill -9), on 127.0.0.1."""
+
+    def __init__(self, *args: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from chatroom.cli import server_main; raise SystemExit(server_main())",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        out, err = self.stop()
+        raise AssertionError(f"server did not start: {out}\n{err}")
+
+    def stop(self, sig: int = 15) -> tuple[str, str]:
+        """Send ``sig`` (SIGTERM by default), wait, reap; returns (stdout, stderr)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.communicate()
+
+
+@pytest.fixture
+def server_process() -> Iterator[Callable[..., ServerProcess]]:
+    """Start ``chatroom-server`` processes; any still running are killed at teardown."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, port: int | None = None) -> ServerProcess:
+        sp = ServerProcess(*args, port=port)
+        started.append(sp)
+        return sp
+
+    yield start
+    for sp in started:
+        sp.stop(9)
 
 
 def _open_fds() -> int:

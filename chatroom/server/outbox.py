@@ -33,8 +33,8 @@ from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
-# Inbox entry kinds (first element of each tuple).
-_UNICAST = 0  # (_UNICAST, outbox, data)
+# Inbox entry kinds (first element of each tuple). One line for one client is a
+# multicast to one, with the same bytes for every variant.
 _MULTICAST = 1  # (_MULTICAST, outboxes, variants, exclude, record)
 _CLOSE = 2  # (_CLOSE, outbox, reason, linger)
 _READER_DONE = 3  # (_READER_DONE, outbox)
@@ -99,7 +99,7 @@ class Outbox:
 
     def send(self, data: bytes) -> None:
         """Queue ``data`` for this client (any thread; never blocks)."""
-        self.writer.post((_UNICAST, self, data))
+        self.writer.post((_MULTICAST, (self,), (data, data, data), None, None))
 
     def close(self, reason: str, linger: float | None = None) -> None:
         """Flush what is queued (for at most ``linger`` seconds), then end the connection."""
@@ -110,23 +110,55 @@ class Outbox:
         self.writer.post((_READER_DONE, self))
 
 
-class Writer:
+class Inbox:
+    """A deque that any thread posts to and one thread drains, with backpressure:
+    producers wait (:meth:`throttle`) while it is far behind. Shared by the writer
+    and the history store thread."""
+
+    def __init__(self) -> None:
+        self._inbox: deque[tuple] = deque()
+        self._stop = False
+        self._room = threading.Condition()
+        self._waiting = 0  # producers blocked in throttle()
+
+    def throttle(self, timeout: float = 1.0) -> None:
+        """Block a producer while the consumer is far behind (call holding no lock)."""
+        if len(self._inbox) <= INBOX_HIGH_WATER or self._stop:
+            return
+        with self._room:
+            self._waiting += 1
+            try:
+                self._room.wait_for(
+                    lambda: len(self._inbox) <= INBOX_HIGH_WATER // 2 or self._stop, timeout
+                )
+            finally:
+                self._waiting -= 1
+
+    def _release_producers(self) -> None:
+        """Consumer side: wake throttled producers (cheap when there are none)."""
+        if self._waiting or self._stop:
+            with self._room:
+                self._room.notify_all()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._inbox)
+
+
+class Writer(Inbox):
     """The one thread that writes to every client socket; owned by the server."""
 
     def __init__(self, close_linger: float = 5.0) -> None:
+        super().__init__()
         self.close_linger = close_linger
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._inbox: deque[tuple] = deque()
         self._closing: set[Outbox] = set()
         self._dirty: list[Outbox] = []
         self._sleeping = False
-        self._stop = False
-        self._room = threading.Condition()
-        self._waiting = 0  # producers blocked in throttle()
         self._thread = threading.Thread(target=self._run, name="chatroom-writer", daemon=True)
 
     # --- any thread ------------------------------------------------------------------------
@@ -154,23 +186,6 @@ class Writer:
         """
         self.post((_MULTICAST, outboxes, variants, exclude, record))
 
-    def throttle(self, timeout: float = 1.0) -> None:
-        """Block a producer while the writer is far behind (backpressure)."""
-        if len(self._inbox) <= INBOX_HIGH_WATER or self._stop:
-            return
-        with self._room:
-            self._waiting += 1
-            try:
-                self._room.wait_for(
-                    lambda: len(self._inbox) <= INBOX_HIGH_WATER // 2 or self._stop, timeout
-                )
-            finally:
-                self._waiting -= 1
-
-    @property
-    def backlog(self) -> int:
-        return len(self._inbox)
-
     def start(self) -> None:
         self._thread.start()
 
@@ -180,8 +195,7 @@ class Writer:
         self._wake()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        with self._room:
-            self._room.notify_all()
+        self._release_producers()
         for ob in list(self._closing):
             self._close_fd(ob)
         self._selector.close()
@@ -248,9 +262,7 @@ class Writer:
                 next_flush = ended + min((ended - started) * FLUSH_DUTY, MAX_FLUSH_DELAY)
             if self._closing:
                 self._reap()
-            if self._waiting:
-                with self._room:
-                    self._room.notify_all()
+            self._release_producers()
 
     def _selector_busy(self, passes: int) -> bool:
         """While busy, poll for writable sockets (and the wake pipe) now and then."""
@@ -285,18 +297,6 @@ class Writer:
                     elif not ob.dirty:
                         ob.dirty = True
                         dirty.append(ob)
-            elif kind == _UNICAST:
-                ob = entry[1]
-                if ob.closing:
-                    continue
-                data = entry[2]
-                ob.chunks.append(data)
-                ob.size += len(data)
-                if ob.size > ob.limit:
-                    self._full(ob)
-                elif not ob.dirty:
-                    ob.dirty = True
-                    dirty.append(ob)
             elif kind == _CLOSE:
                 _, ob, reason, linger = entry
                 if not ob.closing:

@@ -21,14 +21,13 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
 
-from chatroom.server.outbox import _MULTICAST, INBOX_HIGH_WATER, Writer
+from chatroom.server.outbox import _MULTICAST, Inbox, Writer
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +369,7 @@ def dm_key(a: str, b: str) -> str:
     return " ".join(sorted((a, b)))
 
 
-class HistoryPipeline:
+class HistoryPipeline(Inbox):
     """The store thread: group-commits history, then forwards everything to the writer.
 
     It has the writer's posting interface (post, post_many, multicast, throttle), and
@@ -378,14 +377,11 @@ class HistoryPipeline:
     """
 
     def __init__(self, store: HistoryStore, writer: Writer) -> None:
+        super().__init__()
         self.store = store
         self.writer = writer
-        self._inbox: deque[tuple] = deque()
         self._sleeping = False
         self._wake = threading.Event()
-        self._stop = False
-        self._room = threading.Condition()
-        self._waiting = 0
         self._committed = 0  # highest message id known to be on disk
         self._committed_cv = threading.Condition()
         self.failures = 0  # transactions that failed (logged), for tests and operators
@@ -419,15 +415,7 @@ class HistoryPipeline:
 
     def throttle(self, timeout: float = 1.0) -> None:
         """Backpressure: wait while either this thread or the writer is far behind."""
-        if len(self._inbox) > INBOX_HIGH_WATER and not self._stop:
-            with self._room:
-                self._waiting += 1
-                try:
-                    self._room.wait_for(
-                        lambda: len(self._inbox) <= INBOX_HIGH_WATER // 2 or self._stop, timeout
-                    )
-                finally:
-                    self._waiting -= 1
+        super().throttle(timeout)
         self.writer.throttle(timeout)
 
     @property
@@ -452,8 +440,7 @@ class HistoryPipeline:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        with self._room:
-            self._room.notify_all()
+        self._release_producers()
 
     @property
     def alive(self) -> bool:
@@ -474,9 +461,7 @@ class HistoryPipeline:
             self._wake.clear()
             if inbox:
                 self._commit_and_forward()
-            if self._waiting:
-                with self._room:
-                    self._room.notify_all()
+            self._release_producers()
             if time.monotonic() >= next_retention:
                 next_retention = time.monotonic() + RETENTION_INTERVAL
                 self._retention()

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,54 +23,6 @@ MESSAGES_PER_SENDER = 5000  # far more than get through before the kill
 KILL_AFTER_ECHOES = 400  # kill once this many echoes (in all) have come back
 RUNS = int(os.environ.get("CHATROOM_DURABILITY_RUNS", "1"))
 CAPS = "echo-message message-tags server-time batch draft/chathistory"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(db: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from chatroom.cli import server_main; raise SystemExit(server_main())",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--db",
-            str(db),
-            "--no-flood-limit",
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stderr.read().decode()}") from None
-            time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("server did not start")
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    proc.communicate()  # reaps it and closes the stderr pipe
 
 
 class Peer:
@@ -113,10 +63,11 @@ class Peer:
         self.sock.close()
 
 
-def _one_run(tmp_path: Path) -> int:
+def _one_run(tmp_path: Path, server_process) -> int:
     db = tmp_path / "history.sqlite3"
-    port = _free_port()
-    server = _start_server(db, port)
+    args = ("--db", str(db), "--no-flood-limit", "--log-level", "WARNING")
+    server = server_process(*args)
+    port = server.port
     senders = [Peer(port, f"s{i}") for i in range(SENDERS)]
     echoed: dict[int, list[tuple[int, str]]] = {i: [] for i in range(SENDERS)}
     total = [0]
@@ -150,18 +101,18 @@ def _one_run(tmp_path: Path) -> int:
         deadline = time.monotonic() + 30
         while total[0] < KILL_AFTER_ECHOES and time.monotonic() < deadline:
             time.sleep(0.001)
-        server.send_signal(signal.SIGKILL)  # mid-burst: senders are still sending
-        server.wait(10)
+        server.proc.send_signal(signal.SIGKILL)  # mid-burst: senders are still sending
+        server.proc.wait(10)
         for t in threads:
             t.join(15)
     finally:
-        _stop(server, signal.SIGKILL)
+        server.stop(signal.SIGKILL)
         for s in senders:
             s.close()
     assert total[0] >= KILL_AFTER_ECHOES, "the burst never got going"
 
     # Same database, same port: read everything back.
-    server = _start_server(db, port)
+    server = server_process(*args, port=port)
     reader = None
     try:
         reader = Peer(port, "auditor")
@@ -178,7 +129,7 @@ def _one_run(tmp_path: Path) -> int:
     finally:
         if reader is not None:
             reader.close()
-        _stop(server, signal.SIGTERM)
+        server.stop(signal.SIGTERM)
 
     ids = [m.tags["msgid"] for m in stored]
     assert len(ids) == len(set(ids)), "a message is stored twice"
@@ -193,5 +144,5 @@ def _one_run(tmp_path: Path) -> int:
 
 
 @pytest.mark.parametrize("run", range(RUNS))
-def test_kill_9_mid_burst_loses_no_accepted_message(tmp_path, run):
-    _one_run(tmp_path)
+def test_kill_9_mid_burst_loses_no_accepted_message(tmp_path, server_process, run):
+    _one_run(tmp_path, server_process)

@@ -4,74 +4,28 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
 from chatroom.cli import build_config, server_parser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(*args: str) -> tuple[subprocess.Popen[str], int]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from chatroom.cli import server_main; raise SystemExit(server_main())",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, port
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-    proc.kill()
-    out, err = proc.communicate()
-    raise AssertionError(f"server did not start: {out}\n{err}")
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_sends_error_to_clients_and_exits_zero(sig):
-    proc, port = _start("--name", "sig.test")
-    try:
-        c = socket.create_connection(("127.0.0.1", port), timeout=5)
+def test_signal_sends_error_to_clients_and_exits_zero(sig, server_process):
+    server = server_process("--name", "sig.test", "--db", ":memory:")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as c:
         c.sendall(b"NICK sig\r\nUSER s 0 * :s\r\n")
         data = b""
         while b" 376 " not in data and b" 422 " not in data:
             data += c.recv(4096)
-        proc.send_signal(sig)
+        server.proc.send_signal(sig)
         tail = b""
         while chunk := c.recv(4096):
             tail += chunk
-        assert b"ERROR :Server shutting down" in tail
-        assert proc.wait(timeout=10) == 0
-        _, err = proc.communicate()
-        assert "server stopped" in err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        c.close()
+    assert b"ERROR :Server shutting down" in tail
+    assert server.proc.wait(timeout=10) == 0
+    _, err = server.stop()
+    assert "server stopped" in err
 
 
 def test_flags_override_config_file(tmp_path):
