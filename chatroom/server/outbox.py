@@ -30,6 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from itertools import repeat
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,14 @@ SELECT_EVERY = 8
 # and its ceiling (the most latency coalescing may add).
 FLUSH_DUTY = 1.0
 MAX_FLUSH_DELAY = 0.005
+# Recipient tuples at least this long are fanned out by variant group (below that a
+# plain loop is cheaper than the grouping); how many groupings the writer caches.
+GROUP_MIN = 8
+GROUP_CACHE_SIZE = 4096
 # At most this many bytes go to one send(); more than any socket buffer takes.
 _MAX_SEND = 1 << 20
 _SENDQ_ERROR = b"ERROR :Closing Link: (SendQ exceeded)\r\n"
+_consume = deque(maxlen=0).extend  # runs an iterator to its end in C
 
 
 class Outbox:
@@ -62,33 +68,32 @@ class Outbox:
     touches the buffers; other threads only post to the writer."""
 
     __slots__ = (
+        "_variant",
         "chunks",
         "close_reason",
         "closing",
         "deadline",
-        "dirty",
         "fin_sent",
+        "final",
         "limit",
         "linger",
         "pending",
         "reader_done",
         "registered",
-        "size",
         "sock",
-        "variant",
         "writer",
     )
 
     def __init__(self, sock: socket.socket, writer: Writer, limit: int) -> None:
         self.sock = sock
         self.writer = writer
-        self.limit = limit
-        # which encoding of a multicast line this client gets (see Writer.multicast)
-        self.variant = 0
+        self.limit = limit  # the SendQ: what the kernel has not taken, after a flush
+        self._variant = 0
+        # Lines waiting to be sent. The same list object for the connection's whole
+        # life: rooms keep references to it, so a fan-out appends without a lookup.
         self.chunks: list[bytes] = []
-        self.pending = b""  # taken from chunks, not yet accepted by the kernel
-        self.size = 0  # len(pending) + sum of len(chunks): the SendQ
-        self.dirty = False  # in the writer's flush list
+        self.pending = b""  # joined from chunks, not yet accepted by the kernel
+        self.final: int | None = None  # once closing: how many chunks may still go
         self.registered = False  # watched for EVENT_WRITE
         self.closing = False
         self.close_reason: str | None = None
@@ -96,6 +101,21 @@ class Outbox:
         self.linger = writer.close_linger  # for each closing phase: flush, then the peer's FIN
         self.fin_sent = False
         self.reader_done = False
+
+    @property
+    def variant(self) -> int:
+        """Which encoding of a relayed line this client takes (its capabilities)."""
+        return self._variant
+
+    @variant.setter
+    def variant(self, value: int) -> None:
+        self._variant = value
+        self.writer.variants_changed()
+
+    @property
+    def queued(self) -> int:
+        """Bytes waiting for this client (writer thread only)."""
+        return len(self.pending) + sum(map(len, self.chunks))
 
     def send(self, data: bytes) -> None:
         """Queue ``data`` for this client (any thread; never blocks)."""
@@ -144,6 +164,9 @@ class Inbox:
     def backlog(self) -> int:
         return len(self._inbox)
 
+    def variants_changed(self) -> None:
+        """A client negotiated other capabilities (see Writer)."""
+
 
 class Writer(Inbox):
     """The one thread that writes to every client socket; owned by the server."""
@@ -157,7 +180,10 @@ class Writer(Inbox):
         os.set_blocking(self._wake_w, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._closing: set[Outbox] = set()
-        self._dirty: list[Outbox] = []
+        self._dirty: set[Outbox] = set()  # have lines to send (or are writable again)
+        # recipients tuple -> its members' chunk lists grouped by variant (see _groups)
+        self._groups: dict[int, tuple] = {}
+        self._variant_epoch = 0
         self._sleeping = False
         self._thread = threading.Thread(target=self._run, name="chatroom-writer", daemon=True)
 
@@ -245,9 +271,8 @@ class Writer(Inbox):
                             pass
                     except BlockingIOError:
                         pass
-                elif not ob.dirty:
-                    ob.dirty = True
-                    self._dirty.append(ob)
+                else:
+                    self._dirty.add(ob)
             budget = DRAIN_BUDGET
             while inbox and budget > 0:
                 budget -= self._drain_inbox()
@@ -275,105 +300,132 @@ class Writer(Inbox):
             log.exception("writer select failed")
             return []
 
+    def variants_changed(self) -> None:
+        self._variant_epoch += 1  # the cached groupings are stale
+
+    def _groups_of(self, outboxes: tuple) -> tuple:
+        """``outboxes``' chunk lists grouped by variant, cached per recipients tuple
+        (a room's tuple lives until its membership changes)."""
+        hit = self._groups.get(id(outboxes))
+        if hit is not None and hit[0] is outboxes and hit[1] == self._variant_epoch:
+            return hit[2]
+        by_variant: dict[int, list[list[bytes]]] = {}
+        for ob in outboxes:
+            by_variant.setdefault(ob.variant, []).append(ob.chunks)
+        groups = tuple((v, tuple(lists)) for v, lists in by_variant.items())
+        if len(self._groups) >= GROUP_CACHE_SIZE:
+            self._groups.clear()
+        # the tuple is kept in the entry, so its id() cannot be reused while cached
+        self._groups[id(outboxes)] = (outboxes, self._variant_epoch, groups)
+        return groups
+
     def _drain_inbox(self) -> int:
         """Move posted entries into their clients' buffers, in posting order; returns
-        how many it took (at most DRAIN_BATCH)."""
+        how many it took (at most DRAIN_BATCH).
+
+        A fan-out appends the line to every member's list with ``map`` (a loop in C):
+        per recipient the writer does no Python work at all. The SendQ is judged when
+        flushing, after the kernel has taken what it will."""
         inbox, dirty = self._inbox, self._dirty
         popleft = inbox.popleft
+        append = list.append
+        consume = _consume
         count = min(len(inbox), DRAIN_BATCH)
         for _ in range(count):
             entry = popleft()
             kind = entry[0]
             if kind == _MULTICAST:
-                _, outboxes, variants, exclude, _record = entry
-                for ob in outboxes:
-                    if ob is exclude or ob.closing:
-                        continue
-                    data = variants[ob.variant]
-                    ob.chunks.append(data)
-                    ob.size += len(data)
-                    if ob.size > ob.limit:
-                        self._full(ob)
-                    elif not ob.dirty:
-                        ob.dirty = True
-                        dirty.append(ob)
+                outboxes, variants, exclude = entry[1], entry[2], entry[3]
+                if len(outboxes) < GROUP_MIN:
+                    for ob in outboxes:
+                        if ob is not exclude:
+                            ob.chunks.append(variants[ob.variant])
+                            dirty.add(ob)
+                    continue
+                for variant, lists in self._groups_of(outboxes):
+                    consume(map(append, lists, repeat(variants[variant], len(lists))))
+                if exclude is not None:
+                    mine = exclude.chunks  # took it with everyone: take it back
+                    if mine and mine[-1] is variants[exclude.variant]:
+                        mine.pop()
+                dirty.update(outboxes)
             elif kind == _CLOSE:
                 _, ob, reason, linger = entry
                 if not ob.closing:
                     ob.closing = True
                     ob.close_reason = reason
+                    ob.final = len(ob.chunks)  # what was queued before goes; nothing after
                     if linger is not None:
                         ob.linger = linger
                     ob.deadline = time.monotonic() + ob.linger
                     self._closing.add(ob)
-                    if not ob.dirty:
-                        ob.dirty = True
-                        dirty.append(ob)
+                    dirty.add(ob)
             elif kind == _READER_DONE:
                 ob = entry[1]
                 ob.reader_done = True
                 if not ob.closing:
                     ob.closing = True
+                    ob.final = len(ob.chunks)
                     ob.deadline = time.monotonic() + self.close_linger
                 self._closing.add(ob)
         return count
 
-    def _full(self, ob: Outbox) -> None:
-        """The SendQ is what the kernel will not take: offer it the bytes before
-        judging, since one big batch from the store can outgrow a SendQ at once."""
-        self._flush(ob)
-        if ob.size > ob.limit:
-            self._overflow(ob)
-        elif not ob.dirty:
-            ob.dirty = True
-            self._dirty.append(ob)
-
     def _overflow(self, ob: Outbox) -> None:
         """SendQ exceeded: drop what is queued, try to say why, cut the connection."""
-        ob.chunks = [_SENDQ_ERROR]
-        ob.size = len(ob.pending) + len(_SENDQ_ERROR)
+        ob.chunks.clear()
+        ob.chunks.append(_SENDQ_ERROR)
+        ob.final = 1
         ob.closing = True
         ob.close_reason = "SendQ exceeded"
         ob.deadline = 0.0  # no lingering: the next reap cuts it
         self._closing.add(ob)
-        if not ob.dirty:
-            ob.dirty = True
-            self._dirty.append(ob)
 
     def _flush_all(self) -> None:
-        dirty, self._dirty = self._dirty, []
+        dirty, self._dirty = self._dirty, set()
         for ob in dirty:
-            ob.dirty = False
             self._flush(ob)
 
     def _flush(self, ob: Outbox) -> None:
-        """Send as much of ``ob``'s queue as the kernel takes without blocking."""
+        """Send as much of ``ob``'s queue as the kernel takes without blocking; what it
+        leaves beyond the SendQ limit drops the client."""
+        chunks = ob.chunks
+        if ob.fin_sent:
+            chunks.clear()  # finished: a room may still be appending to it
+            return
+        if ob.final is not None:
+            del chunks[ob.final :]  # nothing after the last line before a close
         sock = ob.sock
         while True:
             data = ob.pending
             if not data:
-                chunks = ob.chunks
                 if not chunks:
                     break
                 data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                ob.chunks = []
+                chunks.clear()
+                if ob.final is not None:
+                    ob.final = 0
             try:
                 n = sock.send(data[:_MAX_SEND], socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 n = 0
             except OSError:
                 # the peer is gone: drop its output; its reader sees the error too
-                ob.pending, ob.chunks, ob.size = b"", [], 0
+                ob.pending = b""
+                chunks.clear()
                 if not ob.closing:
                     ob.closing = True
                     ob.close_reason = "Write error"
+                    ob.final = 0
                     ob.deadline = 0.0
                 self._closing.add(ob)
                 self._unregister(ob)
                 return
-            ob.size -= n
             ob.pending = data[n:] if n < len(data) else b""
             if ob.pending:
+                if ob.close_reason != "SendQ exceeded" and ob.queued > ob.limit:
+                    ob.pending = b""
+                    self._overflow(ob)
+                    continue  # one try to get the ERROR line out
                 if not ob.registered:
                     try:
                         self._selector.register(sock, selectors.EVENT_WRITE, ob)
@@ -396,14 +448,15 @@ class Writer(Inbox):
         now = time.monotonic()
         for ob in list(self._closing):
             if not ob.fin_sent:
-                flushed = ob.size == 0
+                flushed = not ob.pending and not ob.chunks[: ob.final]
                 if flushed or now >= ob.deadline:
                     ob.fin_sent = True
                     # a graceful FIN after the last line; after a SendQ overflow or a
                     # timeout, cut both ways at once so the reader thread wakes up
                     _shutdown(ob.sock, socket.SHUT_WR if flushed else socket.SHUT_RDWR)
                     ob.deadline = now + ob.linger
-                    ob.pending, ob.chunks, ob.size = b"", [], 0
+                    ob.pending = b""
+                    ob.chunks.clear()
                     self._unregister(ob)
                 else:
                     continue

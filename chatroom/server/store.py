@@ -410,6 +410,9 @@ class HistoryPipeline(Inbox):
     ) -> None:
         self.post((_MULTICAST, outboxes, variants, exclude, record))
 
+    def variants_changed(self) -> None:
+        self.writer.variants_changed()
+
     def save_room(self, state: RoomState) -> None:
         self.post((_ROOM_STATE, state))
 
