@@ -253,13 +253,15 @@ class Writer(Inbox):
             # there is nothing to take, and while busy poll sockets only now and then.
             events: list = []
             if not inbox:
-                wait: float | None = 0.2 if self._closing else None
                 if self._dirty:
-                    wait = max(0.0, next_flush - monotonic())
-                self._sleeping = True
-                if not inbox:
-                    events = self._select(select, wait)
-                self._sleeping = False
+                    # Waiting to flush: the wait is short and bounded, so new posts need
+                    # not wake us (each wake is a pipe write and a GIL hand-off).
+                    events = self._select(select, max(0.0, next_flush - monotonic()))
+                else:
+                    self._sleeping = True
+                    if not inbox:
+                        events = self._select(select, 0.2 if self._closing else None)
+                    self._sleeping = False
             elif self._selector_busy(passes):
                 events = self._select(select, 0.0)
             passes += 1
