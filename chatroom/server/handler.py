@@ -88,21 +88,23 @@ class Handler(socketserver.BaseRequestHandler):
             except RecvQExceeded:
                 session.terminate("RecvQ exceeded")
                 continue
+            flood_control = session.flood.enabled
             for i, line in enumerate(lines):
                 if session.closed:
                     break
-                delay = session.flood_delay(len(lines) - i)
-                if delay is None:
-                    session.terminate("Excess Flood")
-                    break
-                if delay and stopping.wait(delay):
-                    break
+                if flood_control:
+                    delay = session.flood_delay(len(lines) - i)
+                    if delay is None:
+                        session.terminate("Excess Flood")
+                        break
+                    if delay and stopping.wait(delay):
+                        break
                 try:
                     session.handle_line(line)
                 except Exception:
                     # A bug in one command must not take the connection or server down.
                     log.exception("internal error handling a line from %s", session.nick)
-                throttle()  # wait here (holding no lock) if the writer is far behind
+            throttle()  # wait here (holding no lock) if the writer is far behind
 
     def finish(self) -> None:
         reason = self.outbox.close_reason or self.reason
