@@ -46,7 +46,7 @@ INBOX_HIGH_WATER = 4096
 # Entries taken from the inbox per step, and at most per pass before flushing: bounds
 # latency and the memory a burst holds before the kernel takes it.
 DRAIN_BATCH = 1024
-DRAIN_BUDGET = 8192
+DRAIN_BUDGET = 2048
 # While busy, the writer polls its sockets for writability once every this many passes.
 SELECT_EVERY = 8
 # Gathering time before a flush, as a multiple of how long the previous flush took,
