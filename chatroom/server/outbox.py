@@ -43,10 +43,6 @@ _READER_DONE = 3  # (_READER_DONE, outbox)
 # Producers wait once this many entries are waiting for the writer; it bounds the
 # memory held between a sender and the per-client SendQs.
 INBOX_HIGH_WATER = 4096
-# Entries taken from the inbox per step, and at most per pass before flushing: bounds
-# latency and the memory a burst holds before the kernel takes it.
-DRAIN_BATCH = 1024
-DRAIN_BUDGET = 2048
 # While busy, the writer polls its sockets for writability once every this many passes.
 SELECT_EVERY = 8
 # Gathering time before a flush, as a multiple of how long the previous flush took,
@@ -56,7 +52,7 @@ MAX_FLUSH_DELAY = 0.005
 # Recipient tuples at least this long are fanned out by variant group (below that a
 # plain loop is cheaper than the grouping); how many groupings the writer caches.
 GROUP_MIN = 8
-GROUP_CACHE_SIZE = 4096
+GROUP_CACHE_REFS = 100_000
 # At most this many bytes go to one send(); more than any socket buffer takes.
 _MAX_SEND = 1 << 20
 _SENDQ_ERROR = b"ERROR :Closing Link: (SendQ exceeded)\r\n"
@@ -171,9 +167,13 @@ class Inbox:
 class Writer(Inbox):
     """The one thread that writes to every client socket; owned by the server."""
 
-    def __init__(self, close_linger: float = 5.0) -> None:
+    def __init__(self, close_linger: float = 5.0, flush_bytes: int = 1 << 16) -> None:
         super().__init__()
         self.close_linger = close_linger
+        # most bytes of posted lines taken in before a flush: at most what one client
+        # may receive between two flushes, so keep it well under the smallest SendQ
+        self.flush_bytes = flush_bytes
+        self._since_flush = 0
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -183,6 +183,7 @@ class Writer(Inbox):
         self._dirty: set[Outbox] = set()  # have lines to send (or are writable again)
         # recipients tuple -> its members' chunk lists grouped by variant (see _groups)
         self._groups: dict[int, tuple] = {}
+        self._group_refs = 0  # recipients referenced by the cached groupings
         self._variant_epoch = 0
         self._sleeping = False
         self._thread = threading.Thread(target=self._run, name="chatroom-writer", daemon=True)
@@ -222,6 +223,9 @@ class Writer(Inbox):
         if self._thread.is_alive():
             self._thread.join(timeout)
         self._release_producers()
+        while self._inbox:  # late closes and finished readers: their sockets close below
+            self._since_flush = 0
+            self._drain_inbox()
         for ob in list(self._closing):
             self._close_fd(ob)
         self._selector.close()
@@ -275,18 +279,22 @@ class Writer(Inbox):
                         pass
                 else:
                     self._dirty.add(ob)
-            budget = DRAIN_BUDGET
-            while inbox and budget > 0:
-                budget -= self._drain_inbox()
+            if inbox:
+                self._drain_inbox()
             # Coalesce in proportion to load: after a flush that took D seconds, gather
             # for FLUSH_DUTY * D before the next. A lone line goes out at once; under
             # load each client's lines leave in few send() calls, which is what the
-            # kernel charges for (~5 us each on loopback, whatever the size).
-            if self._dirty and monotonic() >= next_flush:
+            # kernel charges for (~5 us each on loopback, whatever the size). But no
+            # client takes in more than flush_bytes between two chances to send: its
+            # SendQ is judged after a flush, and a healthy reader must not look stuck.
+            if self._dirty and (monotonic() >= next_flush or self._since_flush >= self.flush_bytes):
+                self._since_flush = 0
                 started = monotonic()
                 self._flush_all()
                 ended = monotonic()
                 next_flush = ended + min((ended - started) * FLUSH_DUTY, MAX_FLUSH_DELAY)
+            elif not self._dirty:
+                self._since_flush = 0  # lines for nobody (all excluded): nothing waits
             if self._closing:
                 self._reap()
             self._release_producers()
@@ -315,15 +323,19 @@ class Writer(Inbox):
         for ob in outboxes:
             by_variant.setdefault(ob.variant, []).append(ob.chunks)
         groups = tuple((v, tuple(lists)) for v, lists in by_variant.items())
-        if len(self._groups) >= GROUP_CACHE_SIZE:
+        # Bounded by references held, not entries: every join to a big room makes a
+        # new tuple, and a count limit alone could pin thousands of them.
+        self._group_refs += len(outboxes)
+        if self._group_refs > GROUP_CACHE_REFS:
             self._groups.clear()
+            self._group_refs = len(outboxes)
         # the tuple is kept in the entry, so its id() cannot be reused while cached
         self._groups[id(outboxes)] = (outboxes, self._variant_epoch, groups)
         return groups
 
-    def _drain_inbox(self) -> int:
-        """Move posted entries into their clients' buffers, in posting order; returns
-        how many it took (at most DRAIN_BATCH).
+    def _drain_inbox(self) -> None:
+        """Move posted entries into their clients' buffers, in posting order, until the
+        inbox is empty or ``flush_bytes`` of lines have come in since the last flush.
 
         A fan-out appends the line to every member's list with ``map`` (a loop in C):
         per recipient the writer does no Python work at all. The SendQ is judged when
@@ -332,12 +344,13 @@ class Writer(Inbox):
         popleft = inbox.popleft
         append = list.append
         consume = _consume
-        count = min(len(inbox), DRAIN_BATCH)
-        for _ in range(count):
+        budget = self.flush_bytes
+        while inbox and self._since_flush < budget:
             entry = popleft()
             kind = entry[0]
             if kind == _MULTICAST:
                 outboxes, variants, exclude = entry[1], entry[2], entry[3]
+                self._since_flush += len(variants[-1])
                 if len(outboxes) < GROUP_MIN:
                     for ob in outboxes:
                         if ob is not exclude:
@@ -370,7 +383,6 @@ class Writer(Inbox):
                     ob.final = len(ob.chunks)
                     ob.deadline = time.monotonic() + self.close_linger
                 self._closing.add(ob)
-        return count
 
     def _overflow(self, ob: Outbox) -> None:
         """SendQ exceeded: drop what is queued, try to say why, cut the connection."""

@@ -46,7 +46,8 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self._conn_threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         super().__init__((host, self.config.port), Handler)
-        self.writer = Writer(self.config.close_linger)
+        # a client may take in a quarter of its SendQ between two flushes (outbox.py)
+        self.writer = Writer(self.config.close_linger, max(4096, self.config.sendq_bytes // 4))
         # Everything for clients goes through `front`: the history store's thread when
         # history is on (it commits before it forwards), else straight to the writer.
         self.store: HistoryStore | None = None
