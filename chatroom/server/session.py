@@ -11,7 +11,7 @@ import hmac
 import ipaddress
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from chatroom.protocol import (
@@ -55,9 +55,8 @@ _RELAYING = frozenset(
     {"JOIN", "PART", "NICK", "KICK", "TOPIC", "MODE", "PRIVMSG", "NOTICE", "TAGMSG", "AWAY"}
 )
 
-# Room modes we know, by how they take parameters (CHANMODES groups B, C, D).
-_MODES_ALWAYS_PARAM = "k"
-_MODES_PARAM_WHEN_SET = "l"
+# Room modes without a parameter (CHANMODES group D) and the status modes (PREFIX);
+# k and l, which take one, are handled by name.
 _MODES_FLAG = "imnst"
 _MODES_STATUS = "ov"
 _LIST_MODES_END = {"b": N.RPL_ENDOFBANLIST, "e": N.RPL_ENDOFEXCEPTLIST, "I": N.RPL_ENDOFINVITELIST}
@@ -1553,8 +1552,3 @@ def _help_table() -> dict[str, list[str]]:
 
 
 HELP = _help_table()
-
-
-def iter_commands() -> Iterator[str]:
-    """Every command this server understands (README, HELP)."""
-    return iter(sorted(_COMMANDS))
