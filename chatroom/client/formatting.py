@@ -148,20 +148,24 @@ def irc_to_text(raw: str, base: Style | str = "") -> Text:
     fg: Color | None = None
     bg: Color | None = None
     pos = 0
+
+    def current() -> Style | None:
+        """The style the codes so far add up to (None: plain)."""
+        style = Style(
+            bold=bold or None,
+            italic=italic or None,
+            underline=underline or None,
+            strike=strike or None,
+            reverse=reverse or None,
+            dim=mono or None,  # a terminal is monospace already; dim marks it as code
+            color=fg,
+            bgcolor=bg,
+        )
+        return style if style else None
+
     for match in _FORMAT_RE.finditer(text):
         if match.start() > pos:
-            chunk = text[pos : match.start()]
-            style = Style(
-                bold=bold or None,
-                italic=italic or None,
-                underline=underline or None,
-                strike=strike or None,
-                reverse=reverse or None,
-                dim=mono or None,
-                color=fg,
-                bgcolor=bg,
-            )
-            out.append(chunk, style if style else None)
+            out.append(text[pos : match.start()], current())
         pos = match.end()
         code = match.group()
         head = code[0]
@@ -176,7 +180,7 @@ def irc_to_text(raw: str, base: Style | str = "") -> Text:
         elif head == REVERSE:
             reverse = not reverse
         elif head == MONOSPACE:
-            mono = not mono  # a terminal is monospace already; dim marks it as code
+            mono = not mono
         elif head == RESET:
             bold = italic = underline = strike = reverse = mono = False
             fg = bg = None
@@ -197,17 +201,7 @@ def irc_to_text(raw: str, base: Style | str = "") -> Text:
                 if bg_s:
                     bg = _hex_colour(bg_s)
     if pos < len(text):
-        style = Style(
-            bold=bold or None,
-            italic=italic or None,
-            underline=underline or None,
-            strike=strike or None,
-            reverse=reverse or None,
-            dim=mono or None,
-            color=fg,
-            bgcolor=bg,
-        )
-        out.append(text[pos:], style if style else None)
+        out.append(text[pos:], current())
     return out
 
 
