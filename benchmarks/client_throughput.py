@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "client"))
 
+from ngircd_proc import start_server, stop_server  # noqa: E402
+
+# our server for the benchmark: flood control off, as for ngircd
+SERVER_ARGS = ("--no-flood-limit", "--log-level", "WARNING")
 ROOM = "#bench"
 TERMINAL = (120, 40)
 # Give up on any phase after this long (a hung server must not hang the benchmark).
@@ -41,57 +44,6 @@ POLL = 0.002
 SCROLL_LINES = 10_000
 SCROLL_STEPS = 60
 HISTORY_PAGE_LINES = 100
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(kind: str) -> tuple[subprocess.Popen[bytes] | object, int]:
-    """Our server in a subprocess (flood control off), or a private ngircd."""
-    if kind == "ngircd":
-        from ngircd_proc import Ngircd
-
-        server = Ngircd().start()
-        return server, server.port
-    port = free_port()
-    code = "import sys; from chatroom.cli import server_main; sys.exit(server_main(sys.argv[1:]))"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            code,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-flood-limit",
-            "--log-level",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("server did not start")
-
-
-def stop_server(server: object) -> None:
-    if isinstance(server, subprocess.Popen):
-        server.terminate()
-        server.wait(timeout=10)
-    else:
-        server.close()  # type: ignore[attr-defined]
 
 
 # --- the sender (a separate process) --------------------------------------------------
@@ -255,7 +207,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=5000, help="messages to send")
     args = parser.parse_args()
     os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
-    server, port = start_server(args.server)
+    server, port = start_server(args.server, *SERVER_ARGS)
     try:
         results = asyncio.run(run(port, args.count, args.rate))
     finally:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,65 +26,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "client"))
 
+from ngircd_proc import start_server, stop_server  # noqa: E402
+
 from chatroom.client.app import make_app  # noqa: E402
 from chatroom.client.config import RecentServer, remember_server  # noqa: E402
 from chatroom.client.scripted import ScriptedUser  # noqa: E402
 from chatroom.protocol import Message  # noqa: E402
 
+SERVER_ARGS = ("--name", "lan.chatroom", "--log-level", "WARNING")
+
 SIZE = (120, 34)
 # Bound every wait: a broken server must not hang the script.
 WAIT = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(kind: str) -> tuple[object, int]:
-    if kind == "ngircd":
-        from ngircd_proc import Ngircd
-
-        server = Ngircd().start()
-        return server, server.port
-    port = free_port()
-    code = "import sys; from chatroom.cli import server_main; sys.exit(server_main(sys.argv[1:]))"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            code,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--name",
-            "lan.chatroom",
-            "--log-level",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("server did not start")
-
-
-def stop_server(server: object) -> None:
-    if isinstance(server, subprocess.Popen):
-        server.terminate()
-        server.wait(timeout=10)
-    else:
-        server.close()  # type: ignore[attr-defined]
 
 
 async def until(pilot, predicate, what: str) -> None:
@@ -184,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
-    server, port = start_server(args.server)
+    server, port = start_server(args.server, *SERVER_ARGS)
     try:
         asyncio.run(run(args.out, port))
     finally:

@@ -1,4 +1,5 @@
-"""Start a private ngircd on loopback for interop tests, the benchmark and screenshots.
+"""Start a private ngircd, or our server as a process, on loopback: for the interop tests,
+the client benchmark and the screenshots.
 
 Never the system instance: a config in a temp dir, an ephemeral port, ``--nodaemon``,
 stopped by its PID.
@@ -10,11 +11,12 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["NGIRCD", "Ngircd", "free_port"]
+__all__ = ["NGIRCD", "Ngircd", "free_port", "start_server", "stop_server"]
 
 NGIRCD = os.environ.get("CHATROOM_NGIRCD", "/usr/sbin/ngircd")
 # How long ngircd may take to start listening.
@@ -138,3 +140,37 @@ class Ngircd:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def start_server(kind: str, *args: str) -> tuple[object, int]:
+    """``kind`` "ngircd" (a private ngircd) or "chatroom" (our server in a subprocess with
+    ``args`` added to its command line); returns the handle for stop_server and the port."""
+    if kind == "ngircd":
+        server = Ngircd().start()
+        return server, server.port
+    port = free_port()
+    code = "import sys; from chatroom.cli import server_main; sys.exit(server_main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "--host", "127.0.0.1", "--port", str(port), *args],
+        cwd=Path(__file__).resolve().parents[2],  # the checkout, so `chatroom` imports
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise SystemExit("server did not start")
+
+
+def stop_server(server: object) -> None:
+    if isinstance(server, subprocess.Popen):
+        server.terminate()
+        server.wait(timeout=STOP_TIMEOUT)
+    else:
+        server.close()  # type: ignore[attr-defined]
