@@ -136,6 +136,35 @@ class Inbox:
         self._stop = False
         self._room = threading.Condition()
         self._waiting = 0  # producers blocked in throttle()
+        self._sleeping = False  # the consumer is blocked: a post must wake it
+
+    def post(self, entry: tuple) -> None:
+        self._inbox.append(entry)
+        if self._sleeping:
+            self._wake()
+
+    def post_many(self, entries: Sequence[tuple]) -> None:
+        self._inbox.extend(entries)
+        if self._sleeping:
+            self._wake()
+
+    def multicast(
+        self,
+        variants: Sequence[bytes],
+        outboxes: Sequence[Outbox],
+        exclude: object = None,
+        record: object = None,
+    ) -> None:
+        """Send one line to many clients: each gets ``variants[outbox.variant]``.
+
+        ``outboxes`` must not change afterwards (pass a tuple); ``exclude`` is skipped;
+        ``record`` is the history row, for the store thread.
+        """
+        self.post((_MULTICAST, outboxes, variants, exclude, record))
+
+    def _wake(self) -> None:
+        """Wake the consuming thread (each consumer has its own way)."""
+        raise NotImplementedError
 
     def throttle(self, timeout: float = 1.0) -> None:
         """Block a producer while the consumer is far behind (call holding no lock)."""
@@ -185,33 +214,7 @@ class Writer(Inbox):
         self._groups: dict[int, tuple] = {}
         self._group_refs = 0  # recipients referenced by the cached groupings
         self._variant_epoch = 0
-        self._sleeping = False
         self._thread = threading.Thread(target=self._run, name="chatroom-writer", daemon=True)
-
-    # --- any thread ------------------------------------------------------------------------
-
-    def post(self, entry: tuple) -> None:
-        self._inbox.append(entry)
-        if self._sleeping:
-            self._wake()
-
-    def post_many(self, entries: Sequence[tuple]) -> None:
-        self._inbox.extend(entries)
-        if self._sleeping:
-            self._wake()
-
-    def multicast(
-        self,
-        variants: Sequence[bytes],
-        outboxes: Sequence[Outbox],
-        exclude: object = None,
-        record: object = None,
-    ) -> None:
-        """Send one line to many clients: each gets ``variants[outbox.variant]``.
-
-        ``outboxes`` must not change afterwards (pass a tuple); ``exclude`` is skipped.
-        """
-        self.post((_MULTICAST, outboxes, variants, exclude, record))
 
     def start(self) -> None:
         self._thread.start()

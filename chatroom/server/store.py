@@ -397,8 +397,7 @@ class HistoryPipeline(Inbox):
         super().__init__()
         self.store = store
         self.writer = writer
-        self._sleeping = False
-        self._wake = threading.Event()
+        self._wake_event = threading.Event()
         self._committed = 0  # highest message id known to be on disk
         self._committed_cv = threading.Condition()
         self.failures = 0  # transactions that failed (logged), for tests and operators
@@ -406,26 +405,9 @@ class HistoryPipeline(Inbox):
 
     # --- the posting interface (any thread) ----------------------------------------------
 
-    def post(self, entry: tuple) -> None:
-        self._inbox.append(entry)
-        if self._sleeping:
-            self._sleeping = False
-            self._wake.set()
-
-    def post_many(self, entries: Sequence[tuple]) -> None:
-        self._inbox.extend(entries)
-        if self._sleeping:
-            self._sleeping = False
-            self._wake.set()
-
-    def multicast(
-        self,
-        variants: Sequence[bytes],
-        outboxes: Sequence[object],
-        exclude: object = None,
-        record: StoredMessage | None = None,
-    ) -> None:
-        self.post((_MULTICAST, outboxes, variants, exclude, record))
+    def _wake(self) -> None:
+        self._sleeping = False
+        self._wake_event.set()
 
     def variants_changed(self) -> None:
         self.writer.variants_changed()
@@ -457,7 +439,7 @@ class HistoryPipeline(Inbox):
     def stop(self, timeout: float = 5.0) -> None:
         """Commit and forward what is queued, then stop."""
         self._stop = True
-        self._wake.set()
+        self._wake_event.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
         self._release_producers()
@@ -477,9 +459,9 @@ class HistoryPipeline(Inbox):
             if not inbox:
                 if self._stop:
                     break
-                self._wake.wait(CHECKPOINT_INTERVAL)
+                self._wake_event.wait(CHECKPOINT_INTERVAL)
             self._sleeping = False
-            self._wake.clear()
+            self._wake_event.clear()
             if inbox:
                 self._commit_and_forward()
             self._release_producers()
