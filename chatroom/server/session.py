@@ -1404,13 +1404,9 @@ def end_user(registry: Registry, user: User, reason: str, error: str) -> None:
         peers = registry.remove_user(user)
         if user.registered and peers:
             quit_msg = Message.of("QUIT", reason, source=user.source)
-            registry.multicast(variants_of(quit_msg), tuple(p.conn for p in peers))
+            _, _, variants = Session._stamp(quit_msg)
+            registry.multicast(variants, tuple(p.conn for p in peers))
     user.conn.close(reason)
-
-
-def variants_of(msg: Message) -> tuple[bytes, bytes, bytes]:
-    """A relayed line stamped now (server-time, msgid), encoded for each variant."""
-    return T.encode_variants(msg, T.server_time(T.now_ms()), new_msgid())
 
 
 def _restore(saved: RoomState) -> Channel:
