@@ -11,7 +11,7 @@ and the asyncio client drive it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from types import MappingProxyType
 from typing import NamedTuple
@@ -165,6 +165,83 @@ def split_source(source: str) -> tuple[str, str | None, str | None]:
     return nick, user, host or None
 
 
+# --- numbers and masks from the wire -------------------------------------------------------
+
+_ASCII_INT = re.compile(r"-?[0-9]+\Z")
+
+
+def parse_int(text: str, low: int, high: int) -> int | None:
+    """A decimal integer parameter within ``[low, high]``, or None.
+
+    The one way numbers are read from peers: ``str.isdigit`` accepts ``"²"``, which
+    ``int`` then refuses, and an unbounded ``int`` overflows SQLite's 64 bits.
+
+    >>> parse_int("42", 1, 100), parse_int("²", 0, 9), parse_int(str(2**63), 0, 2**63 - 1)
+    (42, None, None)
+    >>> parse_int("-3", -5, 5), parse_int("+3", 0, 5), parse_int(" 3", 0, 5)
+    (-3, None, None)
+    """
+    if len(text) > 20 or not _ASCII_INT.match(text):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
+
+
+def mask_matcher(mask: str) -> Callable[[str], bool]:
+    """An IRC wildcard mask (``*`` any run, ``?`` one character) as a predicate over
+    casefolded strings, in linear-ish time whatever the mask.
+
+    A backtracking matcher (``fnmatch``, ``.*`` regexes) takes exponential time on
+    ``*a*a*a*a*b`` against a long run of ``a``; here the parts between stars are
+    found greedily left to right (the leftmost place of each is always the best),
+    each search a quantifier-free scan done in C: O(len(text) * len(mask)) at worst.
+
+    >>> m = mask_matcher("Al*ce?")
+    >>> m(casefold("ALICE1")), m("alce1"), m("alice"), m("alXXXce22")
+    (True, True, False, False)
+    >>> mask_matcher("*a*a*a*a*a*a*a*a*b")("a" * 60)
+    False
+    """
+    parts = casefold(mask).split("*")
+    finders = [_part_finder(p) for p in parts]
+    fixed = sum(len(p) for p in parts)
+    if len(parts) == 1:
+        only = finders[0]
+        return lambda text: len(text) == fixed and only(text, 0, len(text)) == 0
+    head, *middle, tail = finders
+    head_len, tail_len = len(parts[0]), len(parts[-1])
+
+    def match(text: str) -> bool:
+        end = len(text) - tail_len
+        if end < head_len or len(text) < fixed:
+            return False
+        if head(text, 0, head_len) != 0 or tail(text, end, len(text)) != end:
+            return False
+        pos = head_len
+        for part, find in zip(parts[1:-1], middle, strict=True):
+            found = find(text, pos, end)
+            if found < 0:
+                return False
+            pos = found + len(part)
+        return True
+
+    return match
+
+
+def _part_finder(part: str) -> Callable[[str, int, int], int]:
+    """``find(text, start, end)``: where ``part`` (``?`` = any one character) first
+    occurs wholly inside ``text[start:end]``, or -1."""
+    if "?" not in part:
+        return lambda text, start, end: text.find(part, start, end)
+    pattern = re.compile(re.escape(part).replace(r"\?", "."), re.DOTALL)
+
+    def find(text: str, start: int, end: int) -> int:
+        found = pattern.search(text, start, end)
+        return -1 if found is None else found.start()
+
+    return find
+
+
 # --- tags ---------------------------------------------------------------------------------
 
 _TAG_ESCAPES = {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"}
@@ -266,11 +343,19 @@ def _command_of(rest: str) -> str:
     return word if word.isascii() and word.isalnum() else "*"
 
 
-def parse(line: bytes | str) -> Message:
+def parse(
+    line: bytes | str,
+    *,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    max_tags_bytes: int = MAX_TAGS_BYTES,
+) -> Message:
     """Parse one line (with or without its CR-LF) into a Message.
 
     Bytes are checked as a server must: NUL or bare CR, invalid UTF-8 and over-long
-    lines raise a :class:`PeerProtocolError` naming the reply to give.
+    lines raise a :class:`PeerProtocolError` naming the reply to give. "Over-long"
+    means a tag section (with its ``@`` and space) over ``max_tags_bytes``, or the
+    rest of the line with its CR-LF over ``max_line_bytes``; a client reading what
+    servers relay passes larger limits than the ones a server enforces.
 
     >>> parse(b":nick!u@h PRIVMSG #room :hello there\\r\\n")
     Message(command='PRIVMSG', params=('#room', 'hello there'), source='nick!u@h', tags={})
@@ -283,7 +368,7 @@ def parse(line: bytes | str) -> Message:
             raise ForbiddenCharacter(
                 "NUL, CR or LF inside a line", _command_of(line.decode("utf-8", "replace"))
             )
-        _check_length(line)
+        _check_length(line, max_line_bytes, max_tags_bytes)
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
@@ -298,13 +383,13 @@ def parse(line: bytes | str) -> Message:
     return _parse_text(text)
 
 
-def _check_length(line: bytes) -> None:
+def _check_length(line: bytes, max_line_bytes: int, max_tags_bytes: int) -> None:
     body = line
     if line.startswith(b"@"):
         tags, _, body = line.partition(b" ")
-        if len(tags) + 1 > MAX_TAGS_BYTES:
+        if len(tags) + 1 > max_tags_bytes:
             raise LineTooLong("tag section too long")
-    if len(body) + 2 > MAX_LINE_BYTES:
+    if len(body) + 2 > max_line_bytes:
         raise LineTooLong("line too long")
 
 
@@ -413,32 +498,56 @@ class LineBuffer:
     """Frames a byte stream into lines; bounded, so a peer cannot grow it forever.
 
     Accepts CR-LF and bare LF; empty lines are skipped. An unterminated tail longer
-    than ``limit`` raises :class:`RecvQExceeded`.
+    than ``limit`` raises :class:`RecvQExceeded` (what a server does: the peer is cut
+    off). With ``skip_long`` (what a client does: the server is still worth hearing)
+    that line is thrown away instead, up to and including its terminator when it
+    comes; the lines framed before it are returned as usual and ``dropped`` counts
+    the lines thrown away.
 
     >>> buf = LineBuffer()
     >>> buf.feed(b"NICK a\\r\\nUSER a 0 * :A\\nPI"), buf.feed(b"NG x\\r\\n")
     ([b'NICK a', b'USER a 0 * :A'], [b'PING x'])
+    >>> buf = LineBuffer(limit=8, skip_long=True)
+    >>> buf.feed(b"PING a\\r\\nPRIVMSG #"), buf.feed(b"a :too long\\r\\nPING b\\n"), buf.dropped
+    ([b'PING a'], [b'PING b'], 1)
     """
 
-    __slots__ = ("_tail", "limit")
+    __slots__ = ("_skipping", "_tail", "dropped", "limit", "skip_long")
 
-    def __init__(self, limit: int = RECVQ_BYTES) -> None:
+    def __init__(self, limit: int = RECVQ_BYTES, *, skip_long: bool = False) -> None:
         self.limit = limit
+        self.skip_long = skip_long
+        self.dropped = 0
         self._tail = b""
+        self._skipping = False
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the complete lines, without their terminators."""
+        if self._skipping:
+            end = data.find(b"\n")
+            if end < 0:
+                return []
+            self._skipping = False
+            data = data[end + 1 :]
         if b"\n" not in data:
             self._tail += data
             if len(self._tail) > self.limit:
                 self._tail = b""
-                raise RecvQExceeded("RecvQ exceeded")
+                return self._overflow([])
             return []
         chunks = (self._tail + data).split(b"\n")
         self._tail = chunks.pop()
         if len(self._tail) > self.limit:
             self._tail = b""
+            return self._overflow(chunks)
+        return [c[:-1] if c.endswith(b"\r") else c for c in chunks if c and c != b"\r"]
+
+    def _overflow(self, chunks: list[bytes]) -> list[bytes]:
+        """The tail outgrew ``limit``: raise, or skip that line and keep ``chunks``."""
+        if not self.skip_long:
             raise RecvQExceeded("RecvQ exceeded")
+        self._skipping = True
+        self.dropped += 1
         return [c[:-1] if c.endswith(b"\r") else c for c in chunks if c and c != b"\r"]
 
     def __len__(self) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.notifications import SeverityLevel
 
 from chatroom.client.commands import CommandError, normalise_room, run_input, say
 from chatroom.client.config import RecentServer, config_dir, default_nick, remember_server
@@ -38,6 +39,7 @@ from chatroom.client.connection import (
     StateChanged,
     join_messages,
 )
+from chatroom.client.formatting import strip_formatting
 from chatroom.client.history import (
     HISTORY_BATCH_TYPES,
     HISTORY_PAGE,
@@ -107,6 +109,28 @@ class ChatApp(App[int]):
         self._first_rooms: list[str] = []
         self._flush_pending = False
         self._last_flush = 0.0
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast. Its text is often a peer's (a reason from the server, a mention), so
+        every toast goes through the log's sanitiser: no terminal controls (a title
+        change, a cleared screen) and no IRC codes; and it is not read as markup
+        unless a caller that wrote all of it asks for that with ``markup=True``.
+        """
+        super().notify(
+            strip_formatting(message),
+            title=strip_formatting(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
 
     def _make_fetcher(self) -> HistoryFetcher:
         opts = self.options

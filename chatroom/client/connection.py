@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -24,11 +25,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from chatroom.protocol import (
+    MAX_LINE_BYTES,
+    MAX_TAGS_BYTES,
     LineBuffer,
+    LineTooLong,
     Message,
     Numeric,
     PeerProtocolError,
-    RecvQExceeded,
     casefold,
     parse,
     serialize,
@@ -41,6 +44,9 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "LAG_INTERVAL",
     "PING_TIMEOUT",
+    "SERVER_LINE_BYTES",
+    "SERVER_MESSAGE_BYTES",
+    "SERVER_TAGS_BYTES",
     "WANTED_CAPS",
     "ConnState",
     "Connection",
@@ -70,6 +76,19 @@ BACKOFF_MAX = 60.0
 BACKOFF_JITTER = 0.25
 # One read from the socket; lines are framed by LineBuffer whatever the chunk size.
 READ_CHUNK = 65536
+# What we accept from a server; a longer line is dropped, with a line in the log.
+# The tag section (with its '@' and space): MAX_TAGS_BYTES, 8191 (IRCv3 message-tags).
+SERVER_TAGS_BYTES = MAX_TAGS_BYTES
+# The rest, with its CR-LF: RFC 1459 section 2.3 says 512 (MAX_LINE_BYTES), but a
+# server relays a client's line of up to 512 bytes with ":nick!user@host " put in
+# front (ours does, and so do others: nothing truncates it), so we allow another 512
+# for that prefix: a host name is at most 253 bytes (RFC 1035), nick and user name
+# a few dozen each.
+SOURCE_PREFIX_BYTES = 512
+SERVER_MESSAGE_BYTES = MAX_LINE_BYTES + SOURCE_PREFIX_BYTES
+# A whole line: what LineBuffer holds of an unterminated one before it gives up on it
+# (and skips to its end) rather than let a server grow our memory without bound.
+SERVER_LINE_BYTES = SERVER_TAGS_BYTES + SERVER_MESSAGE_BYTES
 # Capabilities we ask for when the server offers them: server-time (honour @time),
 # message-tags (msgids), echo-message (our lines come back, confirmed), batch and
 # draft/chathistory (history on join, scroll-back, gap fill), labeled-response (match
@@ -92,6 +111,8 @@ BASIC_CAPS = frozenset({"server-time", "multi-prefix"})
 # Nick length assumed for nick_ retries until ISUPPORT says otherwise (RFC 2812: 9).
 DEFAULT_NICKLEN = 9
 LAG_TOKEN_PREFIX = "lag"
+
+_log = logging.getLogger(__name__)
 
 
 class ConnState(StrEnum):
@@ -289,21 +310,53 @@ class Connection:
     # --- the loop ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Connect, and reconnect after every loss, until closed.
+
+        This task must never die quietly while the app still shows "connected": an
+        exception from a session (a bug of ours, or of a line handler that
+        ``on_event`` runs) is logged, told to the user, and ends that session like
+        any lost link, so the usual backoff and reconnect follow.
+        """
         s = self.settings
         while self.state is not ConnState.CLOSED:
-            self._set_state(ConnState.CONNECTING, f"connecting to {s.host}:{s.port}")
-            reason = await self._session()
+            try:
+                self._set_state(ConnState.CONNECTING, f"connecting to {s.host}:{s.port}")
+                reason = await self._session()
+            except Exception as exc:
+                reason = self._internal_error(exc)
             if self.state is ConnState.CLOSED:
                 return
             if self._fatal is not None or not s.reconnect:
-                self._set_state(ConnState.CLOSED, self._fatal or reason)
+                self._set_state_safely(ConnState.CLOSED, self._fatal or reason)
                 return
             delay = self._backoff()
             self._attempt += 1
-            self._set_state(ConnState.WAITING, reason, retry_in=delay)
+            self._set_state_safely(ConnState.WAITING, reason, retry_in=delay)
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+
+    def _internal_error(self, exc: Exception) -> str:
+        """A session raised: log it, tell the user, close the socket; the reason in words."""
+        s = self.settings
+        _log.error("internal error in the connection to %s:%s", s.host, s.port, exc_info=exc)
+        self._close_socket()
+        self._lag_sent.clear()
+        name = exc.__class__.__name__
+        detail = f"{name}: {exc}" if str(exc) else name
+        with contextlib.suppress(Exception):  # the handler that failed may fail again
+            self.on_event(Notice(f"Internal error in the connection ({detail})", error=True))
+        return f"internal error ({name})"
+
+    def _set_state_safely(
+        self, state: ConnState, reason: str = "", retry_in: float | None = None
+    ) -> None:
+        """:meth:`_set_state` outside a session: a failing ``on_event`` is only logged
+        (the state has moved already), so the loop goes on."""
+        try:
+            self._set_state(state, reason, retry_in)
+        except Exception:
+            _log.exception("connection state event %s failed", state)
 
     async def _session(self) -> str:
         """One connection from TCP connect to loss; returns why it ended, in words."""
@@ -322,13 +375,15 @@ class Connection:
             writer.close()
             return "closed"
         self._reader, self._writer = reader, writer
-        self._set_state(ConnState.REGISTERING, "registering")
-        self._begin_registration()
-        pinger = asyncio.get_running_loop().create_task(self._lag_loop())
+        pinger: asyncio.Task[None] | None = None
         try:
+            self._set_state(ConnState.REGISTERING, "registering")
+            self._begin_registration()
+            pinger = asyncio.get_running_loop().create_task(self._lag_loop())
             return await self._read_loop(reader)
         finally:
-            pinger.cancel()
+            if pinger is not None:
+                pinger.cancel()
             self._close_socket()
             self._lag_sent.clear()
 
@@ -346,7 +401,8 @@ class Connection:
         self.send(Message.of("USER", s.username or self.nick, "0", "*", s.realname))
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> str:
-        buffer = LineBuffer()
+        # A line too long for us is skipped, not fatal: the lines around it still count.
+        buffer = LineBuffer(SERVER_LINE_BYTES, skip_long=True)
         register_deadline = time.monotonic() + REGISTER_TIMEOUT
         while True:
             if self.state is ConnState.REGISTERING:
@@ -363,13 +419,14 @@ class Connection:
                 return f"connection lost: {exc.strerror or exc.__class__.__name__}"
             if not data:
                 return "the server closed the connection"
-            try:
-                lines = buffer.feed(data)
-            except RecvQExceeded:
-                return "the server sent an over-long line"
-            for line in lines:
+            for line in buffer.feed(data):
                 try:
-                    message = parse(line)
+                    message = parse(
+                        line, max_line_bytes=SERVER_MESSAGE_BYTES, max_tags_bytes=SERVER_TAGS_BYTES
+                    )
+                except LineTooLong:
+                    self._dropped_long(f"{len(line) + 2} bytes")
+                    continue
                 except PeerProtocolError:
                     # A server we can't read one line of is still worth talking to.
                     continue
@@ -378,6 +435,15 @@ class Connection:
                     return end
                 if self._writer is None:
                     return "closed"
+            # Lines the framing skipped came after every line it returned from this read.
+            for _ in range(buffer.dropped):
+                self._dropped_long(f"over {SERVER_LINE_BYTES} bytes")
+            buffer.dropped = 0
+
+    def _dropped_long(self, size: str) -> None:
+        self.on_event(
+            Notice(f"A line from the server was too long ({size}) and was dropped", error=True)
+        )
 
     # --- protocol ---------------------------------------------------------------------------
 

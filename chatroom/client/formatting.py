@@ -4,6 +4,11 @@ Everything a peer sends is data. It becomes a :class:`rich.text.Text` built from
 strings, so Rich/Textual markup in it is never interpreted, and every terminal control
 character or escape sequence is removed before it can reach the terminal. IRC's own
 formatting codes (bold, colours...) are turned into Rich styles instead.
+
+One sanitiser, :func:`strip_controls`, stands between the network and the screen, in
+one of two forms: :func:`irc_to_text` where IRC styles are shown (message bodies, the
+topic) and :func:`strip_formatting` for plain text everywhere else (names in the room
+and member lists and the bars, system lines, toasts, dialogs).
 """
 
 from __future__ import annotations

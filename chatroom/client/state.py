@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from chatroom.client.formatting import contains_mention, strip_formatting
@@ -45,6 +45,14 @@ BACKLOG_TRIM = 500
 RECENT_SPEAKERS = 100
 # The server buffer's key; no nick or room can be empty, so it never collides.
 SERVER_KEY = ""
+# Server times (IRCv3 server-time) we believe: none before the Unix epoch (no IRC
+# message is older) and none more than a day ahead of our clock (a server's clock
+# may be a little off; 9999-12-31 is a bug). Outside that, or unreadable, a line
+# gets its arrival time: a wild stamp must neither overflow when converted to local
+# time (0001-01-01 does west of UTC, 9999-12-31 east of it) nor become the reference
+# a history request is built from.
+EARLIEST_SERVER_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+SERVER_TIME_AHEAD = timedelta(days=1)
 # ISUPPORT PREFIX default (RFC 2812 user modes in channels).
 DEFAULT_PREFIX = ("ov", "@+")
 CTCP = "\x01"
@@ -220,14 +228,27 @@ class Buffer:
 
 
 def _parse_time(tags: Mapping[str, str] | None) -> datetime:
-    """The IRCv3 ``time`` tag when present and readable, else now (local time)."""
+    """The IRCv3 ``time`` tag when present, readable and plausible, else now (local time).
+
+    >>> _parse_time({"time": "2024-01-02T03:04:05.678Z"}).astimezone(UTC).isoformat()
+    '2024-01-02T03:04:05.678000+00:00'
+    >>> now = datetime.now(UTC)
+    >>> [abs(_parse_time({"time": t}) - now) < timedelta(minutes=1)
+    ...  for t in ("9999-12-31T23:59:59.999Z", "0001-01-01T00:00:00.000Z", "soon")]
+    [True, True, True]
+    """
+    now = datetime.now(UTC)
     raw = tags.get("time") if tags else None
     if raw:
         try:
-            return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone()
-        except ValueError:
+            when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)  # server-time is UTC
+            if EARLIEST_SERVER_TIME <= when <= now + SERVER_TIME_AHEAD:
+                return when.astimezone()
+        except (ValueError, OverflowError):
             pass
-    return datetime.now(UTC).astimezone()
+    return now.astimezone()
 
 
 class ClientState:

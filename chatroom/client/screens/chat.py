@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Input
 
 from chatroom.client.commands import complete_command
-from chatroom.client.formatting import strip_controls, strip_formatting
+from chatroom.client.formatting import strip_formatting
 from chatroom.client.screens.dialogs import ConfirmScreen
 from chatroom.client.state import BufferKind
 from chatroom.client.widgets.chat_input import ChatInput
@@ -114,8 +114,8 @@ class ChatScreen(Screen[None]):
             for alert in alerts[-MAX_TOASTS_PER_FLUSH:]:
                 where = "private message" if alert.key[:1] not in "#&" else alert.buffer_name
                 self.app.notify(
-                    strip_controls(alert.text)[:TOAST_TEXT_CHARS],
-                    title=strip_formatting(f"{alert.nick} ({where})"),
+                    strip_formatting(alert.text)[:TOAST_TEXT_CHARS],
+                    title=f"{alert.nick} ({where})",
                     markup=False,
                     timeout=TOAST_TIMEOUT,
                 )
@@ -213,10 +213,17 @@ class ChatScreen(Screen[None]):
         if at_start and word.startswith("/"):
             return complete_command(word)
         folded = word.lower()
+        # Names come from the server and would go into the input line as they are, so
+        # only names the sanitiser leaves unchanged (no controls, no codes) are offered.
         if word[:1] in ("#", "&"):
             rooms = [b.name for b in state.ordered() if b.kind is BufferKind.CHANNEL]
-            return [r for r in rooms if r.lower().startswith(folded)]
-        nicks = state.completion_candidates(state.active)
+            return [r for r in rooms if r.lower().startswith(folded) and _typable(r)]
+        nicks = [n for n in state.completion_candidates(state.active) if _typable(n)]
         if not word:
             return nicks
         return [n for n in nicks if n.lower().startswith(folded)]
+
+
+def _typable(name: str) -> bool:
+    """True when ``name`` shows as it is (no controls, no IRC codes): safe to insert."""
+    return strip_formatting(name) == name

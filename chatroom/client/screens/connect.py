@@ -15,6 +15,7 @@ from textual.widgets.option_list import Option
 
 from chatroom.client.config import RecentServer, load_recent, parse_address
 from chatroom.client.connection import DEFAULT_PORT
+from chatroom.client.formatting import strip_formatting
 from chatroom.protocol import is_valid_nick
 
 if TYPE_CHECKING:
@@ -67,7 +68,10 @@ class ConnectScreen(Screen[None]):
         recent = self.query_one("#recent", OptionList)
         if self._recent:
             recent.add_options(
-                [Option(Text(s.label), id=str(i)) for i, s in enumerate(self._recent)]
+                [
+                    Option(Text(strip_formatting(s.label)), id=str(i))
+                    for i, s in enumerate(self._recent)
+                ]
             )
         else:
             recent.add_option(Option(Text("none yet", style="dim"), disabled=True))
@@ -100,7 +104,7 @@ class ConnectScreen(Screen[None]):
                 int(self.query_one("#port", Input).value or DEFAULT_PORT),
             )
         except ValueError as exc:
-            error.update(Text(f"Server: {exc}", style="bold red"))
+            error.update(Text(strip_formatting(f"Server: {exc}"), style="bold red"))
             self.query_one("#host", Input).focus()
             return
         nick = self.query_one("#nick", Input).value.strip()

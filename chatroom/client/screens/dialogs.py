@@ -11,6 +11,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from chatroom.client.formatting import strip_formatting
+
 __all__ = ["KEYS", "ConfirmScreen", "HelpScreen"]
 
 KEYS = (
@@ -40,7 +42,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(Text(self.question), id="question")
+            # The question may name a room or a nick: peer text, shown safely.
+            yield Label(Text(strip_formatting(self.question)), id="question")
             with Horizontal(id="buttons"):
                 yield Button("Send (y)", variant="primary", id="yes")
                 yield Button("Cancel (n)", id="no")

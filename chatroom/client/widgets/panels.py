@@ -114,7 +114,9 @@ class MemberList(Widget):
             members = buf.sorted_members(state.prefix_chars)
             text.append(f"{len(members)} {'person' if len(members) == 1 else 'people'}\n", _HEADER)
             for m in members:
-                text.append(m.prefixes[:1] or " ", Style(color="#5faf5f", bold=True))
+                # Prefix characters are the server's (ISUPPORT PREFIX): peer text too.
+                prefix = strip_formatting(m.prefixes[:1]) or " "
+                text.append(prefix, Style(color="#5faf5f", bold=True))
                 # away-notify: people who are away are greyed out.
                 style = Style(color=nick_colour(m.nick), dim=m.away or None, italic=m.away or None)
                 text.append(strip_formatting(m.nick) + "\n", style)
