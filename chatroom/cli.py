@@ -101,7 +101,7 @@ def export_main(argv: list[str]) -> int:
 
     from chatroom.protocol import casefold
     from chatroom.server.config import default_db_path
-    from chatroom.server.store import HistoryStore
+    from chatroom.server.store import HistoryReadError, HistoryStore
 
     args = export_parser().parse_args(argv)
     path = args.db or default_db_path()
@@ -110,7 +110,11 @@ def export_main(argv: list[str]) -> int:
         return 1
     room = args.room if args.room.startswith("#") else "#" + args.room
     try:
-        store = HistoryStore(path, retention_count=0, retention_days=0)
+        # a reader: no lock (the server may be running) and no check (a damaged file
+        # gives up what it still can, up to the first unreadable page)
+        store = HistoryStore(
+            path, retention_count=0, retention_days=0, exclusive=False, check=False
+        )
     except (sqlite3.Error, RuntimeError) as e:
         print(f"chatroom-server export: {path}: {e}", file=sys.stderr)
         return 1
@@ -143,6 +147,10 @@ def export_main(argv: list[str]) -> int:
                     print(f"{stamp} <{nick}> {text}")
     except BrokenPipeError:
         return 0
+    except HistoryReadError as e:
+        sys.stdout.flush()
+        print(f"chatroom-server export: stopped after {count} messages: {e}", file=sys.stderr)
+        return 1
     finally:
         store.close()
     if count == 0:
@@ -151,7 +159,8 @@ def export_main(argv: list[str]) -> int:
 
 
 def server_main(argv: list[str] | None = None) -> int:
-    """Run the server in the foreground until SIGINT or SIGTERM; exit 0 after a clean stop."""
+    """Run the server in the foreground until SIGINT or SIGTERM; exit 0 after a clean stop,
+    1 if it could not start or stopped itself on an internal failure."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["export"]:
         return export_main(argv[1:])
@@ -168,9 +177,13 @@ def server_main(argv: list[str] | None = None) -> int:
     import sqlite3
 
     from chatroom.server.server import ChatServer
+    from chatroom.server.store import HistoryOpenError
 
     try:
         server = ChatServer(config)
+    except HistoryOpenError as e:  # names the file and what to do
+        print(f"chatroom-server: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(
             f"chatroom-server: cannot listen on {config.host}:{config.port}: {e}", file=sys.stderr
@@ -196,8 +209,12 @@ def server_main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     while not stop.wait(0.5):
-        pass
-    server.stop()
+        if server.stopping.is_set():
+            break  # it stopped itself: a thread it cannot run without died
+    server.stop()  # or waits for the stop under way
+    if server.fault is not None:
+        print(f"chatroom-server: {server.fault}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -18,6 +18,11 @@ Sockets stay in blocking mode for their reader thread; the writer passes
 ``MSG_DONTWAIT`` so its sends never block. The writer also owns closing: it
 flushes, half-closes, and closes the descriptor only once the reader is done, so no
 descriptor is closed under a thread still using it.
+
+An entry the writer cannot handle (a bug where it was posted) is logged with its
+traceback, counted (:attr:`Writer.errors`) and skipped; a client whose buffers it
+cannot send is dropped. If the loop itself fails anyway, the writer says so at
+CRITICAL and calls ``on_death``: the server then stops rather than stay up and mute.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import repeat
 
 log = logging.getLogger(__name__)
@@ -131,12 +136,15 @@ class Inbox:
     producers wait (:meth:`throttle`) while it is far behind. Shared by the writer
     and the history store thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_death: Callable[[str], None] | None = None) -> None:
         self._inbox: deque[tuple] = deque()
         self._stop = False
         self._room = threading.Condition()
         self._waiting = 0  # producers blocked in throttle()
         self._sleeping = False  # the consumer is blocked: a post must wake it
+        # called (from the dying thread) if the consuming loop stops on an exception
+        self.on_death = on_death
+        self.dead = False
 
     def post(self, entry: tuple) -> None:
         self._inbox.append(entry)
@@ -185,6 +193,24 @@ class Inbox:
             with self._room:
                 self._room.notify_all()
 
+    def _died(self, stage: str) -> None:
+        """The consuming loop raised (call from its ``except``): nothing posted here
+        moves any more. Say so loudly, release whoever waits, and tell the owner."""
+        self.dead = True
+        self._stop = True  # producers must not wait for a consumer that is gone
+        log.critical(
+            "%s stopped on an unexpected error: nothing is delivered any more",
+            stage,
+            exc_info=True,
+        )
+        with self._room:
+            self._room.notify_all()
+        if self.on_death is not None:
+            try:
+                self.on_death(stage)
+            except Exception:
+                log.exception("handling the end of %s failed", stage)
+
     @property
     def backlog(self) -> int:
         return len(self._inbox)
@@ -196,9 +222,16 @@ class Inbox:
 class Writer(Inbox):
     """The one thread that writes to every client socket; owned by the server."""
 
-    def __init__(self, close_linger: float = 5.0, flush_bytes: int = 1 << 16) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        close_linger: float = 5.0,
+        flush_bytes: int = 1 << 16,
+        *,
+        on_death: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(on_death)
         self.close_linger = close_linger
+        self.errors = 0  # entries skipped and clients dropped on an internal error
         # most bytes of posted lines taken in before a flush: at most what one client
         # may receive between two flushes, so keep it well under the smallest SendQ
         self.flush_bytes = flush_bytes
@@ -249,6 +282,12 @@ class Writer(Inbox):
     # --- the writer thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException:
+            self._died("the writer thread")
+
+    def _loop(self) -> None:
         select = self._selector.select
         inbox = self._inbox
         monotonic = time.monotonic
@@ -339,6 +378,17 @@ class Writer(Inbox):
     def _drain_inbox(self) -> None:
         """Move posted entries into their clients' buffers, in posting order, until the
         inbox is empty or ``flush_bytes`` of lines have come in since the last flush.
+        An entry that raises is skipped (logged, counted); the next ones still go."""
+        while True:
+            try:
+                self._drain_entries()
+                return
+            except Exception:
+                self.errors += 1
+                log.exception("writer: skipped an entry it could not deliver")
+
+    def _drain_entries(self) -> None:
+        """The work of :meth:`_drain_inbox`; raises on a bad entry, which is then gone.
 
         A fan-out appends the line to every member's list with ``map`` (a loop in C):
         per recipient the writer does no Python work at all. The SendQ is judged when
@@ -400,7 +450,25 @@ class Writer(Inbox):
     def _flush_all(self) -> None:
         dirty, self._dirty = self._dirty, set()
         for ob in dirty:
-            self._flush(ob)
+            try:
+                self._flush(ob)
+            except Exception:
+                self.errors += 1
+                log.exception("writer: cannot send to a client; dropping it")
+                self._abandon(ob)
+
+    def _abandon(self, ob: Outbox) -> None:
+        """Give up on a client after an internal error: cut it at the next reap."""
+        try:
+            ob.pending = b""
+            ob.chunks.clear()
+            ob.closing = True
+            ob.close_reason = ob.close_reason or "Internal error"
+            ob.final = 0
+            ob.deadline = 0.0
+            self._closing.add(ob)
+        except Exception:
+            log.exception("writer: cannot drop a client")
 
     def _flush(self, ob: Outbox) -> None:
         """Send as much of ``ob``'s queue as the kernel takes without blocking; what it
@@ -464,24 +532,38 @@ class Writer(Inbox):
         """Move closing connections along: flushed or late -> FIN; reader done -> close."""
         now = time.monotonic()
         for ob in list(self._closing):
-            if not ob.fin_sent:
-                flushed = not ob.pending and not ob.chunks[: ob.final]
-                if flushed or now >= ob.deadline:
+            try:
+                self._reap_one(ob, now)
+            except Exception:
+                # cut it both ways (its reader wakes up, and its READER_DONE brings it
+                # back here to be closed) rather than fail on it at every pass
+                self.errors += 1
+                log.exception("writer: cannot close a connection; cutting it")
+                self._closing.discard(ob)
+                try:
                     ob.fin_sent = True
-                    # a graceful FIN after the last line; after a SendQ overflow or a
-                    # timeout, cut both ways at once so the reader thread wakes up
-                    _shutdown(ob.sock, socket.SHUT_WR if flushed else socket.SHUT_RDWR)
-                    ob.deadline = now + ob.linger
-                    ob.pending = b""
-                    ob.chunks.clear()
-                    self._unregister(ob)
-                else:
-                    continue
-            if ob.reader_done:
-                self._close_fd(ob)
-            elif now >= ob.deadline:
-                _shutdown(ob.sock, socket.SHUT_RD)  # wakes a reader the peer left hanging
-                ob.deadline = now + ob.linger
+                    _shutdown(ob.sock, socket.SHUT_RDWR)
+                except Exception:
+                    log.exception("writer: cannot cut a connection")
+
+    def _reap_one(self, ob: Outbox, now: float) -> None:
+        if not ob.fin_sent:
+            flushed = not ob.pending and not ob.chunks[: ob.final]
+            if not (flushed or now >= ob.deadline):
+                return
+            ob.fin_sent = True
+            # a graceful FIN after the last line; after a SendQ overflow or a
+            # timeout, cut both ways at once so the reader thread wakes up
+            _shutdown(ob.sock, socket.SHUT_WR if flushed else socket.SHUT_RDWR)
+            ob.deadline = now + ob.linger
+            ob.pending = b""
+            ob.chunks.clear()
+            self._unregister(ob)
+        if ob.reader_done:
+            self._close_fd(ob)
+        elif now >= ob.deadline:
+            _shutdown(ob.sock, socket.SHUT_RD)  # wakes a reader the peer left hanging
+            ob.deadline = now + ob.linger
 
     def _close_fd(self, ob: Outbox) -> None:
         self._unregister(ob)

@@ -4,6 +4,11 @@ Life cycle: ``ChatServer(config)`` binds; :meth:`start` runs the accept loop in 
 thread; :meth:`stop` stops accepting, says ``ERROR :Server shutting down`` to
 everyone, waits (bounded) for every connection thread, then stops its own threads.
 Nothing it starts outlives :meth:`stop`.
+
+If the writer or the history store thread stops on an error, the server could accept
+and read but never deliver: it logs CRITICAL, sets :attr:`ChatServer.fault` and stops
+itself (the command line then exits non-zero). When history cannot be saved, every
+registered user is told by a server NOTICE, and again when it can.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import threading
 import time
 from typing import Any
 
+from chatroom.protocol import Message, serialize
 from chatroom.server.config import Config, default_db_path
 from chatroom.server.handler import Handler
 from chatroom.server.outbox import Writer
@@ -42,12 +48,19 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.request_queue_size = self.config.listen_backlog
         self.stopping = threading.Event()
+        self.stopped = threading.Event()  # stop() has finished
+        # why the server stopped itself (a thread it cannot run without died); None if not
+        self.fault: str | None = None
         self._sessions: set[Session] = set()
         self._conn_threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         super().__init__((host, self.config.port), Handler)
         # a client may take in a quarter of its SendQ between two flushes (outbox.py)
-        self.writer = Writer(self.config.close_linger, max(4096, self.config.sendq_bytes // 4))
+        self.writer = Writer(
+            self.config.close_linger,
+            max(4096, self.config.sendq_bytes // 4),
+            on_death=self._stage_died,
+        )
         # Everything for clients goes through `front`: the history store's thread when
         # history is on (it commits before it forwards), else straight to the writer.
         self.store: HistoryStore | None = None
@@ -65,11 +78,15 @@ class ChatServer(socketserver.ThreadingTCPServer):
                 self.server_close()
                 self.writer.stop(0)  # never started: this only releases its selector and pipe
                 raise
-            self.pipeline = HistoryPipeline(self.store, self.writer)
+            self.pipeline = HistoryPipeline(
+                self.store, self.writer, on_health=self._history_health, on_death=self._stage_died
+            )
             front = self.pipeline
         self.front = front
         self.registry = Registry(self.config, front.multicast)
         self.registry.history = self.pipeline
+        if self.store is not None:  # history on JOIN is what is stored, from the start
+            self.registry.last_message_id = self.store.last_id
         self._acceptor: threading.Thread | None = None
         self._timers = threading.Thread(target=self._tick_loop, name="chatroom-timers", daemon=True)
 
@@ -132,6 +149,36 @@ class ChatServer(socketserver.ThreadingTCPServer):
                 except Exception:
                     log.exception("liveness check failed")
 
+    # --- failures of the server's own threads ----------------------------------------------------
+
+    def _history_health(self, problem: str | None, unsaved: int) -> None:
+        """From the store thread: history stopped (or started again) being saved. Tell
+        every registered user, and operators where to look."""
+        if problem is None:
+            text = f"*** Messages are being saved to history again ({unsaved} were not saved)"
+            detail = None
+        else:
+            text = f"*** {problem}"
+            path = self.store.path if self.store is not None else ""
+            detail = f"*** History database {path}: see the server log"
+        with self.registry.lock:  # snapshot under the lock, send outside it
+            users = [(u.conn, u.nick, u.is_oper) for u in self.registry.registered_users()]
+        server = self.config.server_name
+        for conn, nick, oper in users:
+            # conn.send only appends to the store thread's inbox: safe from that thread
+            conn.send(serialize(Message.of("NOTICE", nick, text, source=server)))
+            if oper and detail:
+                conn.send(serialize(Message.of("NOTICE", nick, detail, source=server)))
+
+    def _stage_died(self, stage: str) -> None:
+        """From a dying writer or store thread: nothing would be delivered any more, so
+        stop the whole server (from another thread: stop() joins the dying one)."""
+        if self.stopping.is_set():
+            return
+        self.fault = f"{stage} stopped on an internal error (see the log above)"
+        log.critical("%s; the server cannot deliver anything, so it stops", self.fault)
+        threading.Thread(target=self.stop, name="chatroom-emergency-stop", daemon=True).start()
+
     # --- life cycle ----------------------------------------------------------------------------
 
     @property
@@ -152,10 +199,18 @@ class ChatServer(socketserver.ThreadingTCPServer):
         log.info("listening on %s port %s as %s", host, port, self.config.server_name)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop accepting, tell everyone, close every connection; bounded by ``timeout``."""
+        """Stop accepting, tell everyone, close every connection; bounded by ``timeout``.
+        A second call waits (bounded) for the first to finish."""
         if self.stopping.is_set():
+            self.stopped.wait(timeout)
             return
         self.stopping.set()
+        try:
+            self._stop(timeout)
+        finally:
+            self.stopped.set()
+
+    def _stop(self, timeout: float) -> None:
         if self._acceptor is not None:
             self.shutdown()
             self._acceptor.join(timeout)
@@ -171,11 +226,15 @@ class ChatServer(socketserver.ThreadingTCPServer):
         for u in users:
             u.conn.send(data)
             u.conn.close("Server shutting down", linger=self.shutdown_linger)  # type: ignore[call-arg]
+        if self.pipeline is not None and self.pipeline.dead:
+            self.pipeline.forward_unstored()  # the goodbyes and closes, past the dead thread
         deadline = time.monotonic() + timeout
+        # after a fault nothing may be flushing the goodbyes: cut clients off sooner
+        polite = self.shutdown_linger if self.fault is not None else timeout - 1.0
         with self._lock:
             threads = list(self._conn_threads)
         for t in threads:
-            t.join(max(0.0, deadline - time.monotonic() - 1.0))
+            t.join(max(0.0, min(deadline - time.monotonic() - 1.0, polite)))
         with self._lock:
             stragglers = list(self._sessions)
         for s in stragglers:  # accepted during shutdown, or a peer that never lets go
@@ -187,10 +246,10 @@ class ChatServer(socketserver.ThreadingTCPServer):
             t.join(max(0.0, deadline - time.monotonic()))
         if self._timers.is_alive():
             self._timers.join(timeout)
-        if self.pipeline is not None and self.pipeline.alive:
+        if self.pipeline is not None:
             self.pipeline.stop(timeout)  # commits and forwards what is still queued
-        if self.writer.alive:
-            self.writer.stop(timeout)
+        # running, dead or never started: its sockets, selector and pipe need closing
+        self.writer.stop(timeout)
         if self.store is not None:
             self.store.close()
         leftover = [t for t in threads if t.is_alive()]

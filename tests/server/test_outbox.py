@@ -117,3 +117,14 @@ def test_cached_groupings_are_bounded_by_the_references_they_hold(writer, pairs,
         time.sleep(0.01)
     assert writer._group_refs <= 500 + 20
     assert len(writer._groups) < 200
+
+
+def test_an_entry_the_writer_cannot_handle_is_skipped_and_counted(writer, pairs, caplog):
+    ((ob, theirs),) = pairs(1)
+    writer.multicast((b"before\r\n",) * 3, (ob,))
+    writer.post((ob_mod._MULTICAST, (object(),), (b"x\r\n",) * 3, None, None))
+    writer.post(("no such kind",))
+    writer.multicast((b"after\r\n",) * 3, (ob,))
+    assert read_until(theirs, b"after\r\n") == b"before\r\nafter\r\n"
+    assert writer.alive and writer.errors == 1  # an unknown kind is ignored, as before
+    assert "skipped an entry" in caplog.text
