@@ -81,6 +81,9 @@ class Config:
     maxtargets: int = field(default=4, metadata={"doc": "targets per PRIVMSG/NOTICE"})
     modes_per_line: int = field(default=4, metadata={"doc": "MODES: parameter modes per MODE"})
     whowas_entries: int = field(default=1000, metadata={"doc": "departed users kept for WHOWAS"})
+    masklen: int = field(
+        default=128, metadata={"doc": "longest wildcard mask (WHO); a longer one matches nobody"}
+    )
     # --- connections -------------------------------------------------------------------
     max_clients: int = field(default=10000, metadata={"doc": "connections in all"})
     max_per_address: int = field(default=10, metadata={"doc": "connections per IP address"})

@@ -24,14 +24,23 @@ from chatroom.protocol import (
     is_channel,
     is_valid_channel,
     is_valid_nick,
+    mask_matcher,
     parse,
+    parse_int,
     serialize,
 )
 from chatroom.protocol import Numeric as N
 from chatroom.server import tags as T
 from chatroom.server.config import VERSION, Config
 from chatroom.server.state import Channel, Registry, Sink, User
-from chatroom.server.store import RoomState, StoredMessage, dm_key, new_msgid
+from chatroom.server.store import (
+    ID_TIME_SHIFT,
+    HistoryReadError,
+    RoomState,
+    StoredMessage,
+    dm_key,
+    new_msgid,
+)
 
 # Capabilities this server offers (IRCv3 capability negotiation); chathistory only
 # when the server keeps history.
@@ -63,6 +72,10 @@ _LIST_MODES_END = {"b": N.RPL_ENDOFBANLIST, "e": N.RPL_ENDOFEXCEPTLIST, "I": N.R
 # Room names in a NAMES reply are split so each line stays within 512 bytes.
 _NAMES_LINE_BUDGET = 400
 _USERNAME_BAD = re.compile(r"[^A-Za-z0-9_.\-~\[\]\\`^{}|]")
+# Ranges of numeric parameters (parse_int): counts and limits are 32-bit in every
+# IRC server; CHATHISTORY's limit is capped at chathistory_max after parsing.
+_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
 
 
 class IRCError(Exception):
@@ -110,12 +123,6 @@ def truncate_utf8(text: str, limit: int) -> str:
     return raw[:limit].decode("utf-8", "ignore")
 
 
-def _mask_re(mask: str) -> re.Pattern[str]:
-    """IRC wildcard mask (``*`` and ``?`` only) as a regex over casefolded names."""
-    pattern = re.escape(casefold(mask)).replace(r"\*", ".*").replace(r"\?", ".")
-    return re.compile(pattern + r"\Z")
-
-
 def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host.removeprefix("0")).is_loopback
@@ -148,6 +155,7 @@ class Session:
         self.cap_negotiating = False
         self.cap_version = 0
         self.password: str | None = None
+        self.wanted_nick: str | None = None  # NICK before the server password was given
         self.variant = T.PLAIN  # which encoding of relayed lines this client gets
         self._capture: list[bytes] | None = None  # responses held for a labeled batch
         refusal = registry.add_connection(self.user, self.cfg.exempt_loopback and is_loopback(host))
@@ -184,8 +192,11 @@ class Session:
         sent as ``*`` when IRC cannot carry it there, as Ergo's SafeErrorParam does.
         """
         *middle, last = (self.user.nick, *params)
-        safe = (p if p and p[0] != ":" and " " not in p else "*" for p in middle)
-        self._send(Message(numeric, (*safe, last), self.server))
+        self._send(Message(numeric, (*map(safe_param, middle), last), self.server))
+
+    def _notice(self, text: str) -> None:
+        """A server NOTICE to this client (what it should know, not an error)."""
+        self._send(Message.of("NOTICE", self.user.nick, text, source=self.server))
 
     def _relay(self, users: Iterable[User], msg: Message) -> None:
         """One line to a set of users (call with the lock held, so order is global)."""
@@ -395,8 +406,8 @@ class Session:
         if sub == "LS":
             if not self.user.registered:
                 self.cap_negotiating = True
-            version = msg.param(1)
-            self.cap_version = max(self.cap_version, int(version) if version.isdigit() else 0)
+            version = parse_int(msg.param(1), 0, _INT32_MAX) or 0
+            self.cap_version = max(self.cap_version, version)
             self._cap_reply("LS", sorted(self._offered_caps()))
         elif sub == "LIST":
             self._cap_reply("LIST", sorted(self.user.caps))
@@ -459,6 +470,12 @@ class Session:
         user = self.user
         if nick == user.nick:
             return
+        if not user.registered and not self._password_ok():
+            # No nick is reserved before the server password is given: whoever lacks it
+            # must not hold someone's nick for the registration timeout.
+            self.wanted_nick = nick
+            self._try_register()
+            return
         with self.reg.lock:
             old_source = user.source
             if not self.reg.claim_nick(user, nick):
@@ -480,17 +497,28 @@ class Session:
         self.user.realname = msg.params[3]
         self._try_register()
 
-    def _try_register(self) -> None:
-        user = self.user
-        if user.registered or self.cap_negotiating or user.nick == "*" or not user.username:
-            return
-        if self.cfg.password is not None and not (
+    def _password_ok(self) -> bool:
+        """True when the server has no password or this client gave the right one."""
+        return self.cfg.password is None or (
             self.password is not None
             and hmac.compare_digest(self.password.encode(), self.cfg.password.encode())
-        ):
+        )
+
+    def _try_register(self) -> None:
+        user = self.user
+        if user.registered or self.cap_negotiating or not user.username:
+            return
+        if user.nick == "*" and self.wanted_nick is None:
+            return
+        if not self._password_ok():
             self.reply(N.ERR_PASSWDMISMATCH, "Password incorrect")
             self.terminate("Bad password")
             return
+        if self.wanted_nick is not None:
+            nick, self.wanted_nick = self.wanted_nick, None
+            if not self.reg.claim_nick(user, nick):
+                self.reply(N.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+                return
         self.reg.mark_registered(user)
         self._welcome()
 
@@ -506,6 +534,9 @@ class Session:
             self.reply(N.RPL_ISUPPORT, *tokens[i : i + 13], "are supported by this server")
         self._lusers()
         self._motd()
+        problem = self.reg.history.problem if self.reg.history is not None else None
+        if problem:  # those already here were told when it began; tell the newcomer
+            self._notice(f"*** {problem}")
 
     def _lusers(self) -> None:
         with self.reg.lock:
@@ -588,7 +619,12 @@ class Session:
         pipeline = self.reg.history
         saved = None
         if pipeline is not None and folded not in self.reg.channels:
-            saved = pipeline.store.room_state(folded)  # read before taking the lock
+            try:
+                saved = pipeline.store.room_state(folded)  # read before taking the lock
+            except HistoryReadError:
+                saved = None  # logged by the store; the room starts afresh
+            if saved is not None and not saved.created:
+                saved = None  # it emptied: nothing of that room comes back
         with self.reg.lock:
             chan = self.reg.channels.get(folded)
             if chan is not None and user in chan.members:
@@ -596,25 +632,30 @@ class Session:
             if len(user.channels) >= self.cfg.chanlimit:
                 raise IRCError(N.ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
             if chan is None:
-                # A new room, or one brought back from the database with its topic,
-                # modes and key. The key still guards it; +i and +l need members to
-                # mean anything, so the first to return gets in (and is operator).
+                # A new room, or one brought back from the database after a restart,
+                # with its topic, modes and key. The key still guards it; +i and +l need
+                # members to mean anything, so the first to return gets in (and is
+                # operator). A new room gets none of the history of any room that had
+                # its name before (it emptied; see Registry.leave).
                 if saved is not None and saved.room_key is not None and key != saved.room_key:
                     raise IRCError(N.ERR_BADCHANNELKEY, saved.name, "Cannot join channel (+k)")
-                chan = _restore(saved) if saved is not None else Channel(name)
+                if saved is not None:
+                    chan = _restore(saved)
+                else:
+                    chan = Channel(name, history_from=self.reg.last_message_id)
                 self.reg.channels[folded] = chan
                 chan.add(user, "o")
                 if saved is None:
                     self._save_room(chan)
             else:
-                invited = casefold(user.nick) in chan.invited
+                invited = user in chan.invited
                 if "i" in chan.modes and not invited:
                     raise IRCError(N.ERR_INVITEONLYCHAN, chan.name, "Cannot join channel (+i)")
                 if chan.key is not None and key != chan.key:
                     raise IRCError(N.ERR_BADCHANNELKEY, chan.name, "Cannot join channel (+k)")
                 if chan.limit is not None and len(chan.members) >= chan.limit and not invited:
                     raise IRCError(N.ERR_CHANNELISFULL, chan.name, "Cannot join channel (+l)")
-                chan.invited.discard(casefold(user.nick))
+                chan.invited.discard(user)
                 chan.add(user)
             user.channels[folded] = chan
             self._relay_channel(chan, Message.of("JOIN", chan.name, source=user.source))
@@ -633,7 +674,13 @@ class Session:
             and "draft/chathistory" not in user.caps
         ):
             pipeline.wait_committed(point)
-            rows = pipeline.store.window(folded, 0, point + 1, self.cfg.playback_lines, True)
+            try:
+                rows = pipeline.store.window(
+                    folded, chan.history_from, point + 1, self.cfg.playback_lines, True
+                )
+            except HistoryReadError:
+                self._notice(f"*** The history of {chan.name} cannot be read just now")
+                return
             if rows:  # nothing to replay: no empty batch on every JOIN
                 self._send_history(chan.name, rows, mark=True)
 
@@ -655,6 +702,7 @@ class Session:
                     chan.key,
                     chan.limit,
                     chan.created,
+                    chan.history_from,
                 )
             )
 
@@ -697,7 +745,7 @@ class Session:
     def _part(self, name: str, reason: str | None) -> None:
         user = self.user
         with self.reg.lock:
-            chan = self.reg.find_channel(name)
+            chan = self._find_room(name)
             if chan is None:
                 raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
             if user not in chan.members:
@@ -707,11 +755,7 @@ class Session:
             self._leave(user, chan)
 
     def _leave(self, user: User, chan: Channel) -> None:
-        """Remove a member (lock held); an empty room ceases to exist."""
-        chan.remove(user)
-        user.channels.pop(casefold(chan.name), None)
-        if not chan.members:
-            self.reg.channels.pop(casefold(chan.name), None)
+        self.reg.leave(user, chan)
 
     def _cmd_names(self, msg: Message) -> None:
         with self.reg.lock:
@@ -730,6 +774,12 @@ class Session:
 
     def _visible(self, chan: Channel) -> bool:
         return "s" not in chan.modes or self.user in chan.members
+
+    def _find_room(self, name: str) -> Channel | None:
+        """A room this user may know of: a secret (+s) room looks like no room at all
+        to those outside it (403, as Ergo), not like a room they may not use."""
+        chan = self.reg.find_channel(name)
+        return chan if chan is not None and self._visible(chan) else None
 
     def _names(self, chan: Channel, end: bool = True) -> None:
         multi = "multi-prefix" in self.user.caps
@@ -766,12 +816,10 @@ class Session:
     def _cmd_topic(self, msg: Message) -> None:
         user = self.user
         with self.reg.lock:
-            chan = self.reg.find_channel(msg.params[0])
+            chan = self._find_room(msg.params[0])
             if chan is None:
                 raise IRCError(N.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
             if len(msg.params) < 2:
-                if "s" in chan.modes and user not in chan.members:
-                    raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
                 self._topic_reply(chan)
                 return
             if user not in chan.members:
@@ -803,7 +851,7 @@ class Session:
         user = self.user
         reason = truncate_utf8(msg.param(2) or user.nick, self.cfg.kicklen)
         with self.reg.lock:
-            chan = self.reg.find_channel(msg.params[0])
+            chan = self._find_room(msg.params[0])
             if chan is None:
                 raise IRCError(N.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
             if user not in chan.members:
@@ -832,7 +880,7 @@ class Session:
             target = self.reg.find_user(nick)
             if target is None:
                 raise IRCError(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
-            chan = self.reg.find_channel(name)
+            chan = self._find_room(name)
             if chan is None:
                 raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
             if user not in chan.members:
@@ -841,7 +889,7 @@ class Session:
                 raise IRCError(N.ERR_USERONCHANNEL, target.nick, chan.name, "is already on channel")
             if "i" in chan.modes and not chan.is_op(user):
                 raise IRCError(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
-            chan.invited.add(casefold(target.nick))
+            chan.invited.add(target)
             self.reply(N.RPL_INVITING, target.nick, chan.name)
             target.send(serialize(Message.of("INVITE", target.nick, chan.name, source=user.source)))
             if target.away is not None:
@@ -905,7 +953,7 @@ class Session:
                 stamp, msgid, variants = self._stamp(out, client_tags)
                 history = None if tagmsg else (chan.folded, chan.name)
                 with self.reg.lock:
-                    if self.reg.channels.get(chan.folded) is not chan:
+                    if self.reg.channels.get(chan.folded) is not chan or not self._visible(chan):
                         error(N.ERR_NOSUCHCHANNEL, target, "No such channel")
                         continue
                     if not chan.can_speak(user):
@@ -952,45 +1000,48 @@ class Session:
     def _cmd_who(self, msg: Message) -> None:
         mask = msg.param(0, "*") or "*"
         opers_only = "o" in msg.param(1)
+        multi = "multi-prefix" in self.user.caps
+        # (room shown, nick, username, host, realname, flags) taken under the lock; a
+        # mask is matched on that snapshot outside it, so a costly mask holds up no one
+        rows: list[tuple[str, str, str, str, str, str]] = []
+        masked = False
         with self.reg.lock:
-            rows: list[tuple[str, User, Channel | None]] = []
             chan = self.reg.find_channel(mask) if is_channel(mask) else None
             if chan is not None:
                 if self._visible(chan):
                     show_all = self.user in chan.members
                     rows = [
-                        (chan.name, u, chan) for u in chan.members if show_all or "i" not in u.modes
+                        self._who_row(chan.name, u, chan.prefix_of(u, multi))
+                        for u in chan.members
+                        if show_all or "i" not in u.modes
                     ]
-            elif not is_channel(mask):
-                match = _mask_re("*" if mask == "0" else mask).match
+            elif not is_channel(mask) and len(mask) <= self.cfg.masklen:
                 mine = self.reg.peers_of(self.user)
-                for u in self.reg.registered_users():
-                    if "i" in u.modes and u is not self.user and u not in mine:
-                        continue
-                    if (
-                        match(casefold(u.nick))
-                        or match(casefold(u.host))
-                        or match(casefold(u.realname))
-                    ):
-                        rows.append(("*", u, None))
-            multi = "multi-prefix" in self.user.caps
-            for name, u, c in rows:
-                if opers_only and not u.is_oper:
-                    continue
-                flags = ("G" if u.away is not None else "H") + ("*" if u.is_oper else "")
-                if c is not None:
-                    flags += c.prefix_of(u, multi)
-                self.reply(
-                    N.RPL_WHOREPLY,
-                    name,
-                    u.username,
-                    u.host,
-                    self.server,
-                    u.nick,
-                    flags,
-                    f"0 {u.realname}",
-                )
+                rows = [
+                    self._who_row("*", u, "")
+                    for u in self.reg.registered_users()
+                    if "i" not in u.modes or u is self.user or u in mine
+                ]
+                masked = True
+        if masked:
+            match = mask_matcher("*" if mask == "0" else mask)
+            rows = [
+                r
+                for r in rows
+                if match(casefold(r[1])) or match(casefold(r[3])) or match(casefold(r[4]))
+            ]
+        for name, nick, username, host, realname, flags in rows:
+            if opers_only and "*" not in flags:
+                continue
+            self.reply(
+                N.RPL_WHOREPLY, name, username, host, self.server, nick, flags, f"0 {realname}"
+            )
         self.reply(N.RPL_ENDOFWHO, mask, "End of WHO list")
+
+    @staticmethod
+    def _who_row(name: str, u: User, prefix: str) -> tuple[str, str, str, str, str, str]:
+        flags = ("G" if u.away is not None else "H") + ("*" if u.is_oper else "") + prefix
+        return (name, u.nick, u.username, u.host, u.realname, flags)
 
     def _cmd_whois(self, msg: Message) -> None:
         nicks = msg.params[-1]
@@ -1027,7 +1078,8 @@ class Session:
 
     def _cmd_whowas(self, msg: Message) -> None:
         nick = msg.params[0]
-        count = int(msg.param(1)) if msg.param(1).lstrip("-").isdigit() else 0
+        # RFC 2812 3.6.3: a count that is not positive (or none) means every entry
+        count = parse_int(msg.param(1), -_INT32_MAX, _INT32_MAX) or 0
         with self.reg.lock:
             found = [e for e in reversed(self.reg.whowas) if casefold(e.nick) == casefold(nick)]
         if count > 0:
@@ -1105,7 +1157,7 @@ class Session:
     def _channel_mode(self, name: str, args: tuple[str, ...]) -> None:
         user = self.user
         with self.reg.lock:
-            chan = self.reg.find_channel(name)
+            chan = self._find_room(name)
             if chan is None:
                 raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
             if not args or not args[0]:
@@ -1185,14 +1237,15 @@ class Session:
                     if adding:
                         raw = params.pop(0) if params else ""
                         used += 1
-                        if not raw.isdigit() or int(raw) <= 0:
+                        limit = parse_int(raw, 1, _INT32_MAX)
+                        if limit is None:
                             self.reply(
                                 N.ERR_INVALIDMODEPARAM, chan.name, "l", raw or "*", "Invalid limit"
                             )
                             continue
-                        chan.limit = int(raw)
+                        chan.limit = limit
                         applied.append((sign, ch))
-                        out_params.append(raw)
+                        out_params.append(str(limit))
                     elif chan.limit is not None:
                         chan.limit = None
                         applied.append((sign, ch))
@@ -1224,6 +1277,7 @@ class Session:
                 "INVALID_TARGET": "Messages could not be retrieved",
                 "MESSAGE_ERROR": "Messages could not be retrieved",
             }[code]
+            context = tuple(map(safe_param, context))
             self._send(Message("FAIL", ("CHATHISTORY", code, *context, text), self.server))
 
         arity = {"LATEST": 4, "BEFORE": 4, "AFTER": 4, "AROUND": 4, "BETWEEN": 5, "TARGETS": 4}
@@ -1232,24 +1286,37 @@ class Session:
         if len(msg.params) < arity[sub]:
             return fail("INVALID_PARAMS", sub)
         raw_limit = msg.params[arity[sub] - 1]
-        if not raw_limit.isdigit() or int(raw_limit) <= 0:
+        limit = parse_int(raw_limit, 1, _INT64_MAX)
+        if limit is None:
             return fail("INVALID_PARAMS", sub, raw_limit)
-        limit = min(int(raw_limit), self.cfg.chathistory_max)
-        store = pipeline.store
+        limit = min(limit, self.cfg.chathistory_max)
         # what this client has sent may still be on its way to the disk; look after it
         pipeline.wait_committed(self.reg.last_message_id)
-        if sub == "TARGETS":
-            return self._chathistory_targets(msg.params[1], msg.params[2], limit, fail)
-        target = msg.params[1]
+        try:
+            if sub == "TARGETS":
+                return self._chathistory_targets(msg.params[1], msg.params[2], limit, fail)
+            self._chathistory(sub, msg.params[1:], limit, fail)
+        except HistoryReadError:  # logged by the store; the client gets an answer
+            fail("MESSAGE_ERROR", sub, msg.params[1])
+
+    def _chathistory(
+        self, sub: str, args: tuple[str, ...], limit: int, fail: Callable[..., None]
+    ) -> None:
+        store = self.reg.history.store  # type: ignore[union-attr]
+        target = args[0]
         if is_channel(target):
             chan = self.reg.find_channel(target)
             if chan is None or self.user not in chan.members:
                 return fail("INVALID_TARGET", sub, target)
-            key, display = casefold(chan.name), chan.name
+            key, display, floor = chan.folded, chan.name, chan.history_from
         elif is_valid_nick(target, self.cfg.nicklen):
-            key, display = dm_key(casefold(self.user.nick), casefold(target)), target
+            key, display, floor = dm_key(casefold(self.user.nick), casefold(target)), target, 0
         else:
             return fail("INVALID_TARGET", sub, target)
+
+        def window(lo: int, hi: int, count: int, newest: bool) -> list[StoredMessage]:
+            # an earlier room of this name (one that emptied) keeps its history
+            return store.window(key, max(lo, floor), hi, count, newest)
 
         def bounds(selector: str) -> tuple[int, int] | None:
             """A selector as (exclusive upper id for 'before', exclusive lower for 'after')."""
@@ -1264,30 +1331,26 @@ class Session:
             return None
 
         everything = (0, 1 << 62)
-        first = everything if (sub == "LATEST" and msg.params[2] == "*") else bounds(msg.params[2])
+        first = everything if (sub == "LATEST" and args[1] == "*") else bounds(args[1])
         if first is None:
-            return fail("INVALID_PARAMS", sub, msg.params[2])
+            return fail("INVALID_PARAMS", sub, args[1])
         if sub == "LATEST":
-            rows = store.window(
-                key, first[1] if first is not everything else 0, 1 << 62, limit, newest=True
-            )
+            rows = window(first[1] if first is not everything else 0, 1 << 62, limit, True)
         elif sub == "BEFORE":
-            rows = store.window(key, 0, first[0], limit, newest=True)
+            rows = window(0, first[0], limit, newest=True)
         elif sub == "AFTER":
-            rows = store.window(key, first[1], 1 << 62, limit, newest=False)
+            rows = window(first[1], 1 << 62, limit, newest=False)
         elif sub == "AROUND":
-            older = store.window(key, 0, first[0], limit // 2, newest=True)
-            rows = older + store.window(
-                key, first[0] - 1, 1 << 62, limit - len(older), newest=False
-            )
+            older = window(0, first[0], limit // 2, newest=True)
+            rows = older + window(first[0] - 1, 1 << 62, limit - len(older), newest=False)
         else:  # BETWEEN: from the first selector towards the second, both excluded
-            second = bounds(msg.params[3])
+            second = bounds(args[2])
             if second is None:
-                return fail("INVALID_PARAMS", sub, msg.params[3])
+                return fail("INVALID_PARAMS", sub, args[2])
             if first[0] <= second[0]:
-                rows = store.window(key, first[1], second[0], limit, newest=False)
+                rows = window(first[1], second[0], limit, newest=False)
             else:
-                rows = store.window(key, second[1], first[0], limit, newest=True)
+                rows = window(second[1], first[0], limit, newest=True)
         self._send_history(display, rows, mark=False)
 
     def _chathistory_targets(
@@ -1302,8 +1365,14 @@ class Session:
             times.append(ms)
         store = self.reg.history.store  # type: ignore[union-attr]
         me = casefold(self.user.nick)
-        keys = [casefold(c.name) for c in self.user.channels.values()] + store.dm_keys(me)
-        found = store.targets(keys, times[0], times[1], limit)
+        # a room whose only messages belong to an earlier room of its name is not listed
+        floors = {c.folded: c.history_from >> ID_TIME_SHIFT for c in self.user.channels.values()}
+        keys = [*floors, *store.dm_keys(me)]
+        found = [
+            row
+            for row in store.targets(keys, times[0], times[1], limit)
+            if row[2] >= floors.get(row[0], 0)
+        ]
         ref = T.new_batch_id()
         batch = "batch" in self.user.caps
         if batch:
@@ -1419,7 +1488,15 @@ def _restore(saved: RoomState) -> Channel:
         modes=set(saved.modes),
         key=saved.room_key,
         limit=saved.limit,
+        history_from=saved.history_from,
     )
+
+
+def safe_param(param: str) -> str:
+    """A peer's argument echoed in a middle position of a reply: ``*`` when IRC could
+    not carry it there (empty, a space, a leading colon), so an error reply always
+    serialises (Ergo's SafeErrorParam)."""
+    return param if param and param[0] != ":" and " " not in param else "*"
 
 
 def _mark_history(text: str, time_ms: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -78,7 +79,12 @@ class Channel:
     modes: set[str] = field(default_factory=lambda: {"n", "t"})
     key: str | None = None
     limit: int | None = None
-    invited: set[str] = field(default_factory=set)  # casefolded nicks
+    # Invitations belong to the connection, not the nick: a nick can change hands. Weak,
+    # so the invited who leave the server are forgotten with their connection.
+    invited: weakref.WeakSet[User] = field(default_factory=weakref.WeakSet)
+    # History of this name up to this message id belongs to an earlier room (one that
+    # emptied): not served to this one's members.
+    history_from: int = 0
     _sinks: tuple[Sink, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -238,7 +244,7 @@ class Registry:
                 chan.remove(user)
                 peers.update(chan.members)
                 if not chan.members:
-                    self.channels.pop(casefold(chan.name), None)
+                    self._room_emptied(chan)
             user.channels.clear()
             if user.registered:
                 self.registered_count -= 1
@@ -248,6 +254,23 @@ class Registry:
                     WhowasEntry(user.nick, user.username, user.host, user.realname, time.time())
                 )
             return peers
+
+    def leave(self, user: User, chan: Channel) -> None:
+        """Remove a member (PART, KICK); an empty room ceases to exist."""
+        with self.lock:
+            chan.remove(user)
+            user.channels.pop(chan.folded, None)
+            if not chan.members:
+                self._room_emptied(chan)
+
+    def _room_emptied(self, chan: Channel) -> None:
+        """The last member left: the room is gone, with its modes, topic and
+        invitations, and whoever makes a new room of that name gets none of its history
+        (Ergo's rule for unregistered rooms)."""
+        if self.channels.get(chan.folded) is chan:
+            del self.channels[chan.folded]
+        if self.history is not None:
+            self.history.forget_room(chan.folded, chan.name, self.last_message_id)
 
     def mark_registered(self, user: User) -> None:
         with self.lock:

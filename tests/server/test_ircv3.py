@@ -387,7 +387,10 @@ def test_labeled_join_is_one_batch_in_order(fx, connect):
     assert start.tags["label"] == "j" and start.params[1] == "labeled-response"
     assert [m.command for m in body] == ["JOIN", "353", "366"]
     assert end.params[0] == "-" + start.params[0][1:] and "batch" not in end.tags
-    # with history to replay, the playback batch nests inside the labeled one
+    # with history to replay, the playback batch nests inside the labeled one (bob
+    # stays: a room that empties is gone, its history with it)
+    bob = connect("bob", to=fx)
+    bob.join("#lan")
     c.send("PRIVMSG #lan :said before")
     c.send("PART #lan")
     c.expect("PART")
