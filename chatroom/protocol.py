@@ -574,6 +574,24 @@ def sniff_foreign_protocol(first_bytes: bytes) -> str | None:
     return None
 
 
+# --- capabilities ---------------------------------------------------------------------------
+
+
+class Cap(StrEnum):
+    """IRCv3 capabilities, by their wire names: the one list the server offers from,
+    the client asks from, and the tests name. Each member's comment links its spec."""
+
+    AWAY_NOTIFY = "away-notify"  # https://ircv3.net/specs/extensions/away-notify
+    BATCH = "batch"  # https://ircv3.net/specs/extensions/batch
+    CHATHISTORY = "chathistory"  # https://ircv3.net/specs/extensions/chathistory (ratified)
+    DRAFT_CHATHISTORY = "draft/chathistory"  # the same spec, as most servers still name it
+    ECHO_MESSAGE = "echo-message"  # https://ircv3.net/specs/extensions/echo-message
+    LABELED_RESPONSE = "labeled-response"  # https://ircv3.net/specs/extensions/labeled-response
+    MESSAGE_TAGS = "message-tags"  # https://ircv3.net/specs/extensions/message-tags
+    MULTI_PREFIX = "multi-prefix"  # https://ircv3.net/specs/extensions/multi-prefix
+    SERVER_TIME = "server-time"  # https://ircv3.net/specs/extensions/server-time
+
+
 # --- numerics -----------------------------------------------------------------------------
 
 
