@@ -98,7 +98,7 @@ def sender_main(port: int, count: int, rate: float) -> None:
 
 async def run(port: int, count: int, rate: float) -> dict[str, float]:
     from chatroom.client.app import make_app
-    from chatroom.client.state import BufferKind, EntryKind
+    from chatroom.client.model import BufferKind, EntryKind
     from chatroom.client.widgets.log import MessageLog
     from chatroom.protocol import Message
 

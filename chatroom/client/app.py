@@ -1,12 +1,14 @@
-"""The Textual app: wires the connection to the model and the model to the screens.
+"""The Textual app: wires the connection to the session and the session to the screens.
 
 Build it with :func:`make_app` so the command line, the tests, the benchmark and the
 screenshot script all run the same thing.
 
-Every line from the server goes through a :class:`BatchCollector` first: history
-batches go to the :class:`HistoryFetcher`, everything else to the model. The fetcher
-is told when we join a room, open a private window, reach the top of a log or
-reconnect, and answers with CHATHISTORY requests, which the app sends.
+Every event of the :class:`~chatroom.client.connection.Connection` goes to the
+:class:`~chatroom.client.session.ClientSession`, which changes the model and returns the
+lines to send (CHATHISTORY requests, JOINs); the app sends them and schedules a repaint,
+at most every :data:`FLUSH_INTERVAL`. The screens read the model; what the user types
+goes through :mod:`chatroom.client.commands`, with the app as its
+:class:`~chatroom.client.commands.CommandTarget`.
 """
 
 from __future__ import annotations
@@ -32,28 +34,18 @@ from chatroom.client.connection import (
     ConnectionSettings,
     ConnState,
     Event,
-    LagMeasured,
-    Notice,
-    Received,
-    Registered,
     StateChanged,
-    join_messages,
 )
 from chatroom.client.formatting import strip_formatting
-from chatroom.client.history import (
-    HISTORY_BATCH_TYPES,
-    HISTORY_PAGE,
-    HISTORY_REQUEST_TIMEOUT,
-    TARGETS_BATCH_TYPES,
-    Batch,
-    BatchCollector,
-    HistoryFetcher,
-)
+from chatroom.client.history import HISTORY_PAGE, HISTORY_REQUEST_TIMEOUT
+from chatroom.client.model import SERVER_KEY
 from chatroom.client.screens.chat import ChatScreen
-from chatroom.client.screens.connect import ConnectScreen
-from chatroom.client.screens.dialogs import HelpScreen
-from chatroom.client.state import SERVER_KEY, BufferKind, ClientState
-from chatroom.protocol import Message, UnserializableMessage, casefold
+from chatroom.client.screens.connect import ConnectDetails, ConnectScreen
+from chatroom.client.screens.dialogs import HelpScreen, key_help
+from chatroom.client.session import ClientSession
+from chatroom.client.state import ClientState
+from chatroom.client.widgets.chat_input import ChatInput
+from chatroom.protocol import Message, UnserializableMessage
 
 __all__ = ["FLUSH_INTERVAL", "ChatApp", "ClientOptions", "make_app"]
 
@@ -64,8 +56,6 @@ FLUSH_INTERVAL = 0.02
 PASTE_LINE_INTERVAL = 0.05
 # How often history requests are checked against their deadline.
 HISTORY_EXPIRE_INTERVAL = 1.0
-# End of the registration burst (end of MOTD, or no MOTD): ISUPPORT is known by then.
-_BURST_END = frozenset({"376", "422"})
 
 
 @dataclass(frozen=True)
@@ -90,25 +80,32 @@ class ChatApp(App[int]):
     CSS_PATH = "chatroom.tcss"
     TITLE = "chatroom"
     ENABLE_COMMAND_PALETTE = False
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True, show=False)]
+    BINDINGS = [Binding("ctrl+q", "quit", "quit", priority=True, show=False)]
 
     def __init__(self, options: ClientOptions) -> None:
         super().__init__()
         self.options = options
         self.config_dir = options.config_dir or config_dir()
-        self.state = ClientState(options.nick, options.host or "server")
-        self.batches = BatchCollector()
-        self.history = self._make_fetcher()
+        self.session = self._make_session(options.host or "server")
         self.connection: Connection | None = None
         self.chat_screen: ChatScreen | None = None
-        self.server_label = ""
-        self.conn_state = "idle"
-        self.conn_detail = ""
-        self.lag: float | None = None
-        self._pending_join: str | None = None
-        self._first_rooms: list[str] = []
         self._flush_pending = False
         self._last_flush = 0.0
+
+    @property
+    def state(self) -> ClientState:
+        """The model the screens show (the session's)."""
+        return self.session.state
+
+    @property
+    def conn_state(self) -> str:
+        """The connection's state, in words: idle, connecting, connected, waiting..."""
+        return str(self.session.link)
+
+    @property
+    def lag(self) -> float | None:
+        """The last measured round trip to the server, in seconds."""
+        return self.session.lag
 
     def notify(
         self,
@@ -132,9 +129,18 @@ class ChatApp(App[int]):
             markup=markup,
         )
 
-    def _make_fetcher(self) -> HistoryFetcher:
+    def _make_session(
+        self, host: str, label: str = "", rooms: list[str] | None = None
+    ) -> ClientSession:
         opts = self.options
-        return HistoryFetcher(self.state, page=opts.history_page, timeout=opts.history_timeout)
+        return ClientSession(
+            opts.nick,
+            host,
+            label=label,
+            rooms=rooms or (),
+            history_page=opts.history_page,
+            history_timeout=opts.history_timeout,
+        )
 
     def on_mount(self) -> None:
         self.set_interval(HISTORY_EXPIRE_INTERVAL, self._expire_history)
@@ -142,9 +148,15 @@ class ChatApp(App[int]):
         if opts.host:
             self.start_chat(opts.host, opts.port, opts.nick, opts.password, opts.rooms)
         else:
-            self.push_screen(ConnectScreen())
+            defaults = ConnectDetails("", opts.port, opts.nick, opts.password)
+            self.push_screen(ConnectScreen(defaults, self.config_dir), self._connect_chosen)
 
     # --- starting and stopping ------------------------------------------------------------
+
+    def _connect_chosen(self, details: ConnectDetails | None) -> None:
+        """The connect screen's answer."""
+        if details is not None:
+            self.start_chat(details.host, details.port, details.nick, details.password)
 
     def start_chat(
         self,
@@ -157,13 +169,9 @@ class ChatApp(App[int]):
         """Show the chat screen and connect (reconnecting by itself from then on)."""
         remember_server(RecentServer(host, port, nick), self.config_dir)
         self.options = replace(self.options, host=host, port=port, nick=nick, password=password)
-        self.state = ClientState(nick, host)
-        self.batches = BatchCollector()
-        self.history = self._make_fetcher()
-        self.server_label = f"{host}:{port}"
-        self._first_rooms = [normalise_room(r) for r in rooms]
-        if self._first_rooms:
-            self._pending_join = self._first_rooms[0]
+        self.session = self._make_session(
+            host, f"{host}:{port}", [normalise_room(r) for r in rooms]
+        )
         settings = ConnectionSettings(
             host=host,
             port=port,
@@ -174,10 +182,7 @@ class ChatApp(App[int]):
         )
         self.connection = Connection(settings, self._on_connection_event)
         self.chat_screen = ChatScreen()
-        if isinstance(self.screen, ConnectScreen):
-            self.switch_screen(self.chat_screen)
-        else:
-            self.push_screen(self.chat_screen)
+        self.push_screen(self.chat_screen)
         self.connection.start()
 
     async def action_quit(self) -> None:
@@ -189,119 +194,31 @@ class ChatApp(App[int]):
             await self.connection.close(reason)
         self.exit(0)
 
-    # --- connection events -> model -> screen ---------------------------------------------
+    # --- connection -> session -> screen ----------------------------------------------------
 
     def _on_connection_event(self, event: Event) -> None:
-        state = self.state
-        if isinstance(event, Received):
-            item = self.batches.feed(event.message)
-            if isinstance(item, Batch):
-                self._on_batch(item)
-            elif item is not None:
-                self._on_server_line(item)
-        elif isinstance(event, Registered):
-            state.nick = event.nick
-            state.echo_message = "echo-message" in event.caps
-            self.batches.reset()
-            self.history.configure(event.caps)
-            rooms = state.joined_rooms() or self._first_rooms
-            state.info(f"Connected to {self.server_label} as {event.nick}", SERVER_KEY)
-            for message in join_messages(rooms):
-                self.send(message)
-        elif isinstance(event, StateChanged):
-            self._state_changed(event)
-        elif isinstance(event, LagMeasured):
-            self.lag = event.seconds
-        elif isinstance(event, Notice):
-            state.info(event.text, SERVER_KEY, error=event.error)
+        self._send_all(self.session.on_event(event))
+        if (
+            isinstance(event, StateChanged)
+            and event.state is ConnState.CLOSED
+            and event.reason != "closed"
+        ):
+            self.notify(event.reason, title="Disconnected", severity="error", markup=False)
         self._schedule_flush()
-
-    def _on_server_line(self, msg: Message, label: str | None = None) -> None:
-        """One server line (unbatched, or from a batch that is not history)."""
-        state = self.state
-        if msg.command == "FAIL" and msg.param(0) == "CHATHISTORY":
-            follow = self.history.failed(msg, label)
-            if follow is not None:
-                self._send_all(follow)
-                return
-        state.handle(msg)
-        if msg.command == "JOIN" and state.is_mine(msg.nick):
-            buf = state.buffer(msg.param(0))
-            if buf is not None:
-                self._send_all(self.history.joined(buf))
-            pending = self._pending_join
-            if pending and casefold(msg.param(0)) == casefold(pending):
-                self._pending_join = None
-                state.set_active(casefold(msg.param(0)))
-        elif msg.command in _BURST_END:
-            self._send_all(self.history.reconnected())
-        self._fetch_opened()
-
-    def _on_batch(self, batch: Batch, label: str | None = None) -> None:
-        """A finished batch: history to the fetcher; the lines of any other kind (a
-        labeled response, a netsplit) are handled one by one, in order."""
-        label = batch.label or label
-        if batch.type in HISTORY_BATCH_TYPES:
-            self._send_all(self.history.batch(batch, label))
-            return
-        if batch.type in TARGETS_BATCH_TYPES:
-            self.history.targets(batch)
-            self._fetch_opened()
-            return
-        for item in batch.items:
-            if isinstance(item, Batch):
-                self._on_batch(item, label)
-            else:
-                self._on_server_line(item, label)
-
-    def _fetch_opened(self) -> None:
-        """New private windows get their conversation's history."""
-        state = self.state
-        if not state.opened:
-            return
-        opened, state.opened = state.opened, []
-        if self.connection is None or not self.connection.connected:
-            return  # fetched after the reconnect (HistoryFetcher.reconnected)
-        for buf in opened:
-            if buf.kind is BufferKind.QUERY and state.buffers.get(buf.key) is buf:
-                self._send_all(self.history.opened(buf))
 
     def _send_all(self, messages: list[Message]) -> None:
         for message in messages:
             self.send(message)
 
     def _expire_history(self) -> None:
-        self.history.expire()
+        self.session.expire()
         if self.state.dirty_entries:
             self._schedule_flush()
 
     def load_older(self, key: str) -> None:
         """The user reached the top of buffer ``key``'s log: fetch older lines."""
-        if self.connection is None or not self.connection.connected:
-            return  # asked again when the user next reaches the top
-        self._send_all(self.history.older(key))
+        self._send_all(self.session.older(key))
         self._schedule_flush()
-
-    def _state_changed(self, event: StateChanged) -> None:
-        previous = self.conn_state
-        self.conn_state = str(event.state)
-        self.conn_detail = ""
-        state = self.state
-        if event.state is ConnState.WAITING:
-            retry = f"; retrying in {event.retry_in:.0f} s" if event.retry_in is not None else ""
-            self.conn_detail = f"retry in {event.retry_in:.0f} s" if event.retry_in else ""
-            if previous == ConnState.CONNECTED:
-                state.disconnected(event.reason + retry)
-                self.history.disconnected()
-                self.batches.reset()
-                self.lag = None
-            else:
-                state.info(f"Could not connect: {event.reason}{retry}", SERVER_KEY, error=True)
-        elif event.state is ConnState.CLOSED and event.reason != "closed":
-            state.info(f"Disconnected for good: {event.reason}", error=True)
-            self.notify(event.reason, title="Disconnected", severity="error", markup=False)
-        elif event.state is ConnState.CONNECTING:
-            state.info(f"Connecting to {self.server_label}…", SERVER_KEY)
 
     def _schedule_flush(self) -> None:
         if self._flush_pending:
@@ -338,7 +255,7 @@ class ChatApp(App[int]):
 
     def expect_join(self, room: str) -> None:
         """Switch to ``room`` once the server says we joined it."""
-        self._pending_join = room
+        self.session.expect_join(room)
 
     def close_buffer(self, key: str) -> None:
         """Forget a buffer and its cached rows."""
@@ -352,7 +269,8 @@ class ChatApp(App[int]):
     def show_help(self) -> None:
         """Open the help screen."""
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            keys = key_help([*ChatInput.BINDINGS, *ChatScreen.BINDINGS, *self.BINDINGS])
+            self.push_screen(HelpScreen(keys))
 
     def quit(self, reason: str) -> None:
         """/quit: leave the server and exit."""
@@ -377,7 +295,7 @@ class ChatApp(App[int]):
             self.state.info(str(exc), error=True)
         except UnserializableMessage as exc:
             self.state.info(f"Can't send that: {exc}", error=True)
-        self._fetch_opened()
+        self._send_all(self.session.fetch_opened())
         self._schedule_flush()
 
     def submit_lines(self, lines: list[str]) -> None:

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from chatroom.client.state import SERVER_KEY, BufferKind, ClientState
+from chatroom.client.formatting import strip_formatting
+from chatroom.client.model import SERVER_KEY, BufferKind
+from chatroom.client.state import ClientState
 from chatroom.protocol import MAX_LINE_BYTES, Message, casefold, is_valid_nick
 
 __all__ = [
@@ -19,6 +21,8 @@ __all__ = [
     "Command",
     "CommandError",
     "CommandTarget",
+    "complete",
+    "complete_command",
     "normalise_room",
     "run_input",
     "split_text",
@@ -338,3 +342,28 @@ def complete_command(prefix: str) -> list[str]:
     """Command names starting with ``prefix`` (which starts with '/')."""
     word = casefold(prefix[1:])
     return ["/" + name for name in COMMANDS if name.startswith(word)]
+
+
+def complete(state: ClientState, word: str, at_start: bool) -> list[str]:
+    """Tab: what ``word`` may become, best first (a /command at the start of the line,
+    a room for ``#...``, else a nick of the shown buffer). Names match by the server's
+    case mapping: ``bob[`` finds ``Bob{1}``.
+
+    Names come from the server and would go into the input line as they are, so only
+    names the sanitiser leaves unchanged (no controls, no codes) are offered.
+    """
+    if at_start and word.startswith("/"):
+        return complete_command(word)
+    folded = casefold(word)
+    if word[:1] in ("#", "&"):
+        rooms = [b.name for b in state.ordered() if b.kind is BufferKind.CHANNEL]
+        return [r for r in rooms if casefold(r).startswith(folded) and _typable(r)]
+    nicks = [n for n in state.completion_candidates(state.active) if _typable(n)]
+    if not word:
+        return nicks
+    return [n for n in nicks if casefold(n).startswith(folded)]
+
+
+def _typable(name: str) -> bool:
+    """True when ``name`` shows as it is (no controls, no IRC codes): safe to insert."""
+    return strip_formatting(name) == name

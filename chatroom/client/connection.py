@@ -2,15 +2,15 @@
 
 It runs as a task on whatever asyncio loop it is started in (the Textual app's, a
 benchmark's, a test bot's) and reports everything through one callback taking small
-frozen event dataclasses. It never touches widgets and knows nothing about rooms:
-those belong to :mod:`chatroom.client.state`.
+frozen event dataclasses (:mod:`chatroom.client.events`). It never touches widgets and
+knows nothing about rooms: those belong to :mod:`chatroom.client.session`.
 
 Registration follows IRCv3 capability negotiation: ``CAP LS 302`` first, then
 ``PASS``/``NICK``/``USER``; the server's ``CAP LS`` is answered with one ``REQ`` for
 what we want *and it offered* (a REQ is all-or-nothing: one unknown name and the
 server NAKs the lot), then ``CAP END``. A server without CAP answers 421 and
-registers us anyway. What the capabilities mean is the app's business
-(:mod:`chatroom.client.history`, :mod:`chatroom.client.state`); here they are names.
+registers us anyway. What the capabilities mean is the session's business
+(:mod:`chatroom.client.history`, :mod:`chatroom.client.session`); here they are names.
 """
 
 from __future__ import annotations
@@ -20,13 +20,23 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from chatroom.client.events import (
+    TRANSITIONS,
+    ConnState,
+    Event,
+    LagMeasured,
+    Notice,
+    Received,
+    Registered,
+    StateChanged,
+)
 from chatroom.protocol import (
     MAX_LINE_BYTES,
     MAX_TAGS_BYTES,
+    Cap,
     LineBuffer,
     LineTooLong,
     Message,
@@ -42,6 +52,7 @@ __all__ = [
     "BACKOFF_MAX",
     "BASIC_CAPS",
     "CONNECT_TIMEOUT",
+    "DEFAULT_PORT",
     "LAG_INTERVAL",
     "PING_TIMEOUT",
     "SERVER_LINE_BYTES",
@@ -53,6 +64,7 @@ __all__ = [
     "ConnectionSettings",
     "Event",
     "LagMeasured",
+    "Notice",
     "Received",
     "Registered",
     "StateChanged",
@@ -95,45 +107,24 @@ SERVER_LINE_BYTES = SERVER_TAGS_BYTES + SERVER_MESSAGE_BYTES
 # replies to requests), away-notify and multi-prefix (member list).
 WANTED_CAPS = frozenset(
     {
-        "away-notify",
-        "batch",
-        "chathistory",
-        "draft/chathistory",
-        "echo-message",
-        "labeled-response",
-        "message-tags",
-        "multi-prefix",
-        "server-time",
+        Cap.AWAY_NOTIFY,
+        Cap.BATCH,
+        Cap.CHATHISTORY,
+        Cap.DRAFT_CHATHISTORY,
+        Cap.ECHO_MESSAGE,
+        Cap.LABELED_RESPONSE,
+        Cap.MESSAGE_TAGS,
+        Cap.MULTI_PREFIX,
+        Cap.SERVER_TIME,
     }
 )
 # What a bare client asks for (tests' scripted users see every line as sent).
-BASIC_CAPS = frozenset({"server-time", "multi-prefix"})
+BASIC_CAPS = frozenset({Cap.SERVER_TIME, Cap.MULTI_PREFIX})
 # Nick length assumed for nick_ retries until ISUPPORT says otherwise (RFC 2812: 9).
 DEFAULT_NICKLEN = 9
 LAG_TOKEN_PREFIX = "lag"
 
 _log = logging.getLogger(__name__)
-
-
-class ConnState(StrEnum):
-    """Where the connection is; the legal moves are in ``TRANSITIONS``."""
-
-    IDLE = "idle"  # built, not started
-    CONNECTING = "connecting"  # TCP connect in progress
-    REGISTERING = "registering"  # CAP/PASS/NICK/USER sent, waiting for 001
-    CONNECTED = "connected"  # registered: chat away
-    WAITING = "waiting"  # lost the link; reconnecting after a backoff delay
-    CLOSED = "closed"  # closed by us, or a fatal error (wrong password): stays closed
-
-
-TRANSITIONS: dict[ConnState, frozenset[ConnState]] = {
-    ConnState.IDLE: frozenset({ConnState.CONNECTING, ConnState.CLOSED}),
-    ConnState.CONNECTING: frozenset({ConnState.REGISTERING, ConnState.WAITING, ConnState.CLOSED}),
-    ConnState.REGISTERING: frozenset({ConnState.CONNECTED, ConnState.WAITING, ConnState.CLOSED}),
-    ConnState.CONNECTED: frozenset({ConnState.WAITING, ConnState.CLOSED}),
-    ConnState.WAITING: frozenset({ConnState.CONNECTING, ConnState.CLOSED}),
-    ConnState.CLOSED: frozenset(),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,52 +143,6 @@ class ConnectionSettings:
     backoff_base: float = BACKOFF_BASE
     backoff_max: float = BACKOFF_MAX
     wanted_caps: frozenset[str] = WANTED_CAPS
-
-
-# --- events -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StateChanged:
-    """The connection moved to ``state``; ``reason`` says why in words for the user."""
-
-    state: ConnState
-    reason: str = ""
-    retry_in: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Registered:
-    """The server accepted us (001) as ``nick``; ``caps`` were acknowledged."""
-
-    nick: str
-    server: str
-    caps: frozenset[str] = field(default_factory=frozenset)
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """A message from the server (every one, registration burst included)."""
-
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class LagMeasured:
-    """Round trip of our last PING, in seconds."""
-
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """Something the user should read that is not a server message (nick retry...)."""
-
-    text: str
-    error: bool = False
-
-
-Event = StateChanged | Registered | Received | LagMeasured | Notice
 
 
 class Connection:
@@ -548,13 +493,3 @@ class Connection:
             await asyncio.sleep(self.settings.lag_interval)
             if self.state is ConnState.CONNECTED:
                 self._send_lag_ping()
-
-
-def join_messages(rooms: Iterable[str], keys: dict[str, str] | None = None) -> list[Message]:
-    """JOIN lines for ``rooms``, one per room (servers cap the targets per JOIN)."""
-    keys = keys or {}
-    out = []
-    for room in rooms:
-        key = keys.get(casefold(room))
-        out.append(Message.of("JOIN", room, key) if key else Message.of("JOIN", room))
-    return out

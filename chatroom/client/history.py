@@ -1,7 +1,8 @@
 """IRCv3 batches and chathistory on the client: what to ask for, and where answers go.
 
-Sans-IO like :mod:`chatroom.client.state`. :class:`BatchCollector` groups the lines of
-``BATCH +ref ... BATCH -ref`` (nested ones too) and hands back whole batches.
+Sans-IO like :mod:`chatroom.client.state`, and driven by :mod:`chatroom.client.session`.
+:class:`BatchCollector` groups the lines of ``BATCH +ref ... BATCH -ref`` (nested ones
+too) and hands back whole batches.
 :class:`HistoryFetcher` turns events (we joined a room, a private window opened, the
 user reached the top of a log, we reconnected, a batch or a FAIL arrived) into
 ``CHATHISTORY`` Messages to send, and puts what comes back into the model:
@@ -28,15 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from chatroom.client.state import (
-    BACKLOG_LINES,
-    Buffer,
-    BufferKind,
-    ClientState,
-    Entry,
-    HistoryState,
-)
-from chatroom.protocol import Message, casefold
+from chatroom.client.model import BACKLOG_LINES, Buffer, BufferKind, Entry, HistoryState
+from chatroom.client.state import ClientState
+from chatroom.protocol import Cap, Message, casefold
 
 __all__ = [
     "GAP_FILL_MAX_PAGES",
@@ -62,8 +57,9 @@ HISTORY_REQUEST_TIMEOUT = 15.0
 # are dropped) and batches open at once (more are ignored). Our requests are smaller.
 MAX_BATCH_LINES = 5_000
 MAX_OPEN_BATCHES = 16
-# Capability names of chathistory (the draft, and the name it will have when ratified).
-HISTORY_CAPS = frozenset({"draft/chathistory", "chathistory"})
+# The capability of chathistory, by either name (the draft's, and the ratified one).
+HISTORY_CAPS = frozenset({Cap.DRAFT_CHATHISTORY, Cap.CHATHISTORY})
+# Batch types (not capabilities, though two are spelled alike) of history answers.
 HISTORY_BATCH_TYPES = frozenset({"chathistory", "draft/chathistory"})
 TARGETS_BATCH_TYPES = frozenset({"draft/chathistory-targets", "chathistory-targets"})
 # TARGETS after a reconnect: conversations active from this long before we noticed the
@@ -195,8 +191,8 @@ class HistoryFetcher:
 
     def configure(self, caps: frozenset[str]) -> None:
         """A new connection with these capabilities (history needs batch, too)."""
-        self.enabled = bool(caps & HISTORY_CAPS) and "batch" in caps
-        self.labels = "labeled-response" in caps
+        self.enabled = bool(caps & HISTORY_CAPS) and Cap.BATCH in caps
+        self.labels = Cap.LABELED_RESPONSE in caps
         self._requests.clear()
         self._late.clear()
         self._caught_up = False
@@ -340,7 +336,7 @@ class HistoryFetcher:
 
     def targets(self, batch: Batch) -> None:
         """``CHATHISTORY TARGETS`` answered: open windows for private conversations we
-        don't have (the app then fetches their history, as for any new window)."""
+        don't have (the session then fetches their history, as for any new window)."""
         for msg in batch.messages:
             if msg.command != "CHATHISTORY" or msg.param(0) != "TARGETS":
                 continue

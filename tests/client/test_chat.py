@@ -6,8 +6,8 @@ from pathlib import Path
 
 from client_helpers import log_text, run_client, scripted_users, wait_until
 
+from chatroom.client.model import BufferKind, EntryKind
 from chatroom.client.screens.dialogs import ConfirmScreen, HelpScreen
-from chatroom.client.state import BufferKind, EntryKind
 from chatroom.client.widgets.chat_input import ChatInput
 from chatroom.client.widgets.log import MessageLog
 from chatroom.client.widgets.panels import MemberList, RoomList, StatusLine

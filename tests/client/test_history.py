@@ -10,7 +10,7 @@ import pytest
 from client_helpers import log_text, run_client, scripted_users, wait_until
 
 from chatroom.client.app import ChatApp
-from chatroom.client.state import Buffer, EntryKind, HistoryState
+from chatroom.client.model import Buffer, EntryKind, HistoryState
 from chatroom.client.widgets.log import DIVIDER_TEXT, HEADER_TEXT, MessageLog
 from chatroom.protocol import Message
 

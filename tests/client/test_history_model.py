@@ -9,10 +9,11 @@ import pytest
 import chatroom.client.history as history_module
 import chatroom.client.state as state_module
 from chatroom.client.history import Batch, BatchCollector, HistoryFetcher
-from chatroom.client.state import ClientState, EntryKind, HistoryState
-from chatroom.protocol import Message, parse
+from chatroom.client.model import EntryKind, HistoryState
+from chatroom.client.state import ClientState
+from chatroom.protocol import Cap, Message, parse
 
-CAPS = frozenset({"batch", "draft/chathistory", "labeled-response", "message-tags"})
+CAPS = frozenset({Cap.BATCH, Cap.DRAFT_CHATHISTORY, Cap.LABELED_RESPONSE, Cap.MESSAGE_TAGS})
 
 
 def feed(state: ClientState, *lines: str) -> None:
@@ -274,7 +275,7 @@ def test_playback_we_did_not_ask_for_goes_at_the_end(
 
 def test_no_history_without_the_caps(state: ClientState, clock: Clock) -> None:
     fetcher = HistoryFetcher(state, clock=clock)
-    fetcher.configure(frozenset({"draft/chathistory"}))  # no batch: can't tell replies apart
+    fetcher.configure(frozenset({Cap.DRAFT_CHATHISTORY}))  # no batch: can't tell replies apart
     assert join(state, fetcher) == []
     assert state.buffer("#lan").history is HistoryState.NONE
     assert fetcher.older("#lan") == []

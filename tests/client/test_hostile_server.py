@@ -18,8 +18,8 @@ from textual import events
 
 from chatroom.client.app import ChatApp, make_app
 from chatroom.client.connection import SERVER_LINE_BYTES
+from chatroom.client.model import SERVER_KEY, EntryKind
 from chatroom.client.screens.dialogs import ConfirmScreen
-from chatroom.client.state import SERVER_KEY, EntryKind
 from chatroom.client.widgets.chat_input import ChatInput
 from chatroom.client.widgets.panels import MemberList, RoomList, StatusLine, TopicBar
 from chatroom.protocol import LineBuffer, casefold

@@ -8,7 +8,7 @@ import pytest
 from client_helpers import log_text, run_client, scripted_users, wait_until
 
 from chatroom.client.app import ChatApp
-from chatroom.client.state import EntryKind, HistoryState
+from chatroom.client.model import EntryKind, HistoryState
 from chatroom.client.widgets.log import HEADER_TEXT
 from chatroom.client.widgets.panels import MemberList
 from chatroom.protocol import Message

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from rich.console import Console
 
-from chatroom.client.commands import CommandError, run_input, split_text
+from chatroom.client.commands import CommandError, complete, run_input, split_text
 from chatroom.client.formatting import irc_to_text, nick_colour, strip_controls
-from chatroom.client.state import BufferKind, ClientState, EntryKind
+from chatroom.client.model import BufferKind, EntryKind
+from chatroom.client.state import ClientState
 from chatroom.client.widgets.log import render_entry
 from chatroom.protocol import Message, parse
 
@@ -162,6 +163,40 @@ def test_server_time_tag_is_honoured(state: ClientState) -> None:
 def test_completion_prefers_recent_speakers(state: ClientState) -> None:
     feed(state, ":carol!c@h PRIVMSG #lan :one", ":bob!b@h PRIVMSG #lan :two")
     assert state.completion_candidates("#lan") == ["bob", "carol"]
+
+
+def test_completion_folds_case_like_the_server(state: ClientState) -> None:
+    # rfc1459: "[]\~" are the capitals of "{}|^" (str.lower() would find nothing here).
+    feed(state, ":Bob[1]!b@h JOIN #lan", ":alice!a@h JOIN #Games[x]")
+    state.set_active("#lan")
+    assert complete(state, "bob{", False) == ["Bob[1]"]
+    assert complete(state, "BOB[1", False) == ["Bob[1]"]
+    assert complete(state, "#games{", False) == ["#Games[x]"]
+    assert complete(state, "/JO", True) == ["/join"]
+
+
+def test_help_keys_come_from_the_bindings() -> None:
+    import doctest
+
+    import chatroom.client.screens.dialogs as dialogs
+    from chatroom.client.app import ChatApp
+    from chatroom.client.screens.chat import ChatScreen
+    from chatroom.client.widgets.chat_input import ChatInput
+
+    assert doctest.testmod(dialogs).failed == 0
+    bindings = [*ChatInput.BINDINGS, *ChatScreen.BINDINGS, *ChatApp.BINDINGS]
+    rows = dict(dialogs.key_help(bindings))
+    assert rows["Enter"] == "send the line"
+    assert rows["Up / Down"] == "previous / next line you sent"
+    assert rows["Ctrl+N / Alt+Right"] == "next window"
+    assert rows["PageUp / PageDown"] == "scroll the messages"
+    assert rows["Alt+1..9"] == "window by number"
+    assert rows["F1"] == "this help" and rows["Ctrl+Q"] == "quit"
+    # Every binding with a description is there: a new key cannot be left out.
+    shown = " / ".join(rows)
+    for binding in bindings:
+        if binding.description and not binding.group:
+            assert dialogs.key_label(binding.key.split(",")) in shown, binding
 
 
 def test_own_nick_change_and_numeric_errors(state: ClientState) -> None:

@@ -11,10 +11,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Input
 
-from chatroom.client.commands import complete_command
+from chatroom.client.commands import complete
 from chatroom.client.formatting import strip_formatting
+from chatroom.client.model import BufferKind
 from chatroom.client.screens.dialogs import ConfirmScreen
-from chatroom.client.state import BufferKind
 from chatroom.client.widgets.chat_input import ChatInput
 from chatroom.client.widgets.log import MessageLog
 from chatroom.client.widgets.panels import MemberList, RoomList, StatusLine, TopicBar
@@ -32,20 +32,27 @@ TOAST_TIMEOUT = 6.0
 TOAST_TEXT_CHARS = 200
 # Below this many columns the member list is hidden and the room list narrows.
 NARROW_WIDTH = 100
+# Keys that share a row in the help.
+_SCROLL = Binding.Group("scroll the messages")
+_BY_NUMBER = Binding.Group("window by number")
 
 
 class ChatScreen(Screen[None]):
     """Everything while connected (or reconnecting). Reads the app's ClientState."""
 
+    # The help screen lists these (and the input's and the app's) with their descriptions.
     BINDINGS = [
-        Binding("ctrl+n,alt+right", "cycle(1)", "Next window", show=False),
-        Binding("ctrl+p,alt+left", "cycle(-1)", "Previous window", show=False),
-        Binding("alt+a", "next_active", "Next active window", show=False),
-        Binding("pageup", "page(-1)", "Scroll up", show=False),
-        Binding("pagedown", "page(1)", "Scroll down", show=False),
-        Binding("f1", "help", "Help", show=False),
-        *[Binding(f"alt+{n}", f"goto({n})", show=False) for n in range(1, 10)],
-        Binding("alt+0", "goto(10)", show=False),
+        Binding("ctrl+n,alt+right", "cycle(1)", "next window", show=False),
+        Binding("ctrl+p,alt+left", "cycle(-1)", "previous window", show=False),
+        Binding("alt+a", "next_active", "next window with mentions or unread messages", show=False),
+        Binding("pageup", "page(-1)", "scroll up", show=False, group=_SCROLL),
+        Binding("pagedown", "page(1)", "scroll down", show=False, group=_SCROLL),
+        Binding("f1", "help", "this help", show=False),
+        *[
+            Binding(f"alt+{n}", f"goto({n})", f"window {n}", show=False, group=_BY_NUMBER)
+            for n in range(1, 10)
+        ],
+        Binding("alt+0", "goto(10)", "window 10", show=False),
     ]
 
     app: ChatApp
@@ -124,14 +131,14 @@ class ChatScreen(Screen[None]):
 
     def update_status(self) -> None:
         """Redraw the status line from the app's connection state."""
-        app = self.app
+        session = self.app.session
         self.query_one(StatusLine).show(
-            server=app.server_label,
-            nick=app.state.nick,
-            state=app.conn_state,
-            lag=app.lag,
-            away=app.state.away,
-            detail=app.conn_detail,
+            server=session.label,
+            nick=session.state.nick,
+            state=str(session.link),
+            lag=session.lag,
+            away=session.state.away,
+            detail=session.link_detail,
         )
 
     # --- actions --------------------------------------------------------------------------
@@ -209,21 +216,4 @@ class ChatScreen(Screen[None]):
         self.query_one(ChatInput).focus()
 
     def _complete(self, word: str, at_start: bool) -> list[str]:
-        state = self.app.state
-        if at_start and word.startswith("/"):
-            return complete_command(word)
-        folded = word.lower()
-        # Names come from the server and would go into the input line as they are, so
-        # only names the sanitiser leaves unchanged (no controls, no codes) are offered.
-        if word[:1] in ("#", "&"):
-            rooms = [b.name for b in state.ordered() if b.kind is BufferKind.CHANNEL]
-            return [r for r in rooms if r.lower().startswith(folded) and _typable(r)]
-        nicks = [n for n in state.completion_candidates(state.active) if _typable(n)]
-        if not word:
-            return nicks
-        return [n for n in nicks if n.lower().startswith(folded)]
-
-
-def _typable(name: str) -> bool:
-    """True when ``name`` shows as it is (no controls, no IRC codes): safe to insert."""
-    return strip_formatting(name) == name
+        return complete(self.app.state, word, at_start)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
 
 from rich.text import Text
 from textual import on
@@ -18,21 +19,33 @@ from chatroom.client.connection import DEFAULT_PORT
 from chatroom.client.formatting import strip_formatting
 from chatroom.protocol import is_valid_nick
 
-if TYPE_CHECKING:
-    from chatroom.client.app import ChatApp
-
-__all__ = ["ConnectScreen"]
+__all__ = ["ConnectDetails", "ConnectScreen"]
 
 
-class ConnectScreen(Screen[None]):
-    """Asks where to connect; Enter in any field connects."""
+@dataclass(frozen=True)
+class ConnectDetails:
+    """Where to connect and as whom: what the connect screen starts with and answers."""
+
+    host: str
+    port: int = DEFAULT_PORT
+    nick: str = ""
+    password: str | None = None
+
+
+class ConnectScreen(Screen[ConnectDetails]):
+    """Asks where to connect; Enter in any field (or a recent server) dismisses the
+    screen with the :class:`ConnectDetails` chosen. ``config_dir`` has the recent list."""
 
     BINDINGS = [Binding("escape", "app.quit", "Quit", show=False)]
 
-    app: ChatApp
+    def __init__(self, defaults: ConnectDetails, config_dir: Path) -> None:
+        super().__init__()
+        self.defaults = defaults
+        self.config_dir = config_dir
+        self._recent: list[RecentServer] = []
 
     def compose(self) -> ComposeResult:
-        opts = self.app.options
+        opts = self.defaults
         with Vertical(id="connect-box"):
             yield Static(Text("chatroom", style="bold"), id="connect-title")
             yield Static(
@@ -41,7 +54,7 @@ class ConnectScreen(Screen[None]):
             )
             with Horizontal(classes="field"):
                 yield Label("Server")
-                yield Input(opts.host or "", placeholder="host name or IP address", id="host")
+                yield Input(opts.host, placeholder="host name or IP address", id="host")
             with Horizontal(classes="field"):
                 yield Label("Port")
                 yield Input(
@@ -64,7 +77,7 @@ class ConnectScreen(Screen[None]):
             yield OptionList(id="recent")
 
     def on_mount(self) -> None:
-        self._recent = load_recent(self.app.config_dir)
+        self._recent = load_recent(self.config_dir)
         recent = self.query_one("#recent", OptionList)
         if self._recent:
             recent.add_options(
@@ -96,7 +109,7 @@ class ConnectScreen(Screen[None]):
         self.connect()
 
     def connect(self) -> None:
-        """Validate the fields and start the chat, or say what is wrong."""
+        """Validate the fields and answer with them, or say what is wrong."""
         error = self.query_one("#connect-error", Static)
         try:
             host, port = parse_address(
@@ -118,4 +131,4 @@ class ConnectScreen(Screen[None]):
             self.query_one("#nick", Input).focus()
             return
         password = self.query_one("#password", Input).value or None
-        self.app.start_chat(host, port, nick, password)
+        self.dismiss(ConnectDetails(host, port, nick, password))

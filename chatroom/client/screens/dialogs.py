@@ -2,30 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from rich.style import Style
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
 from chatroom.client.formatting import strip_formatting
 
-__all__ = ["KEYS", "ConfirmScreen", "HelpScreen"]
+__all__ = ["ConfirmScreen", "HelpScreen", "key_help", "key_label"]
 
-KEYS = (
-    ("Enter", "send the line"),
-    ("Up / Down", "previous / next line you sent"),
-    ("Tab", "complete a nick, /command or #room (again: next choice)"),
-    ("Ctrl+N / Ctrl+P", "next / previous window"),
-    ("Alt+1..9", "window by number"),
-    ("Alt+A", "next window with mentions or unread messages"),
-    ("PageUp / PageDown", "scroll the messages"),
-    ("F1", "this help"),
-    ("Ctrl+Q", "quit"),
-)
+# Key names as the help writes them, where capitalising the name is not enough.
+_KEY_NAMES = {"pageup": "PageUp", "pagedown": "PageDown", "escape": "Esc"}
+
+
+def key_label(keys: Iterable[str]) -> str:
+    """Textual key names as people write them; several keys with the same modifiers
+    become a range.
+
+    >>> key_label(["ctrl+n", "alt+right"]), key_label(["pageup", "pagedown"])
+    ('Ctrl+N / Alt+Right', 'PageUp / PageDown')
+    >>> key_label(f"alt+{n}" for n in range(1, 10))
+    'Alt+1..9'
+    """
+    parsed = [key.split("+") for key in keys]
+    names = [_KEY_NAMES.get(k[-1], k[-1].capitalize()) for k in parsed]
+    modifiers = ["".join(m.capitalize() + "+" for m in k[:-1]) for k in parsed]
+    if len(parsed) > 2 and len(set(modifiers)) == 1:
+        return f"{modifiers[0]}{names[0]}..{names[-1]}"
+    return " / ".join(m + n for m, n in zip(modifiers, names, strict=True))
+
+
+def key_help(bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
+    """(keys, what they do) for the help, from the bindings that have a description.
+
+    Keys bound to one action share a row, and so do the bindings of one
+    :class:`Binding.Group` (under the group's description).
+    """
+    rows: dict[object, tuple[list[str], str]] = {}
+    for binding in bindings:
+        if not isinstance(binding, Binding):
+            continue
+        what = binding.group.description if binding.group else binding.description
+        if what:
+            keys, _ = rows.setdefault(binding.group or binding, ([], what))
+            keys.extend(binding.key.split(","))
+    return [(key_label(keys), what) for keys, what in rows.values()]
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -61,9 +88,14 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class HelpScreen(ModalScreen[None]):
-    """Commands and keys, generated from the command table so it never drifts."""
+    """Commands and keys, generated from the command table and the key bindings
+    (see :func:`key_help`) so it never drifts."""
 
     BINDINGS = [Binding("escape,q,f1", "close", "Close")]
+
+    def __init__(self, keys: Sequence[tuple[str, str]]) -> None:
+        super().__init__()
+        self.keys = keys
 
     def compose(self) -> ComposeResult:
         from chatroom.client.commands import COMMANDS
@@ -77,7 +109,7 @@ class HelpScreen(ModalScreen[None]):
             text.append(f"  {command.usage:<24}", Style(color="#5fafd7", bold=True))
             text.append(f"{command.summary}\n")
         text.append("\nKeys\n", Style(bold=True, underline=True))
-        for key, what in KEYS:
+        for key, what in self.keys:
             text.append(f"  {key:<24}", Style(color="#d7af5f", bold=True))
             text.append(f"{what}\n")
         text.append("\nPress Esc to close.", Style(dim=True))

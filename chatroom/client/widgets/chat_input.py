@@ -14,6 +14,8 @@ __all__ = ["HISTORY_SIZE", "ChatInput", "Completion"]
 
 # Lines remembered for up/down (per session, across rooms, like irssi).
 HISTORY_SIZE = 500
+# Up and Down share a row in the help.
+_HISTORY = Binding.Group("previous / next line you sent")
 
 
 @dataclass
@@ -33,10 +35,14 @@ Completer = Callable[[str, bool], list[str]]
 class ChatInput(Input):
     """An Input that remembers sent lines, completes with Tab and accepts pasted lines."""
 
+    # Input's own keys (editing) still apply; these are the ones the help lists.
     BINDINGS = [
-        Binding("up", "history(-1)", "Previous line", show=False),
-        Binding("down", "history(1)", "Next line", show=False),
-        Binding("tab", "complete", "Complete", show=False),
+        Binding("enter", "submit", "send the line", show=False),
+        Binding("up", "history(-1)", "previous line you sent", show=False, group=_HISTORY),
+        Binding("down", "history(1)", "next line you sent", show=False, group=_HISTORY),
+        Binding(
+            "tab", "complete", "complete a nick, /command or #room (again: next choice)", show=False
+        ),
     ]
 
     @dataclass

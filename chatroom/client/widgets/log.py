@@ -27,7 +27,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from chatroom.client.formatting import irc_to_text, nick_colour, strip_formatting
-from chatroom.client.state import BACKLOG_TRIM, Buffer, Entry, EntryKind, HistoryState
+from chatroom.client.model import BACKLOG_TRIM, Buffer, Entry, EntryKind, HistoryState
 
 __all__ = [
     "DIVIDER_TEXT",

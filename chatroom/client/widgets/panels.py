@@ -12,7 +12,8 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from chatroom.client.formatting import irc_to_text, nick_colour, strip_formatting
-from chatroom.client.state import Buffer, BufferKind, ClientState
+from chatroom.client.model import Buffer, BufferKind
+from chatroom.client.state import ClientState
 
 __all__ = ["MemberList", "RoomList", "StatusLine", "TopicBar"]
 

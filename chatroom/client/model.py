@@ -1,0 +1,259 @@
+"""The client's model types: buffers, their lines and members, and what they say.
+
+Plain dataclasses and enums with no I/O. :class:`~chatroom.client.state.ClientState`
+holds them and :mod:`chatroom.client.handlers` changes them from server lines; views
+read them. A backlog is a list of :class:`Entry` in display order; views follow it
+through ``Buffer.version`` (anything but an append happened) and ``Buffer.touched``
+(lines redrawn in place). Every dict of nicks or rooms is keyed by
+:func:`~chatroom.protocol.casefold`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from chatroom.protocol import Message, casefold
+
+__all__ = [
+    "BACKLOG_LINES",
+    "BACKLOG_TRIM",
+    "CHAT_KINDS",
+    "CTCP",
+    "DEFAULT_PREFIX",
+    "RECENT_SPEAKERS",
+    "SERVER_KEY",
+    "SYSTEM_KINDS",
+    "Alert",
+    "Buffer",
+    "BufferKind",
+    "Entry",
+    "EntryKind",
+    "HistoryState",
+    "Inserted",
+    "Member",
+    "message_time",
+    "parse_time",
+]
+
+# Lines kept per room; older ones scroll away (10,000 is the scrolling benchmark's size).
+BACKLOG_LINES = 10_000
+# The backlog may overshoot by this many lines before the oldest are dropped in one go,
+# so a full room costs one view rebuild per this many messages, not one per message.
+BACKLOG_TRIM = 500
+# Nicks remembered per room for Tab completion, most recent speaker first.
+RECENT_SPEAKERS = 100
+# The server buffer's key; no nick or room can be empty, so it never collides.
+SERVER_KEY = ""
+# Server times (IRCv3 server-time) we believe: none before the Unix epoch (no IRC
+# message is older) and none more than a day ahead of our clock (a server's clock
+# may be a little off; 9999-12-31 is a bug). Outside that, or unreadable, a line
+# gets its arrival time: a wild stamp must neither overflow when converted to local
+# time (0001-01-01 does west of UTC, 9999-12-31 east of it) nor become the reference
+# a history request is built from.
+EARLIEST_SERVER_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+SERVER_TIME_AHEAD = timedelta(days=1)
+# ISUPPORT PREFIX default (RFC 2812 user modes in channels).
+DEFAULT_PREFIX = ("ov", "@+")
+CTCP = "\x01"
+
+
+class EntryKind(StrEnum):
+    """What a log line is; decides how it is drawn."""
+
+    MESSAGE = "message"
+    ACTION = "action"  # /me
+    NOTICE = "notice"
+    JOIN = "join"
+    PART = "part"
+    QUIT = "quit"
+    NICK = "nick"
+    KICK = "kick"
+    MODE = "mode"
+    TOPIC = "topic"
+    INFO = "info"  # server replies and client messages
+    ERROR = "error"
+
+
+SYSTEM_KINDS = frozenset(
+    {EntryKind.JOIN, EntryKind.PART, EntryKind.QUIT, EntryKind.NICK, EntryKind.KICK, EntryKind.MODE}
+)
+
+
+# Lines that are conversation (stored by the server, served by chathistory, counted).
+CHAT_KINDS = frozenset({EntryKind.MESSAGE, EntryKind.ACTION, EntryKind.NOTICE})
+
+
+class HistoryState(StrEnum):
+    """What the top of a buffer says about older history (the log's header row)."""
+
+    NONE = "none"  # no server history for this buffer: no header
+    MORE = "more"  # older lines may exist: reaching the top loads them
+    LOADING = "loading"  # a request for older lines is out
+    COMPLETE = "complete"  # the server has nothing older
+    UNAVAILABLE = "unavailable"  # the server refused; we don't ask again this session
+    FULL = "full"  # the backlog is at BACKLOG_LINES: older lines would push newer out
+
+
+class BufferKind(StrEnum):
+    """What a buffer shows."""
+
+    SERVER = "server"
+    CHANNEL = "channel"
+    QUERY = "query"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One line in a backlog. ``text`` is raw peer text: render it safely.
+
+    ``seq`` identifies the line for views (unique, but not in display order once
+    history is inserted). ``msgid`` is the server's id, for de-duplication and as a
+    chathistory reference. ``pending``: our own line, waiting for the server's echo;
+    ``failed``: that echo never came. ``history``: fetched, not seen live.
+    """
+
+    time: datetime
+    kind: EntryKind
+    nick: str | None
+    text: str
+    own: bool = False
+    mention: bool = False
+    seq: int = 0
+    msgid: str = ""
+    pending: bool = False
+    failed: bool = False
+    history: bool = False
+
+
+@dataclass(slots=True)
+class Member:
+    """A room member and their channel prefixes (``@`` op, ``+`` voice), highest first."""
+
+    nick: str
+    prefixes: str = ""
+    away: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """What :meth:`ClientState.insert_history` did."""
+
+    added: int  # lines inserted
+    duplicates: int  # lines dropped because their msgid was already in the backlog
+    last_seq: int | None  # the last line inserted (where the next page goes after)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A mention or private message in a buffer the user is not looking at."""
+
+    key: str
+    buffer_name: str
+    nick: str
+    text: str
+
+
+@dataclass(eq=False)
+class Buffer:
+    """A room, a private conversation, or the server's own messages."""
+
+    name: str
+    kind: BufferKind
+    entries: list[Entry] = field(default_factory=list)
+    members: dict[str, Member] = field(default_factory=dict)
+    topic: str = ""
+    joined: bool = False
+    unread: int = 0
+    mentions: int = 0
+    speakers: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    names_pending: bool = False
+    # Bumped by /clear so views drop what they cached.
+    generation: int = 0
+    # Bumped by every change that is not an append at the end (history inserted, lines
+    # dropped, the divider or header moved): views rebuild, keeping their place.
+    version: int = 0
+    # Lines changed in place (an echo confirmed a pending line): views redraw them.
+    touched: set[int] = field(default_factory=set)
+    msgids: set[str] = field(default_factory=set)
+    # The unread divider goes before this line (the first to arrive while away).
+    divider_seq: int | None = None
+    history: HistoryState = HistoryState.NONE
+    # Our own lines waiting for their echo (echo-message), oldest first, by seq.
+    pending: list[int] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """The casefolded name (the server buffer's is empty)."""
+        return SERVER_KEY if self.kind is BufferKind.SERVER else casefold(self.name)
+
+    def sorted_members(self, prefix_order: str) -> list[Member]:
+        """Ops first, then voiced, then everyone, each group by nick (case-insensitive)."""
+
+        def rank(m: Member) -> tuple[int, str]:
+            top = m.prefixes[:1]
+            return (
+                prefix_order.index(top) if top and top in prefix_order else len(prefix_order),
+                casefold(m.nick),
+            )
+
+        return sorted(self.members.values(), key=rank)
+
+    def index_of(self, seq: int) -> int | None:
+        """Position of the line ``seq`` (searched from the end, where changes happen)."""
+        entries = self.entries
+        for i in range(len(entries) - 1, -1, -1):
+            if entries[i].seq == seq:
+                return i
+        return None
+
+    def newest_reference(self, before: int | None = None) -> Entry | None:
+        """The newest conversation line with a msgid (before position ``before``)."""
+        entries = self.entries
+        for i in range(len(entries) if before is None else before, 0, -1):
+            entry = entries[i - 1]
+            if entry.msgid and entry.kind in CHAT_KINDS:
+                return entry
+        return None
+
+    def oldest_reference(self) -> Entry | None:
+        """The oldest conversation line with a msgid: where scroll-back continues."""
+        return next((e for e in self.entries if e.msgid and e.kind in CHAT_KINDS), None)
+
+    def set_history(self, state: HistoryState) -> None:
+        """Change what the header row says."""
+        if self.history is not state:
+            self.history = state
+            self.version += 1
+
+
+def parse_time(tags: Mapping[str, str] | None) -> datetime:
+    """The IRCv3 ``time`` tag when present, readable and plausible, else now (local time).
+
+    >>> parse_time({"time": "2024-01-02T03:04:05.678Z"}).astimezone(UTC).isoformat()
+    '2024-01-02T03:04:05.678000+00:00'
+    >>> now = datetime.now(UTC)
+    >>> [abs(parse_time({"time": t}) - now) < timedelta(minutes=1)
+    ...  for t in ("9999-12-31T23:59:59.999Z", "0001-01-01T00:00:00.000Z", "soon")]
+    [True, True, True]
+    """
+    now = datetime.now(UTC)
+    raw = tags.get("time") if tags else None
+    if raw:
+        try:
+            when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)  # server-time is UTC
+            if EARLIEST_SERVER_TIME <= when <= now + SERVER_TIME_AHEAD:
+                return when.astimezone()
+        except (ValueError, OverflowError):
+            pass
+    return now.astimezone()
+
+
+def message_time(msg: Message) -> datetime:
+    """When ``msg`` was sent: its server-time tag if believable, else now."""
+    return parse_time(msg.tags or None)
