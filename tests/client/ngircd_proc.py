@@ -149,6 +149,9 @@ def start_server(kind: str, *args: str) -> tuple[object, int]:
         server = Ngircd().start()
         return server, server.port
     port = free_port()
+    if "--db" not in args and "--no-history" not in args:
+        # never the user's own history file: scripts and benchmarks start afresh each run
+        args = (*args, "--db", ":memory:")
     code = "import sys; from chatroom.cli import server_main; sys.exit(server_main(sys.argv[1:]))"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--host", "127.0.0.1", "--port", str(port), *args],
