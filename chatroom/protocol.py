@@ -66,13 +66,13 @@ class UnserializableMessage(ProtocolError, ValueError):
 
 
 class PeerProtocolError(ProtocolError):
-    """The peer sent something that breaks the protocol.
-
-    ``numeric`` is the reply that tells the peer (None when the right answer is to
-    drop the connection); ``command`` is the peer's command when it could be read.
-    """
+    """The peer broke the protocol. Each kind hints its reply (h11's error_status_hint):
+    ``fatal`` drops the connection; else ``fail_code`` names a ``FAIL``, ``numeric`` a
+    numeric, and neither means 400 (ERR_UNKNOWNERROR) with the reason. ``command`` is
+    the peer's command when it could be read."""
 
     numeric: str | None = None
+    fail_code: str | None = None
     fatal = False
 
     def __init__(self, message: str, command: str = "*") -> None:
@@ -92,6 +92,8 @@ class LineTooLong(PeerProtocolError):
 
 class InvalidUTF8(PeerProtocolError):
     """Text that is not UTF-8 on a UTF8ONLY server: ``FAIL <cmd> INVALID_UTF8``."""
+
+    fail_code = "INVALID_UTF8"
 
 
 class ForbiddenCharacter(PeerProtocolError):
@@ -283,7 +285,6 @@ def _parse_tags(raw: str) -> dict[str, str]:
 
 # --- the message --------------------------------------------------------------------------
 
-
 _NO_TAGS: Mapping[str, str] = MappingProxyType({})
 
 
@@ -434,6 +435,7 @@ _TEXT_PARAM = {
     "AWAY": 0,
     "WALLOPS": 0,
     "KILL": 1,
+    "SETNAME": 0,
 }
 
 
@@ -578,8 +580,7 @@ def sniff_foreign_protocol(first_bytes: bytes) -> str | None:
 
 
 class Cap(StrEnum):
-    """IRCv3 capabilities, by their wire names: the one list the server offers from,
-    the client asks from, and the tests name. Each member's comment links its spec."""
+    """IRCv3 capabilities by wire name, one list for server, client and tests (specs linked)."""
 
     AWAY_NOTIFY = "away-notify"  # https://ircv3.net/specs/extensions/away-notify
     BATCH = "batch"  # https://ircv3.net/specs/extensions/batch
@@ -590,6 +591,7 @@ class Cap(StrEnum):
     MESSAGE_TAGS = "message-tags"  # https://ircv3.net/specs/extensions/message-tags
     MULTI_PREFIX = "multi-prefix"  # https://ircv3.net/specs/extensions/multi-prefix
     SERVER_TIME = "server-time"  # https://ircv3.net/specs/extensions/server-time
+    SETNAME = "setname"  # https://ircv3.net/specs/extensions/setname
 
 
 # --- numerics -----------------------------------------------------------------------------

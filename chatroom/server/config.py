@@ -1,12 +1,12 @@
 """Server settings: embedded defaults, a TOML file, then CLI flags, into one frozen Config.
 
-Every limit the server enforces lives here with its default and the reason for it;
-README.md's table of limits is generated from the same field docs.
+Every limit the server enforces lives here with its default and the reason for it.
+README.md's table of settings is written by hand; tests/test_readme.py checks it against
+:func:`limits_table`, so a setting cannot go undocumented or show a stale default.
 """
 
 from __future__ import annotations
 
-import socket
 import tomllib
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
@@ -18,6 +18,9 @@ VERSION = "chatroom-0.1.0"
 
 
 def _default_name() -> str:
+    # imported here: session.py imports this module and must not load socket
+    import socket
+
     host = socket.gethostname() or "chatroom"
     # a server name must look like a hostname: no spaces, at least one dot helps clients
     host = "".join(c for c in host if c.isalnum() or c in "-.") or "chatroom"
@@ -76,6 +79,10 @@ class Config:
     topiclen: int = field(default=390, metadata={"doc": "TOPICLEN (longer topics truncated)"})
     kicklen: int = field(default=255, metadata={"doc": "KICKLEN"})
     awaylen: int = field(default=200, metadata={"doc": "AWAYLEN"})
+    # Ergo's default; a realname is shown whole in WHO and WHOIS replies
+    realnamelen: int = field(
+        default=150, metadata={"doc": "longest realname SETNAME accepts, in bytes"}
+    )
     keylen: int = field(default=32, metadata={"doc": "KEYLEN (room key)"})
     chanlimit: int = field(default=50, metadata={"doc": "CHANLIMIT: rooms per user (405)"})
     maxtargets: int = field(default=4, metadata={"doc": "targets per PRIVMSG/NOTICE"})
@@ -114,6 +121,34 @@ class Config:
         default=1000, metadata={"doc": "most messages one CHATHISTORY request returns"}
     )
 
+    def isupport_tokens(self) -> list[str]:
+        """The RPL_ISUPPORT (005) tokens, as advertised after registration and on VERSION."""
+        return [
+            f"AWAYLEN={self.awaylen}",
+            "CASEMAPPING=rfc1459",
+            f"CHANLIMIT=#:{self.chanlimit}",
+            "CHANMODES=,k,l,imnst",
+            f"CHANNELLEN={self.channellen}",
+            "CHANTYPES=#",
+            f"KEYLEN={self.keylen}",
+            f"KICKLEN={self.kicklen}",
+            f"MAXTARGETS={self.maxtargets}",
+            f"MODES={self.modes_per_line}",
+            f"NETWORK={self.network}",
+            f"NICKLEN={self.nicklen}",
+            "PREFIX=(ov)@+",
+            f"TARGMAX=PRIVMSG:{self.maxtargets},NOTICE:{self.maxtargets},JOIN:,PART:,KICK:,WHOIS:"
+            f"{self.maxtargets},NAMES:,LIST:",
+            f"TOPICLEN={self.topiclen}",
+            f"USERLEN={self.userlen}",
+            "UTF8ONLY",
+            *(
+                [f"CHATHISTORY={self.chathistory_max}", "MSGREFTYPES=msgid,timestamp"]
+                if self.history
+                else []
+            ),
+        ]
+
     def with_overrides(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, ignoring those that are None."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -143,10 +178,12 @@ def default_db_path() -> Path:
     return Path(platformdirs.user_data_dir("chatroom", appauthor=False)) / "history.sqlite3"
 
 
-def limits_table() -> list[tuple[str, str, str]]:
-    """(name, default, meaning) for every documented setting; README's table."""
+def limits_table() -> list[tuple[str, Any, str]]:
+    """(name, default, meaning) for every setting, in declaration order: what README's
+    table of settings must list (tests/test_readme.py). The default is None where it is
+    computed at start (the server name from the host name, the opers)."""
     rows = []
     for f in fields(Config):
-        default = repr(f.default) if f.default is not MISSING else "(computed)"
+        default = f.default if f.default is not MISSING else None
         rows.append((f.name, default, f.metadata.get("doc", "")))
     return rows

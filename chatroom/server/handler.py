@@ -12,7 +12,7 @@ import socket
 import socketserver
 from typing import TYPE_CHECKING
 
-from chatroom.protocol import RecvQExceeded, sniff_foreign_protocol
+from chatroom.protocol import PeerProtocolError, sniff_foreign_protocol
 from chatroom.server.outbox import Outbox
 from chatroom.server.session import Session
 
@@ -85,8 +85,8 @@ class Handler(socketserver.BaseRequestHandler):
                     continue
             try:
                 lines = session.buffer.feed(data)
-            except RecvQExceeded:
-                session.terminate("RecvQ exceeded")
+            except PeerProtocolError as e:  # RecvQ exceeded: the session ends it
+                session.refuse(e)
                 continue
             flood_control = session.flood.enabled
             for i, line in enumerate(lines):

@@ -36,14 +36,34 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import repeat
+from typing import NamedTuple
+
+from chatroom.server.records import Multicast
 
 log = logging.getLogger(__name__)
 
-# Inbox entry kinds (first element of each tuple). One line for one client is a
-# multicast to one, with the same bytes for every variant.
-_MULTICAST = 1  # (_MULTICAST, outboxes, variants, exclude, record)
-_CLOSE = 2  # (_CLOSE, outbox, reason, linger)
-_READER_DONE = 3  # (_READER_DONE, outbox)
+# Inbox entries are NamedTuples, told apart by type: records.Multicast (one line for
+# many clients; one line for one client is a multicast to one, with the same bytes
+# for every variant), and the two below, which only the writer acts on.
+
+
+class Close(NamedTuple):
+    """Flush what is queued for ``outbox`` (for at most ``linger`` s), then end it."""
+
+    outbox: Outbox
+    reason: str
+    linger: float | None
+
+
+class ReaderDone(NamedTuple):
+    """``outbox``'s reader thread no longer touches the socket: it may be closed."""
+
+    outbox: Outbox
+
+
+# A Multicast made without its Python-level __new__ (tuple's own, in C): half the cost
+# of Multicast(...), for every line posted.
+_tuple_new = tuple.__new__
 
 # Producers wait once this many entries are waiting for the writer; it bounds the
 # memory held between a sender and the per-client SendQs.
@@ -120,15 +140,15 @@ class Outbox:
 
     def send(self, data: bytes) -> None:
         """Queue ``data`` for this client (any thread; never blocks)."""
-        self.writer.post((_MULTICAST, (self,), (data, data, data), None, None))
+        self.writer.post(_tuple_new(Multicast, ((self,), (data, data, data), None, None)))
 
     def close(self, reason: str, linger: float | None = None) -> None:
         """Flush what is queued (for at most ``linger`` seconds), then end the connection."""
-        self.writer.post((_CLOSE, self, reason, linger))
+        self.writer.post(Close(self, reason, linger))
 
     def reader_finished(self) -> None:
         """The reader thread no longer touches the socket: the writer may close it."""
-        self.writer.post((_READER_DONE, self))
+        self.writer.post(ReaderDone(self))
 
 
 class Inbox:
@@ -137,7 +157,7 @@ class Inbox:
     and the history store thread."""
 
     def __init__(self, on_death: Callable[[str], None] | None = None) -> None:
-        self._inbox: deque[tuple] = deque()
+        self._inbox: deque[tuple] = deque()  # Multicast, Close, ReaderDone (store: SaveRoom)
         self._stop = False
         self._room = threading.Condition()
         self._waiting = 0  # producers blocked in throttle()
@@ -168,7 +188,9 @@ class Inbox:
         ``outboxes`` must not change afterwards (pass a tuple); ``exclude`` is skipped;
         ``record`` is the history row, for the store thread.
         """
-        self.post((_MULTICAST, outboxes, variants, exclude, record))
+        self._inbox.append(_tuple_new(Multicast, (outboxes, variants, exclude, record)))
+        if self._sleeping:
+            self._wake()
 
     def _wake(self) -> None:
         """Wake the consuming thread (each consumer has its own way)."""
@@ -398,11 +420,12 @@ class Writer(Inbox):
         append = list.append
         consume = _consume
         budget = self.flush_bytes
+        multicast = Multicast
         while inbox and self._since_flush < budget:
             entry = popleft()
-            kind = entry[0]
-            if kind == _MULTICAST:
-                outboxes, variants, exclude = entry[1], entry[2], entry[3]
+            kind = type(entry)
+            if kind is multicast:  # indexed: a tuple subclass unpacks the slow way
+                outboxes, variants, exclude = entry[0], entry[1], entry[2]
                 self._since_flush += len(variants[-1])
                 if len(outboxes) < GROUP_MIN:
                     for ob in outboxes:
@@ -417,8 +440,8 @@ class Writer(Inbox):
                     if mine and mine[-1] is variants[exclude.variant]:
                         mine.pop()
                 dirty.update(outboxes)
-            elif kind == _CLOSE:
-                _, ob, reason, linger = entry
+            elif kind is Close:
+                ob, reason, linger = entry
                 if not ob.closing:
                     ob.closing = True
                     ob.close_reason = reason
@@ -428,8 +451,8 @@ class Writer(Inbox):
                     ob.deadline = time.monotonic() + ob.linger
                     self._closing.add(ob)
                     dirty.add(ob)
-            elif kind == _READER_DONE:
-                ob = entry[1]
+            elif kind is ReaderDone:
+                ob = entry.outbox
                 ob.reader_done = True
                 if not ob.closing:
                     ob.closing = True

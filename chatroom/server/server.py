@@ -24,9 +24,10 @@ from chatroom.protocol import Message, serialize
 from chatroom.server.config import Config, default_db_path
 from chatroom.server.handler import Handler
 from chatroom.server.outbox import Writer
+from chatroom.server.pipeline import HistoryPipeline
+from chatroom.server.registry import Registry
 from chatroom.server.session import Session
-from chatroom.server.state import Registry
-from chatroom.server.store import HistoryPipeline, HistoryStore
+from chatroom.server.store import HistoryStore
 
 log = logging.getLogger("chatroom.server")
 
@@ -83,10 +84,14 @@ class ChatServer(socketserver.ThreadingTCPServer):
             )
             front = self.pipeline
         self.front = front
-        self.registry = Registry(self.config, front.multicast)
-        self.registry.history = self.pipeline
-        if self.store is not None:  # history on JOIN is what is stored, from the start
-            self.registry.last_message_id = self.store.last_id
+        # sessions read history through the pipeline (records.History); message ids
+        # go on from the newest stored, so history on JOIN is what is stored from the start
+        self.registry = Registry(
+            self.config,
+            front.multicast,
+            history=self.pipeline,
+            last_message_id=self.store.last_id if self.store is not None else 0,
+        )
         self._acceptor: threading.Thread | None = None
         self._timers = threading.Thread(target=self._tick_loop, name="chatroom-timers", daemon=True)
 

@@ -13,20 +13,24 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from chatroom.protocol import Message, escape_tag_value, serialize
+from chatroom.protocol import Cap, Message, escape_tag_value, serialize
+from chatroom.server.records import new_msgid
 
 PLAIN, TIME_ONLY, ALL_TAGS = 0, 1, 2
 
 _batch_ids = itertools.count(1)
-_last_second = -1
-_last_prefix = ""
+# (second, "YYYY-MM-DDThh:mm:ss") of the last server_time(): one strftime a second, not
+# one a message. One tuple, read and replaced whole, because every connection's thread
+# calls server_time() outside any lock: two globals let a thread pair its milliseconds
+# with the second another thread had just written.
+_second_prefix: tuple[int, str] = (-1, "")
 
 
 def variant_for(caps: set[str]) -> int:
     """Which encoding a client with ``caps`` receives."""
-    if "message-tags" in caps:
+    if Cap.MESSAGE_TAGS in caps:
         return ALL_TAGS
-    if "server-time" in caps:
+    if Cap.SERVER_TIME in caps:
         return TIME_ONLY
     return PLAIN
 
@@ -37,12 +41,13 @@ def server_time(epoch_ms: int) -> str:
     >>> server_time(0)
     '1970-01-01T00:00:00.000Z'
     """
+    global _second_prefix
     seconds, ms = divmod(epoch_ms, 1000)
-    global _last_second, _last_prefix
-    if seconds != _last_second:  # one strftime a second, not one a message
-        _last_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _last_second = seconds
-    return f"{_last_prefix}.{ms:03d}Z"
+    cached = _second_prefix
+    if cached[0] != seconds:
+        cached = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+        _second_prefix = cached
+    return f"{cached[1]}.{ms:03d}Z"
 
 
 def parse_server_time(text: str) -> int | None:
@@ -80,6 +85,17 @@ def encode_variants(
             f";{k}={escape_tag_value(v)}" if v else f";{k}" for k, v in client_tags.items()
         )
     return (body, timed, b"@time=" + time_tag.encode() + extra.encode() + b" " + body)
+
+
+def stamp(
+    msg: Message, client_tags: dict[str, str] | None = None
+) -> tuple[int, str, tuple[bytes, bytes, bytes]]:
+    """Server time and msgid for a relayed line, and its encodings (no lock needed).
+
+    Called by every thread outside the registry lock: see server_time."""
+    time_ms = now_ms()
+    msgid = new_msgid()
+    return time_ms, msgid, encode_variants(msg, server_time(time_ms), msgid, client_tags)
 
 
 def add_tag(line: bytes, key: str, value: str) -> bytes:

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from chatroom.protocol import LineBuffer, Message, parse
+from chatroom.protocol import Cap, LineBuffer, Message, parse
 
 SENDERS = 4
 MESSAGES_PER_SENDER = 5000  # far more than get through before the kill
 KILL_AFTER_ECHOES = 400  # kill once this many echoes (in all) have come back
 RUNS = int(os.environ.get("CHATROOM_DURABILITY_RUNS", "1"))
-CAPS = "echo-message message-tags server-time batch draft/chathistory"
+CAPS = " ".join(
+    (Cap.ECHO_MESSAGE, Cap.MESSAGE_TAGS, Cap.SERVER_TIME, Cap.BATCH, Cap.DRAFT_CHATHISTORY)
+)
 
 
 class Peer:

@@ -12,6 +12,11 @@ import time
 
 import pytest
 
+from chatroom.protocol import Cap
+
+# what a client that reads history asks for
+HISTORY_CAPS = f"{Cap.BATCH} {Cap.SERVER_TIME} {Cap.MESSAGE_TAGS} {Cap.DRAFT_CHATHISTORY}"
+
 
 @pytest.fixture
 def fx(server_factory):
@@ -120,7 +125,7 @@ def test_cap_ls_with_unicode_digit_version_still_lists_caps(fx, connect):
     c = connect(to=fx)
     c.send("CAP LS ²")
     ls = c.expect("CAP")
-    assert ls.params[1] == "LS" and "batch" in ls.params[-1].split()
+    assert ls.params[1] == "LS" and Cap.BATCH in ls.params[-1].split()
     c.send("CAP END")
     c.register("alice")
 
@@ -306,7 +311,7 @@ def test_a_secret_room_that_empties_gives_a_stranger_nothing(server_factory, con
     assert not [m for m in seen if m.command == "332"], "the old topic came back"
     stranger.send("MODE #secret")
     assert stranger.expect("324").params[2] == "+nt"  # the old +si went with the room
-    stranger.send("CAP REQ :batch server-time message-tags draft/chathistory")
+    stranger.send(f"CAP REQ :{HISTORY_CAPS}")
     stranger.expect("CAP")
     stranger.send("CHATHISTORY LATEST #secret * 100")
     batch = [m for m in _lines(stranger) if m.command == "PRIVMSG"]
@@ -351,7 +356,8 @@ def test_an_invitation_ends_with_the_room(server_factory, connect):
 
 
 def test_a_failing_history_read_gets_fail_message_error(server_factory, connect, tmp_path):
-    from chatroom.server.store import ID_TIME_SHIFT, HistoryStore, StoredMessage
+    from chatroom.server.records import ID_TIME_SHIFT, StoredMessage
+    from chatroom.server.store import HistoryStore
 
     db = tmp_path / "h.sqlite3"
     store = HistoryStore(db)
@@ -379,7 +385,7 @@ def test_a_failing_history_read_gets_fail_message_error(server_factory, connect,
             f.seek(page * 4096)
             f.write(b"\xa5" * 4096)
     c = connect(to=fx)
-    c.send("CAP REQ :batch server-time message-tags draft/chathistory")
+    c.send(f"CAP REQ :{HISTORY_CAPS}")
     c.expect("CAP")
     c.send("CAP END")
     c.register("alice")

@@ -13,6 +13,7 @@ import pytest
 
 from chatroom.server import outbox as ob_mod
 from chatroom.server.outbox import Outbox, Writer
+from chatroom.server.records import Multicast
 
 
 @pytest.fixture
@@ -122,7 +123,7 @@ def test_cached_groupings_are_bounded_by_the_references_they_hold(writer, pairs,
 def test_an_entry_the_writer_cannot_handle_is_skipped_and_counted(writer, pairs, caplog):
     ((ob, theirs),) = pairs(1)
     writer.multicast((b"before\r\n",) * 3, (ob,))
-    writer.post((ob_mod._MULTICAST, (object(),), (b"x\r\n",) * 3, None, None))
+    writer.post(Multicast((object(),), (b"x\r\n",) * 3))
     writer.post(("no such kind",))
     writer.multicast((b"after\r\n",) * 3, (ob,))
     assert read_until(theirs, b"after\r\n") == b"before\r\nafter\r\n"

@@ -1,163 +1,36 @@
 """Session tests without sockets: IRC lines in, the Messages each connection receives out.
 
 Every client here is a real ``Session`` on a shared ``Registry``; its socket is a
-``FakeConn`` that records what the server sent and whether it hung up. Expected
-numerics and parameters follow RFC 1459/2812 and the modern ircdocs numerics.
+``FakeConn`` that records what the server sent and whether it hung up (the harness:
+session_harness.py). Expected numerics and parameters follow RFC 1459/2812 and the
+modern ircdocs numerics.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
 
 import pytest
+from session_harness import (
+    SERVER,
+    Net,
+    all_of,
+    channel_modes,
+    commands,
+    isupport,
+    names_in,
+    one,
+)
 
-from chatroom.protocol import Message, parse
-from chatroom.server.config import Config
-from chatroom.server.session import Session
-from chatroom.server.state import Registry
-
-SERVER = "test.server"
-
-
-class FakeConn:
-    """Stands in for the socket: keeps every line the server sent and any close()."""
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-        self.close_reason: str | None = None
-
-    def send(self, data: bytes) -> None:
-        assert data.endswith(b"\r\n"), data
-        self.sent.append(data)
-
-    def close(self, reason: str) -> None:
-        self.close_reason = reason
-
-    @property
-    def closed(self) -> bool:
-        return self.close_reason is not None
-
-    def take(self) -> list[Message]:
-        """Everything received since the last take(), parsed."""
-        data, self.sent = b"".join(self.sent), []
-        return [parse(line) for line in data.split(b"\r\n") if line]
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class Client:
-    """One connection: a Session plus the FakeConn it writes to."""
-
-    def __init__(self, session: Session, conn: FakeConn, host: str) -> None:
-        self.session, self.conn, self.host = session, conn, host
-
-    @property
-    def nick(self) -> str:
-        return self.session.nick
-
-    @property
-    def source(self) -> str:
-        return self.session.user.source
-
-    def send(self, line: str | bytes | Message) -> list[Message]:
-        """Feed one line to the server; return what this client received meanwhile."""
-        if isinstance(line, Message):
-            self.session.handle(line)
-        else:
-            self.session.handle_line(line.encode() if isinstance(line, str) else line)
-        return self.conn.take()
-
-    def take(self) -> list[Message]:
-        return self.conn.take()
-
-
-class Net:
-    """A server's shared state and a fake clock; connect clients to it."""
-
-    def __init__(self, **overrides: object) -> None:
-        base = Config(host="127.0.0.1", port=0, server_name=SERVER, motd="Welcome to tests")
-        self.config = dataclasses.replace(base, **overrides)
-        self.registry = Registry(self.config)
-        self.clock = Clock()
-        self.clients: list[Client] = []
-        self._hosts = 0
-
-    def connect(self, host: str | None = None) -> Client:
-        if host is None:
-            self._hosts += 1
-            host = f"10.0.0.{self._hosts}"
-        conn = FakeConn()
-        client = Client(Session(self.registry, conn, host, clock=self.clock), conn, host)
-        self.clients.append(client)
-        return client
-
-    def user(self, nick: str, *, host: str | None = None) -> Client:
-        """A registered user whose welcome burst has been read."""
-        client = self.connect(host)
-        client.send(f"NICK {nick}")
-        out = client.send(f"USER {nick} 0 * :{nick} Realname")
-        assert "001" in commands(out), out
-        self.drain()
-        return client
-
-    def room(self, name: str, op: Client, *others: Client) -> None:
-        """``op`` creates the room (and is its operator); ``others`` join it."""
-        op.send(f"JOIN {name}")
-        for c in others:
-            c.send(f"JOIN {name}")
-        self.drain()
-
-    def drain(self) -> None:
-        for c in self.clients:
-            c.take()
-
-
-def commands(msgs: list[Message]) -> list[str]:
-    return [m.command for m in msgs]
-
-
-def one(msgs: list[Message], command: str) -> Message:
-    """The single message with ``command`` in ``msgs``."""
-    found = [m for m in msgs if m.command == command]
-    assert len(found) == 1, f"expected one {command}, got {msgs!r}"
-    return found[0]
-
-
-def all_of(msgs: list[Message], command: str) -> list[Message]:
-    return [m for m in msgs if m.command == command]
-
-
-def names_in(msgs: list[Message]) -> set[str]:
-    """The entries of every 353 RPL_NAMREPLY in ``msgs``."""
-    return {n for m in all_of(msgs, "353") for n in m.params[3].split()}
-
-
-def channel_modes(msgs: list[Message]) -> tuple[set[str], tuple[str, ...]]:
-    """The flags (order does not matter) and parameters of the one 324 RPL_CHANNELMODEIS."""
-    flags, *params = one(msgs, "324").params[2:]
-    assert flags.startswith("+")
-    return set(flags[1:]), tuple(params)
-
-
-def isupport(msgs: list[Message]) -> dict[str, str]:
-    tokens: dict[str, str] = {}
-    for m in all_of(msgs, "005"):
-        assert m.params[-1] == "are supported by this server"
-        for token in m.params[1:-1]:
-            key, _, value = token.partition("=")
-            tokens[key] = value
-    return tokens
+from chatroom.protocol import Cap, Message, RecvQExceeded, parse
+from chatroom.server import tags
+from chatroom.server.commands import COMMANDS
+from chatroom.server.session import TRANSITIONS, RegState
 
 
 @pytest.fixture
@@ -241,11 +114,11 @@ def test_cap_ls_302_holds_registration_until_cap_end(net: Net) -> None:
     c = net.connect()
     ls = one(c.send("CAP LS 302"), "CAP")
     assert ls.params[:2] == ("*", "LS")
-    assert "multi-prefix" in ls.params[-1].split()
+    assert Cap.MULTI_PREFIX in ls.params[-1].split()
     c.send("NICK alice")
     assert c.send("USER alice 0 * :A") == []
-    ack = one(c.send("CAP REQ :multi-prefix"), "CAP")
-    assert ack.params == ("alice", "ACK", "multi-prefix")
+    ack = one(c.send(f"CAP REQ :{Cap.MULTI_PREFIX}"), "CAP")
+    assert ack.params == ("alice", "ACK", Cap.MULTI_PREFIX)
     out = c.send("CAP END")
     assert commands(out)[0] == "001"
 
@@ -253,17 +126,17 @@ def test_cap_ls_302_holds_registration_until_cap_end(net: Net) -> None:
 def test_cap_req_unknown_cap_is_naked_whole(net: Net) -> None:
     c = net.connect()
     c.send("CAP LS 302")
-    nak = one(c.send("CAP REQ :multi-prefix sasl-of-doom"), "CAP")
-    assert nak.params == ("*", "NAK", "multi-prefix sasl-of-doom")
+    nak = one(c.send(f"CAP REQ :{Cap.MULTI_PREFIX} sasl-of-doom"), "CAP")
+    assert nak.params == ("*", "NAK", f"{Cap.MULTI_PREFIX} sasl-of-doom")
     lst = one(c.send("CAP LIST"), "CAP")
     assert lst.params == ("*", "LIST", "")  # nothing was enabled
 
 
 def test_cap_list_shows_acked_caps(net: Net) -> None:
     c = net.connect()
-    c.send("CAP REQ multi-prefix")
-    assert one(c.send("CAP LIST"), "CAP").params == ("*", "LIST", "multi-prefix")
-    c.send("CAP REQ -multi-prefix")
+    c.send(f"CAP REQ {Cap.MULTI_PREFIX}")
+    assert one(c.send("CAP LIST"), "CAP").params == ("*", "LIST", Cap.MULTI_PREFIX)
+    c.send(f"CAP REQ -{Cap.MULTI_PREFIX}")
     assert one(c.send("CAP LIST"), "CAP").params == ("*", "LIST", "")
 
 
@@ -642,7 +515,7 @@ def test_names_with_multi_prefix_shows_every_status(net: Net) -> None:
     net.room("#r", alice, bob)
     alice.send("MODE #r +ov bob bob")
     assert names_in(alice.send("NAMES #r")) == {"@alice", "@bob"}
-    alice.send("CAP REQ multi-prefix")
+    alice.send(f"CAP REQ {Cap.MULTI_PREFIX}")
     assert names_in(alice.send("NAMES #r")) == {"@alice", "@+bob"}
 
 
@@ -1136,6 +1009,26 @@ def test_nul_or_bare_cr_gets_400_and_is_not_relayed(net: Net, raw: bytes) -> Non
     assert bob.take() == []
 
 
+def test_a_400_reply_stays_one_line_whatever_the_peer_sent(net: Net) -> None:
+    # the reason quotes the peer's word: a repr of 4-byte characters is ten times their
+    # size, and the reply must still fit a line (found by tests/server/test_fuzz.py)
+    alice = net.user("alice")
+    out = alice.conn.sent
+    alice.session.handle_line(("\U0001b6d3" * 110).encode())
+    (line,) = out
+    assert len(line) <= 512 and parse(line).command == "400"
+    alice.take()
+
+
+def test_one_error_path_uses_each_errors_hint() -> None:
+    # RecvQExceeded is fatal: the handler passes it to the same refuse() as parse errors
+    net = Net()
+    alice = net.user("alice")
+    alice.session.refuse(RecvQExceeded("RecvQ exceeded"))
+    assert alice.conn.close_reason == "RecvQ exceeded"
+    assert one(alice.take(), "ERROR").params[0].endswith("(RecvQ exceeded)")
+
+
 def test_unknown_command_after_registration_gives_421(net: Net) -> None:
     out = net.user("alice").send("FROBNICATE now")
     assert one(out, "421").params == ("alice", "FROBNICATE", "Unknown command")
@@ -1333,3 +1226,120 @@ def test_irssis_empty_join_probe_before_registration_is_ignored() -> None:
     c = net.connect()
     assert c.send("JOIN :") == []
     assert one(c.send("JOIN #a"), "451")
+
+
+# --- registration states ------------------------------------------------------------------------
+
+
+def test_registration_moves_through_its_states(net: Net) -> None:
+    c = net.connect()
+    assert c.session.state is RegState.NEW
+    c.send("CAP LS 302")
+    assert c.session.state is RegState.NEGOTIATING
+    c.send("NICK alice")
+    c.send("USER alice 0 * :Alice")
+    assert c.session.state is RegState.NEGOTIATING  # CAP END still to come
+    c.send("CAP END")
+    assert c.session.state is RegState.REGISTERED
+    assert net.registry.find_user("alice") is c.session.user
+    with pytest.raises(RuntimeError):
+        c.session._move(RegState.NEW)  # nothing leads back out of REGISTERED
+
+
+def test_every_registration_state_has_its_moves() -> None:
+    assert set(TRANSITIONS) == set(RegState)
+    # registration completes only from NEW: never in the middle of CAP negotiation
+    assert [s for s in RegState if RegState.REGISTERED in TRANSITIONS[s]] == [RegState.NEW]
+
+
+def test_the_last_nick_given_before_the_password_is_the_one_claimed() -> None:
+    net = Net(password="pw")
+    c = net.connect()
+    c.send("NICK first")
+    c.send("PASS pw")
+    c.send("NICK second")
+    out = c.send("USER u 0 * :U")
+    assert one(out, "001").params[0] == "second"
+    assert net.registry.find_user("first") is None
+
+
+# --- the command table ------------------------------------------------------------------------
+
+
+def test_help_comes_from_the_command_table(net: Net) -> None:
+    alice = net.user("alice")
+    listed = all_of(alice.send("HELP"), "705")[0].params[-1].split()
+    assert listed == sorted(COMMANDS)
+    for name, row in COMMANDS.items():
+        out = alice.send(f"HELP {name}")
+        if row.help is None:
+            assert commands(out) == ["524"], name
+        else:
+            assert one(out, "704").params[-1] == row.help
+
+
+# --- layering and shared state ------------------------------------------------------------------
+
+
+def test_importing_the_session_loads_no_io_module() -> None:
+    code = (
+        "import sys, chatroom.server.session\n"
+        "assert not {'sqlite3', 'socket', 'selectors'} & set(sys.modules), sorted(sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_command_modules_can_be_imported_first() -> None:
+    code = "import chatroom.server.commands.rooms as r, chatroom.server.session as s; " + (
+        "assert s.COMMANDS is s._COMMANDS and 'JOIN' in s.COMMANDS"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def server_time_race_results(server_time: Callable[[int], str]) -> dict[int, str]:
+    """What one thread's ``server_time`` gives while another thread, stamping the next
+    second, is stopped at each line of it in turn (by a tracer): {line: result}."""
+    code = server_time.__code__
+    lines = sorted({n for *_, n in code.co_lines() if n and n > code.co_firstlineno})
+    return {line: _stamp_while_another_stops(server_time, line) for line in lines}
+
+
+def _stamp_while_another_stops(server_time: Callable[[int], str], stop_at: int) -> str:
+    first, second = 1_700_000_000_000, 1_700_000_001_000
+    server_time(first)  # the cache holds the first second
+    code = server_time.__code__
+    paused, resume = threading.Event(), threading.Event()
+
+    def stop(frame: FrameType, event: str, arg: object) -> object:
+        if event == "line" and frame.f_lineno == stop_at and not paused.is_set():
+            paused.set()
+            resume.wait(5)
+        return stop
+
+    def other() -> None:
+        sys.settrace(lambda frame, event, arg: stop if frame.f_code is code else None)
+        try:
+            server_time(second + 7)
+        finally:
+            sys.settrace(None)
+
+    t = threading.Thread(target=other)
+    t.start()
+    while not paused.wait(0.01) and t.is_alive():
+        pass
+    try:
+        return server_time(first + 5)
+    finally:
+        resume.set()
+        t.join()
+
+
+def test_server_time_pairs_each_millisecond_with_its_own_second() -> None:
+    # Every connection's thread stamps lines outside any lock: with the second and its
+    # text cached in two globals, a thread could pair its milliseconds with the second
+    # another thread had just written. Stop another thread at every point inside.
+    right = time.strftime("%Y-%m-%dT%H:%M:%S.005Z", time.gmtime(1_700_000_000))
+    results = server_time_race_results(tags.server_time)
+    assert results and set(results.values()) == {right}, results

@@ -19,20 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from chatroom.server import store as store_mod
+from chatroom.server import pipeline as pipeline_mod
 from chatroom.server.config import Config
-from chatroom.server.outbox import _MULTICAST
-from chatroom.server.server import ChatServer
-from chatroom.server.store import (
+from chatroom.server.pipeline import HistoryPipeline
+from chatroom.server.records import (
     ID_TIME_SHIFT,
-    LOCK_SUFFIX,
-    HistoryOpenError,
-    HistoryPipeline,
     HistoryReadError,
-    HistoryStore,
+    Multicast,
     RoomState,
     StoredMessage,
 )
+from chatroom.server.server import ChatServer
+from chatroom.server.store import LOCK_SUFFIX, HistoryOpenError, HistoryStore
 
 NOW_MS = 1_800_000_000_000
 SERVER_MAIN = "from chatroom.cli import server_main; raise SystemExit(server_main())"
@@ -174,7 +172,7 @@ def test_a_poison_message_is_still_delivered_and_the_rest_of_its_batch_stored(db
     finally:
         pipeline.stop()
     try:
-        assert [e[2][0] for e in writer.entries] == [b"%d" % n for n in range(1, 8)]
+        assert [e.variants[0] for e in writer.entries] == [b"%d" % n for n in range(1, 8)]
         assert texts(store) == [f"text {n}" for n in (1, 2, 3, 5, 6, 7)]
         assert (pipeline.failures, pipeline.unsaved) == (1, 1)
         assert pipeline.problem is None  # a bad record is not a storage problem
@@ -188,8 +186,8 @@ def test_a_poison_message_is_still_delivered_and_the_rest_of_its_batch_stored(db
 def test_the_writer_skips_an_entry_it_cannot_deliver(server_factory, connect, db, caplog):
     fx, alice, bob = pair(server_factory, connect, db=str(db))
     writer = fx.server.writer
-    writer.post((_MULTICAST, ("not an outbox",), (b"x\r\n",) * 3, None, None))
-    writer.post((_MULTICAST,))  # malformed
+    writer.post(Multicast(("not an outbox",), (b"x\r\n",) * 3))
+    writer.post(tuple.__new__(Multicast, ()))  # malformed
     still_chatting(alice, bob, "after the bad entries")
     assert writer.alive and writer.errors == 2
     assert len([r for r in caplog.records if "skipped an entry" in r.getMessage()]) == 2
@@ -234,7 +232,7 @@ def test_the_command_line_exits_non_zero_when_a_stage_dies(tmp_path):
     trigger = tmp_path / "fail-now"
     script = (
         "import os, sys, threading\n"
-        "from chatroom.server.store import HistoryPipeline\n"
+        "from chatroom.server.pipeline import HistoryPipeline\n"
         "trigger = sys.argv.pop(1)\n"
         "original = HistoryPipeline._release_producers\n"
         "def release(self):\n"
@@ -353,7 +351,7 @@ def _fill_up(store: HistoryStore) -> None:
 def test_a_full_disk_is_logged_once_told_to_everyone_and_recovers(
     server_factory, connect, db, caplog, monkeypatch
 ):
-    monkeypatch.setattr(store_mod, "RECOVERY_GRACE", 2.0)
+    monkeypatch.setattr(pipeline_mod, "RECOVERY_GRACE", 2.0)
     fx, alice, bob = pair(server_factory, connect, db=str(db), opers={"root": "pw"})
     alice.send("OPER root pw")
     alice.expect("381")
@@ -405,7 +403,7 @@ def test_a_full_disk_is_logged_once_told_to_everyone_and_recovers(
 def test_a_deleted_or_replaced_database_is_reported(
     server_factory, connect, db, tmp_path, caplog, monkeypatch, how
 ):
-    monkeypatch.setattr(store_mod, "CHECKPOINT_INTERVAL", 0.1)
+    monkeypatch.setattr(pipeline_mod, "CHECKPOINT_INTERVAL", 0.1)
     fx, alice, bob = pair(server_factory, connect, db=str(db))
     if how == "deleted":
         db.unlink()

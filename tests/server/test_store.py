@@ -12,17 +12,10 @@ import pytest
 
 from chatroom.cli import server_main
 from chatroom.server.config import Config
+from chatroom.server.pipeline import HistoryPipeline
+from chatroom.server.records import ID_TIME_SHIFT, RoomState, StoredMessage, dm_key
 from chatroom.server.server import ChatServer
-from chatroom.server.store import (
-    ID_TIME_SHIFT,
-    MEMORY,
-    MIGRATIONS,
-    HistoryPipeline,
-    HistoryStore,
-    RoomState,
-    StoredMessage,
-    dm_key,
-)
+from chatroom.server.store import MEMORY, MIGRATIONS, HistoryStore
 
 DAY_MS = 86_400_000
 NOW_MS = 1_800_000_000_000  # a fixed "now" for retention, far from the epoch
@@ -319,7 +312,7 @@ def test_pipeline_commits_before_it_forwards(store):
     finally:
         pipeline.stop()
     assert committed_when_forwarded[0] == [1]
-    forwarded = [e[2][0] for e in writer.entries]
+    forwarded = [e.variants[0] for e in writer.entries]
     assert forwarded == [b"a", b"x"]  # in order; the room state is not for clients
     assert store.room_state("#lan") is not None
 

@@ -1,26 +1,30 @@
-"""Shared server state: who is connected, which rooms exist, who is in them.
+"""Shared server state: who is connected, which rooms exist, who is in them, and their rules.
 
 One lock (``Registry.lock``) guards all of it. Sessions take it to check and change
 state atomically and enqueue the resulting lines while holding it, so every member
 of a room sees joins, parts and messages in one consistent order. Enqueueing is a
 memory append (see outbox.py); nothing under the lock blocks on a socket.
+
+The rules live on the types: a :class:`Channel` answers who may join, speak, set the
+topic or invite, and changes its own modes; the :class:`Registry` makes rooms and
+ends them, and hands out message ids. Commands (commands/) ask them and say the
+result; they never write these structures themselves.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from chatroom.protocol import casefold
 from chatroom.server.config import Config
-
-if TYPE_CHECKING:
-    from chatroom.server.store import HistoryPipeline
+from chatroom.server.records import ID_TIME_SHIFT, History, RoomState
 
 
 class Sink(Protocol):
@@ -44,10 +48,12 @@ class User:
     nick: str = "*"
     username: str = ""
     realname: str = ""
+    # Listed as registered (find_user, LUSERS): set by Registry.mark_registered when the
+    # Session reaches its REGISTERED state, so other threads can tell under the lock.
     registered: bool = False
     modes: set[str] = field(default_factory=set)
     away: str | None = None
-    caps: set[str] = field(default_factory=set)
+    caps: set[str] = field(default_factory=set)  # protocol.Cap members
     channels: dict[str, Channel] = field(default_factory=dict)  # keyed by casefolded name
     signon: float = field(default_factory=time.time)
     last_spoke: float = field(default_factory=time.monotonic)
@@ -64,6 +70,16 @@ class User:
 
     def send(self, data: bytes) -> None:
         self.conn.send(data)
+
+
+def sinks_with(users: Iterable[User], cap: str, skip: User | None = None) -> tuple[Sink, ...]:
+    """The connections of those ``users`` (except ``skip``) that negotiated ``cap``."""
+    return tuple(u.conn for u in users if cap in u.caps and u is not skip)
+
+
+# Room modes without a parameter (CHANMODES group D) and the status modes (PREFIX).
+FLAG_MODES = "imnst"
+STATUS_MODES = "ov"
 
 
 @dataclass(eq=False)
@@ -90,6 +106,38 @@ class Channel:
     def __post_init__(self) -> None:
         self.folded = casefold(self.name)  # the registry's key for this room
 
+    @classmethod
+    def restore(cls, saved: RoomState) -> Channel:
+        """A room as the database kept it (after a restart), without members."""
+        return cls(
+            saved.name,
+            created=saved.created,
+            topic=saved.topic,
+            topic_by=saved.topic_by,
+            topic_at=saved.topic_at,
+            modes=set(saved.modes),
+            key=saved.room_key,
+            limit=saved.limit,
+            history_from=saved.history_from,
+        )
+
+    def state(self) -> RoomState:
+        """What of this room outlives a restart."""
+        return RoomState(
+            self.folded,
+            self.name,
+            self.topic,
+            self.topic_by,
+            self.topic_at,
+            "".join(sorted(self.modes)),
+            self.key,
+            self.limit,
+            self.created,
+            self.history_from,
+        )
+
+    # --- membership (the Registry adds and removes members) ---------------------------
+
     def add(self, user: User, status: str = "") -> None:
         self.members[user] = status
         self._sinks = None
@@ -106,12 +154,14 @@ class Channel:
             self._sinks = tuple(u.conn for u in self.members)
         return self._sinks
 
-    def prefix_of(self, user: User, multi: bool = False) -> str:
-        """``@``/``+`` prefixes for NAMES and WHO: the highest only, or all (multi-prefix)."""
-        status = self.members.get(user, "")
-        if multi:
-            return ("@" if "o" in status else "") + ("+" if "v" in status else "")
-        return "@" if "o" in status else "+" if "v" in status else ""
+    def is_member(self, user: User) -> bool:
+        return user in self.members
+
+    # --- what a user may do here ----------------------------------------------------------
+
+    def visible_to(self, user: User) -> bool:
+        """A secret (+s) room does not exist for those outside it (403, as Ergo)."""
+        return "s" not in self.modes or user in self.members
 
     def is_op(self, user: User) -> bool:
         return "o" in self.members.get(user, "")
@@ -122,6 +172,74 @@ class Channel:
         if status is None:
             return "n" not in self.modes
         return "m" not in self.modes or bool(status)
+
+    def may_set_topic(self, user: User) -> bool:
+        """+t: only operators set the topic."""
+        return "t" not in self.modes or self.is_op(user)
+
+    def may_invite(self, user: User) -> bool:
+        """+i: only operators invite."""
+        return "i" not in self.modes or self.is_op(user)
+
+    def join_refused(self, user: User, key: str | None) -> str | None:
+        """The mode that keeps ``user`` out ("i", "k" or "l"), or None. An invitation
+        passes +i and +l, never a wrong key."""
+        invited = user in self.invited
+        if "i" in self.modes and not invited:
+            return "i"
+        if self.key is not None and key != self.key:
+            return "k"
+        if self.limit is not None and len(self.members) >= self.limit and not invited:
+            return "l"
+        return None
+
+    def invite(self, user: User) -> None:
+        self.invited.add(user)
+
+    # --- changes of state (lock held) ---------------------------------------------------------
+
+    def set_topic(self, text: str, by: str) -> None:
+        self.topic, self.topic_by, self.topic_at = text, by, time.time()
+
+    def set_flag(self, mode: str, on: bool) -> bool:
+        """Set or clear a flag mode (FLAG_MODES); False if it was so already."""
+        if on == (mode in self.modes):
+            return False
+        (self.modes.add if on else self.modes.discard)(mode)
+        return True
+
+    def set_status(self, user: User, mode: str, on: bool) -> bool:
+        """Give or take a member's +o or +v; False if it had it, or had it not, already."""
+        status = self.members[user]
+        if on == (mode in status):
+            return False
+        self.members[user] = (
+            "".join(sorted(status + mode, key=STATUS_MODES.index))
+            if on
+            else status.replace(mode, "")
+        )
+        return True
+
+    def set_key(self, key: str | None) -> bool:
+        """Set the key, or clear it (None); False when clearing a room without one."""
+        if key is None and self.key is None:
+            return False
+        self.key = key
+        return True
+
+    def set_limit(self, limit: int | None) -> bool:
+        """Set the member limit, or clear it (None); False when there was none to clear."""
+        if limit is None and self.limit is None:
+            return False
+        self.limit = limit
+        return True
+
+    def prefix_of(self, user: User, multi: bool = False) -> str:
+        """``@``/``+`` prefixes for NAMES and WHO: the highest only, or all (multi-prefix)."""
+        status = self.members.get(user, "")
+        if multi:
+            return ("@" if "o" in status else "") + ("+" if "v" in status else "")
+        return "@" if "o" in status else "+" if "v" in status else ""
 
     def mode_string(self, show_key: bool) -> tuple[str, ...]:
         """``+klnt key 10`` as RPL_CHANNELMODEIS parameters."""
@@ -134,6 +252,14 @@ class Channel:
             flags += "l"
             params.append(str(self.limit))
         return ("+" + flags, *params)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a displayed host (handler.display_host: IPv6 may carry a leading 0) is loopback."""
+    try:
+        return ipaddress.ip_address(host.removeprefix("0")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -161,14 +287,22 @@ class Registry:
     """Everything connections share. Hold ``lock`` to read or change any of it.
 
     ``multicast(variants, sinks, exclude, record)`` delivers one line to many
-    connections; the server plugs in its writer (or the history store in front of it).
+    connections; the server plugs in its writer (or the history store in front of it)
+    and, when history is on, the ``history`` sessions read (records.History).
     """
 
-    def __init__(self, config: Config, multicast: Multicast = direct_multicast) -> None:
+    def __init__(
+        self,
+        config: Config,
+        multicast: Multicast = direct_multicast,
+        history: History | None = None,
+        last_message_id: int = 0,
+    ) -> None:
         self.config = config
         self.multicast = multicast
-        self.history: HistoryPipeline | None = None  # set by the server when history is on
-        self.last_message_id = 0  # id of the newest stored message posted (lock held)
+        self.history = history
+        # id of the newest stored message posted (lock held); the store's newest at start
+        self.last_message_id = last_message_id
         self.lock = threading.RLock()
         self.created = time.time()
         self.users: dict[str, User] = {}  # casefolded nick -> user (pending nicks too)
@@ -181,6 +315,14 @@ class Registry:
         # storm of N connections cost O(N^2).
         self.registered_count = 0
         self.mode_counts: Counter[str] = Counter()  # registered users with +i, +o
+
+    # -- messages ----------------------------------------------------------------------
+
+    def next_message_id(self, time_ms: int) -> int:
+        """The id of a stored message stamped ``time_ms`` (lock held, where its place is
+        fixed): increasing in posting order, and >= its time's bound (records.first_id_at)."""
+        self.last_message_id = new = max(self.last_message_id + 1, time_ms << ID_TIME_SHIFT)
+        return new
 
     # -- nicks -------------------------------------------------------------------------
 
@@ -206,17 +348,70 @@ class Registry:
     def find_channel(self, name: str) -> Channel | None:
         return self.channels.get(casefold(name))
 
+    def visible_channel(self, name: str, user: User) -> Channel | None:
+        """A room ``user`` may know of: a secret room is no room to those outside it."""
+        chan = self.channels.get(casefold(name))
+        return chan if chan is not None and chan.visible_to(user) else None
+
+    # -- rooms -------------------------------------------------------------------------
+
+    def create_room(self, name: str, founder: User, saved: RoomState | None = None) -> Channel:
+        """A new room with ``founder`` as its operator, or the one the database kept
+        (``saved``, after a restart) with its topic, modes and key. A new room gets
+        none of the history of an earlier room of its name (that one emptied)."""
+        with self.lock:
+            if saved is not None:
+                chan = Channel.restore(saved)
+            else:
+                chan = Channel(name, history_from=self.last_message_id)
+            self.channels[chan.folded] = chan
+            self._add_member(founder, chan, "o")
+            if saved is None:
+                self.save_room(chan)
+            return chan
+
+    def join(self, user: User, chan: Channel) -> None:
+        """Add a member to an existing room; its invitation, if any, is used up."""
+        with self.lock:
+            chan.invited.discard(user)
+            self._add_member(user, chan, "")
+
+    def _add_member(self, user: User, chan: Channel, status: str) -> None:
+        chan.add(user, status)
+        user.channels[chan.folded] = chan
+
+    def leave(self, user: User, chan: Channel) -> None:
+        """Remove a member (PART, KICK); an empty room ceases to exist."""
+        with self.lock:
+            chan.remove(user)
+            user.channels.pop(chan.folded, None)
+            if not chan.members:
+                self._room_emptied(chan)
+
+    def _room_emptied(self, chan: Channel) -> None:
+        """The last member left: the room is gone, with its modes, topic and
+        invitations, and whoever makes a new room of that name gets none of its history
+        (Ergo's rule for unregistered rooms)."""
+        if self.channels.get(chan.folded) is chan:
+            del self.channels[chan.folded]
+        if self.history is not None:
+            self.history.forget_room(chan.folded, chan.name, self.last_message_id)
+
+    def save_room(self, chan: Channel) -> None:
+        """Persist a room's topic, modes, key and limit (lock held, so in order)."""
+        if self.history is not None:
+            self.history.save_room(chan.state())
+
     # -- connections -------------------------------------------------------------------
 
-    def add_connection(self, user: User, exempt_from_address_limit: bool) -> str | None:
-        """Admit a new connection, or say why not (total or per-address limit)."""
+    def add_connection(self, user: User) -> str | None:
+        """Admit a new connection, or say why not (total or per-address limit; loopback
+        may be exempt from the latter)."""
+        exempt = self.config.exempt_loopback and is_loopback(user.host)
         with self.lock:
             if len(self.connections) >= self.config.max_clients:
                 return "Too many connections"
-            if (
-                not exempt_from_address_limit
-                and self.per_address[user.host] >= self.config.max_per_address
-            ):
+            if not exempt and self.per_address[user.host] >= self.config.max_per_address:
                 return "Too many connections from your address"
             self.connections.add(user)
             self.per_address[user.host] += 1
@@ -254,23 +449,6 @@ class Registry:
                     WhowasEntry(user.nick, user.username, user.host, user.realname, time.time())
                 )
             return peers
-
-    def leave(self, user: User, chan: Channel) -> None:
-        """Remove a member (PART, KICK); an empty room ceases to exist."""
-        with self.lock:
-            chan.remove(user)
-            user.channels.pop(chan.folded, None)
-            if not chan.members:
-                self._room_emptied(chan)
-
-    def _room_emptied(self, chan: Channel) -> None:
-        """The last member left: the room is gone, with its modes, topic and
-        invitations, and whoever makes a new room of that name gets none of its history
-        (Ergo's rule for unregistered rooms)."""
-        if self.channels.get(chan.folded) is chan:
-            del self.channels[chan.folded]
-        if self.history is not None:
-            self.history.forget_room(chan.folded, chan.name, self.last_message_id)
 
     def mark_registered(self, user: User) -> None:
         with self.lock:

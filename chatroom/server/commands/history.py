@@ -1,0 +1,192 @@
+"""CHATHISTORY (IRCv3 draft/chathistory), and history lines as each client can take them.
+
+Reads go through the session's records.History (the server's store pipeline); a read
+that fails is answered (``FAIL CHATHISTORY MESSAGE_ERROR``), never with silence.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from chatroom.protocol import (
+    Cap,
+    Message,
+    casefold,
+    is_channel,
+    is_valid_nick,
+    parse_int,
+    serialize,
+)
+from chatroom.protocol import Numeric as N
+from chatroom.server import tags as T
+from chatroom.server.records import (
+    ID_TIME_SHIFT,
+    History,
+    HistoryReadError,
+    StoredMessage,
+    dm_key,
+    first_id_at,
+)
+from chatroom.server.session import INT64_MAX, IRCError
+
+if TYPE_CHECKING:
+    from chatroom.server.session import Session
+
+# Parameters of each subcommand, the limit last.
+ARITY = {"LATEST": 4, "BEFORE": 4, "AFTER": 4, "AROUND": 4, "BETWEEN": 5, "TARGETS": 4}
+FAIL_TEXT = {
+    "INVALID_PARAMS": "Invalid parameters",
+    "INVALID_TARGET": "Messages could not be retrieved",
+    "MESSAGE_ERROR": "Messages could not be retrieved",
+}
+_EVERYTHING = (0, 1 << 62)
+
+Fail = Callable[..., None]
+
+
+def chathistory(s: Session, msg: Message) -> None:
+    history = s.history
+    if history is None:
+        raise IRCError(N.ERR_UNKNOWNCOMMAND, "CHATHISTORY", "Unknown command")
+    sub = msg.params[0].upper()
+
+    def fail(code: str, *context: str) -> None:
+        s.fail("CHATHISTORY", code, FAIL_TEXT[code], *context)
+
+    if sub not in ARITY:
+        return fail("INVALID_PARAMS", msg.params[0])
+    if len(msg.params) < ARITY[sub]:
+        return fail("INVALID_PARAMS", sub)
+    raw_limit = msg.params[ARITY[sub] - 1]
+    limit = parse_int(raw_limit, 1, INT64_MAX)
+    if limit is None:
+        return fail("INVALID_PARAMS", sub, raw_limit)
+    limit = min(limit, s.cfg.chathistory_max)
+    # what this client has sent may still be on its way to the disk; look after it
+    history.wait_committed(s.reg.last_message_id)
+    try:
+        if sub == "TARGETS":
+            return _targets(s, history, msg.params[1], msg.params[2], limit, fail)
+        _window(s, history, sub, msg.params[1:], limit, fail)
+    except HistoryReadError:  # logged by the store; the client gets an answer
+        fail("MESSAGE_ERROR", sub, msg.params[1])
+
+
+def _window(
+    s: Session, history: History, sub: str, args: tuple[str, ...], limit: int, fail: Fail
+) -> None:
+    target = args[0]
+    if is_channel(target):
+        chan = s.reg.find_channel(target)
+        if chan is None or not chan.is_member(s.user):
+            return fail("INVALID_TARGET", sub, target)
+        key, display, floor = chan.folded, chan.name, chan.history_from
+    elif is_valid_nick(target, s.cfg.nicklen):
+        key, display, floor = dm_key(casefold(s.user.nick), casefold(target)), target, 0
+    else:
+        return fail("INVALID_TARGET", sub, target)
+
+    def window(lo: int, hi: int, count: int, newest: bool) -> list[StoredMessage]:
+        # an earlier room of this name (one that emptied) keeps its history
+        return history.window(key, max(lo, floor), hi, count, newest)
+
+    def bounds(selector: str) -> tuple[int, int] | None:
+        """A selector as (exclusive upper id for 'before', exclusive lower for 'after')."""
+        kind, _, value = selector.partition("=")
+        if kind == "msgid" and value:
+            found = history.locate(key, value)
+            return None if found is None else (found, found)
+        if kind == "timestamp":
+            ms = T.parse_server_time(value)
+            if ms is not None:
+                return first_id_at(ms), first_id_at(ms + 1) - 1
+        return None
+
+    first = _EVERYTHING if (sub == "LATEST" and args[1] == "*") else bounds(args[1])
+    if first is None:
+        return fail("INVALID_PARAMS", sub, args[1])
+    if sub == "LATEST":
+        rows = window(first[1] if first is not _EVERYTHING else 0, 1 << 62, limit, True)
+    elif sub == "BEFORE":
+        rows = window(0, first[0], limit, newest=True)
+    elif sub == "AFTER":
+        rows = window(first[1], 1 << 62, limit, newest=False)
+    elif sub == "AROUND":
+        older = window(0, first[0], limit // 2, newest=True)
+        rows = older + window(first[0] - 1, 1 << 62, limit - len(older), newest=False)
+    else:  # BETWEEN: from the first selector towards the second, both excluded
+        second = bounds(args[2])
+        if second is None:
+            return fail("INVALID_PARAMS", sub, args[2])
+        if first[0] <= second[0]:
+            rows = window(first[1], second[0], limit, newest=False)
+        else:
+            rows = window(second[1], first[0], limit, newest=True)
+    send_history(s, display, rows, mark=False)
+
+
+def _targets(s: Session, history: History, start: str, end: str, limit: int, fail: Fail) -> None:
+    times = []
+    for sel in (start, end):
+        kind, _, value = sel.partition("=")
+        ms = T.parse_server_time(value) if kind == "timestamp" else None
+        if ms is None:
+            return fail("INVALID_PARAMS", "TARGETS", sel)
+        times.append(ms)
+    me = casefold(s.user.nick)
+    # a room whose only messages belong to an earlier room of its name is not listed
+    floors = {c.folded: c.history_from >> ID_TIME_SHIFT for c in s.user.channels.values()}
+    keys = [*floors, *history.dm_keys(me)]
+    found = [
+        row
+        for row in history.targets(keys, times[0], times[1], limit)
+        if row[2] >= floors.get(row[0], 0)
+    ]
+    ref = T.new_batch_id()
+    batch = Cap.BATCH in s.user.caps
+    if batch:
+        s.send(Message("BATCH", ("+" + ref, "draft/chathistory-targets"), s.server))
+    for key, display, latest in found:
+        name = display if is_channel(display) else next((n for n in key.split(" ") if n != me), me)
+        tags = {"batch": ref} if batch else {}
+        s.send(Message("CHATHISTORY", ("TARGETS", name, T.server_time(latest)), s.server, tags))
+    if batch:
+        s.send(Message("BATCH", ("-" + ref,), s.server))
+
+
+def send_history(s: Session, display: str, rows: Iterable[StoredMessage], mark: bool) -> None:
+    """History lines for this client: in a ``chathistory`` batch when it speaks
+    batch, with their original time and msgid when it speaks the tags, and with the
+    time written into the text (``mark``) when it has no other way to tell."""
+    batch = Cap.BATCH in s.user.caps
+    ref = T.new_batch_id()
+    if batch:
+        s.send(Message("BATCH", ("+" + ref, "chathistory", display), s.server))
+    for m in rows:
+        text = m.text
+        if mark and s.variant == T.PLAIN:
+            text = mark_history(text, m.time_ms)
+        line = serialize(Message(m.command, (m.display, text), m.sender))
+        tags: dict[str, str] = {}
+        if s.variant != T.PLAIN:
+            tags["time"] = T.server_time(m.time_ms)
+        if s.variant == T.ALL_TAGS:
+            tags["msgid"] = m.msgid
+            tags.update(m.tags)
+        if batch:
+            tags["batch"] = ref
+        if tags:
+            line = serialize(Message(m.command, (m.display, text), m.sender, tags))
+        s.out(line)
+    if batch:
+        s.send(Message("BATCH", ("-" + ref,), s.server))
+
+
+def mark_history(text: str, time_ms: int) -> str:
+    """Write a replayed line's time into its text, for clients without server-time."""
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(time_ms / 1000))
+    if text.startswith("\x01ACTION "):
+        return f"\x01ACTION [history {stamp}] {text[8:]}"
+    return f"[history {stamp}] {text}"

@@ -1,0 +1,124 @@
+"""Message commands: PRIVMSG NOTICE TAGMSG, the hot path of the server.
+
+Every chat line comes through :func:`_message`, so the common case (one target, no
+tags) does no work it does not need: the line is looked up and encoded outside the
+registry lock, which is held only to check the right to speak, fix the message's
+place (its history id) and post it once for the whole room.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from chatroom.protocol import Cap, Message, casefold, is_channel
+from chatroom.protocol import Numeric as N
+from chatroom.server import tags as T
+from chatroom.server.records import dm_key
+from chatroom.server.tags import stamp
+
+if TYPE_CHECKING:
+    from chatroom.server.session import Session
+
+# Looked up for every message: a module global costs a fraction of an Enum attribute.
+_MESSAGE_TAGS, _ECHO_MESSAGE = Cap.MESSAGE_TAGS, Cap.ECHO_MESSAGE
+_ALL_TAGS = T.ALL_TAGS
+
+
+def privmsg(s: Session, msg: Message) -> None:
+    _message(s, msg, notice=False)
+
+
+def notice(s: Session, msg: Message) -> None:
+    _message(s, msg, notice=True)
+
+
+def tagmsg(s: Session, msg: Message) -> None:
+    _message(s, msg, notice=True, tagmsg=True)
+
+
+def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> None:
+    def error(numeric: str, *params: str) -> None:
+        # RFC 2812 3.3.2: NOTICE never triggers automatic replies, errors included.
+        if not notice:
+            s.reply(numeric, *params)
+
+    params = msg.params
+    if not params or not params[0]:
+        return error(N.ERR_NORECIPIENT, f"No recipient given ({msg.command})")
+    if not tagmsg and (len(params) < 2 or not params[1]):
+        return error(N.ERR_NOTEXTTOSEND, "No text to send")
+    if "," in params[0]:
+        given = [t for t in params[0].split(",") if t]
+        if not given:
+            return error(N.ERR_NORECIPIENT, f"No recipient given ({msg.command})")
+        if len(given) > s.cfg.maxtargets:
+            return error(N.ERR_TOOMANYTARGETS, params[0], "Too many recipients")
+        targets: Iterable[str] = dict.fromkeys(given)  # "#a,#a" delivers once
+    else:
+        targets = (params[0],)
+    user, reg = s.user, s.reg
+    text = params[1] if not tagmsg else ""
+    client_tags = (
+        {k: v for k, v in msg.tags.items() if k[0] == "+"}
+        if msg.tags and _MESSAGE_TAGS in user.caps
+        else None
+    )
+    if tagmsg and not client_tags:
+        return  # nothing to relay
+    echo = _ECHO_MESSAGE in user.caps
+    user.last_spoke = time.monotonic()
+    for target in targets:
+        # Look up and encode outside the registry lock; hold it only to check the
+        # right to speak, fix the message's place and post it (short, uncontended).
+        if is_channel(target):
+            chan = reg.find_channel(target)
+            if chan is None:
+                error(N.ERR_NOSUCHCHANNEL, target, "No such channel")
+                continue
+            out = Message(msg.command, (chan.name,) if tagmsg else (chan.name, text), user.source)
+            time_ms, msgid, variants = stamp(out, client_tags)
+            history = None if tagmsg else (chan.folded, chan.name)
+            with reg.lock:
+                if reg.channels.get(chan.folded) is not chan or not chan.visible_to(user):
+                    error(N.ERR_NOSUCHCHANNEL, target, "No such channel")
+                    continue
+                if not chan.can_speak(user):
+                    error(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
+                    continue
+                sinks = chan.sinks
+                if tagmsg:  # only clients that speak message-tags can see a TAGMSG
+                    sinks = tuple(k for k in sinks if getattr(k, "variant", 0) == _ALL_TAGS)
+                s.post(
+                    sinks,
+                    variants,
+                    user.conn,
+                    s.record(out, time_ms, msgid, client_tags, history),
+                )
+        else:
+            with reg.lock:
+                peer = reg.find_user(target)
+                if peer is None:
+                    error(N.ERR_NOSUCHNICK, target, "No such nick/channel")
+                    continue
+                out = Message(
+                    msg.command, (peer.nick,) if tagmsg else (peer.nick, text), user.source
+                )
+                history = (
+                    None
+                    if tagmsg
+                    else (dm_key(casefold(user.nick), casefold(peer.nick)), peer.nick)
+                )
+                sinks = (peer.conn,)
+                if tagmsg and getattr(peer.conn, "variant", 0) != _ALL_TAGS:
+                    sinks = ()
+                variants = s.relay_sinks(sinks, out, user.conn, client_tags, history)
+                if peer is user and sinks:
+                    # delivered like anyone's message (RFC 2812), apart from its echo:
+                    # only the echo may carry a label (labeled-response)
+                    s.multicast(variants, sinks)
+                if peer.away is not None:
+                    error(N.RPL_AWAY, peer.nick, peer.away)
+        if echo:
+            s.out(variants[s.variant])

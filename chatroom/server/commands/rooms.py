@@ -1,0 +1,247 @@
+"""Room commands: JOIN PART NAMES TOPIC LIST KICK INVITE.
+
+Who may do what is the Channel's to say (registry.py); these handlers ask it under
+the registry lock, relay the result to the room, and give the RFC numerics.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chatroom.protocol import Cap, Message, casefold, is_valid_channel, serialize
+from chatroom.protocol import Numeric as N
+from chatroom.server.commands.history import send_history
+from chatroom.server.records import HistoryReadError, RoomState
+from chatroom.server.registry import Channel, sinks_with
+from chatroom.server.session import IRCError, truncate_utf8
+
+if TYPE_CHECKING:
+    from chatroom.server.session import Session
+
+# Room names in a NAMES reply are split so each line stays within 512 bytes.
+NAMES_LINE_BUDGET = 400
+# The mode that keeps someone out of a room (Channel.join_refused): reply and text.
+JOIN_REFUSALS = {
+    "i": (N.ERR_INVITEONLYCHAN, "Cannot join channel (+i)"),
+    "k": (N.ERR_BADCHANNELKEY, "Cannot join channel (+k)"),
+    "l": (N.ERR_CHANNELISFULL, "Cannot join channel (+l)"),
+}
+
+
+def join(s: Session, msg: Message) -> None:
+    if msg.params[0] == "0":
+        for chan in list(s.user.channels.values()):
+            _part(s, chan.name, None)
+        return
+    names = msg.params[0].split(",")
+    keys = msg.param(1).split(",") if len(msg.params) > 1 else []
+    for i, name in enumerate(names):
+        if not name:
+            continue
+        try:
+            _join(s, name, keys[i] if i < len(keys) else None)
+        except IRCError as e:
+            s.reply(e.numeric, *e.params)
+
+
+def _join(s: Session, name: str, key: str | None) -> None:
+    if not is_valid_channel(name, s.cfg.channellen):
+        raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
+    user, reg, history = s.user, s.reg, s.history
+    folded = casefold(name)
+    saved: RoomState | None = None
+    if history is not None and reg.find_channel(name) is None:
+        try:
+            saved = history.room_state(folded)  # read before taking the lock
+        except HistoryReadError:
+            saved = None  # logged by the store; the room starts afresh
+        if saved is not None and not saved.created:
+            saved = None  # it emptied: nothing of that room comes back
+    with reg.lock:
+        chan = reg.find_channel(name)
+        if chan is not None and chan.is_member(user):
+            return
+        if len(user.channels) >= s.cfg.chanlimit:
+            raise IRCError(N.ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
+        if chan is None:
+            # A new room, or one brought back from the database after a restart, with
+            # its topic, modes and key. The key still guards it; +i and +l need members
+            # to mean anything, so the first to return gets in (and is operator).
+            if saved is not None and saved.room_key is not None and key != saved.room_key:
+                raise IRCError(N.ERR_BADCHANNELKEY, saved.name, "Cannot join channel (+k)")
+            chan = reg.create_room(name, user, saved)
+        else:
+            refused = chan.join_refused(user, key)
+            if refused is not None:
+                numeric, text = JOIN_REFUSALS[refused]
+                raise IRCError(numeric, chan.name, text)
+            reg.join(user, chan)
+        s.relay_channel(chan, Message.of("JOIN", chan.name, source=user.source))
+        if user.away is not None:
+            s.relay_sinks(
+                sinks_with(chan.members, Cap.AWAY_NOTIFY, user),
+                Message.of("AWAY", user.away, source=user.source),
+            )
+        if chan.topic:
+            topic_reply(s, chan)
+        send_names(s, chan)
+        point = reg.last_message_id
+    if history is not None and s.cfg.playback_lines > 0 and Cap.DRAFT_CHATHISTORY not in user.caps:
+        history.wait_committed(point)
+        try:
+            rows = history.window(folded, chan.history_from, point + 1, s.cfg.playback_lines, True)
+        except HistoryReadError:
+            s.notice(f"*** The history of {chan.name} cannot be read just now")
+            return
+        if rows:  # nothing to replay: no empty batch on every JOIN
+            send_history(s, chan.name, rows, mark=True)
+
+
+def part(s: Session, msg: Message) -> None:
+    reason = msg.param(1) or None
+    for name in msg.params[0].split(","):
+        if name:
+            try:
+                _part(s, name, reason)
+            except IRCError as e:
+                s.reply(e.numeric, *e.params)
+
+
+def _part(s: Session, name: str, reason: str | None) -> None:
+    user, reg = s.user, s.reg
+    with reg.lock:
+        chan = reg.visible_channel(name, user)
+        if chan is None:
+            raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
+        if not chan.is_member(user):
+            raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+        params = (chan.name, reason) if reason else (chan.name,)
+        s.relay_channel(chan, Message("PART", params, user.source))
+        reg.leave(user, chan)
+
+
+def names(s: Session, msg: Message) -> None:
+    user, reg = s.user, s.reg
+    with reg.lock:
+        if not msg.params or not msg.params[0]:
+            for chan in list(reg.channels.values()):
+                if chan.visible_to(user):
+                    send_names(s, chan, end=False)
+            s.reply(N.RPL_ENDOFNAMES, "*", "End of /NAMES list")
+            return
+        for name in msg.params[0].split(","):
+            chan = reg.visible_channel(name, user)
+            if chan is not None:
+                send_names(s, chan)
+            else:
+                s.reply(N.RPL_ENDOFNAMES, name, "End of /NAMES list")
+
+
+def send_names(s: Session, chan: Channel, end: bool = True) -> None:
+    """RPL_NAMREPLY lines (invisible users only to members), then RPL_ENDOFNAMES."""
+    multi = Cap.MULTI_PREFIX in s.user.caps
+    symbol = "@" if "s" in chan.modes else "="
+    show_all = chan.is_member(s.user)
+    entries = sorted(
+        (chan.prefix_of(u, multi) + u.nick for u in chan.members if show_all or "i" not in u.modes),
+        key=casefold,
+    )
+    line: list[str] = []
+    size = 0
+    for entry in entries:
+        if line and size + len(entry) + 1 > NAMES_LINE_BUDGET - len(chan.name):
+            s.reply(N.RPL_NAMREPLY, symbol, chan.name, " ".join(line))
+            line, size = [], 0
+        line.append(entry)
+        size += len(entry.encode()) + 1
+    if line:
+        s.reply(N.RPL_NAMREPLY, symbol, chan.name, " ".join(line))
+    if end:
+        s.reply(N.RPL_ENDOFNAMES, chan.name, "End of /NAMES list")
+
+
+def topic_reply(s: Session, chan: Channel) -> None:
+    if not chan.topic:
+        s.reply(N.RPL_NOTOPIC, chan.name, "No topic is set")
+        return
+    s.reply(N.RPL_TOPIC, chan.name, chan.topic)
+    s.reply(N.RPL_TOPICWHOTIME, chan.name, chan.topic_by, str(int(chan.topic_at)))
+
+
+def topic(s: Session, msg: Message) -> None:
+    user, reg = s.user, s.reg
+    with reg.lock:
+        chan = reg.visible_channel(msg.params[0], user)
+        if chan is None:
+            raise IRCError(N.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
+        if len(msg.params) < 2:
+            topic_reply(s, chan)
+            return
+        if not chan.is_member(user):
+            raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+        if not chan.may_set_topic(user):
+            raise IRCError(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+        chan.set_topic(truncate_utf8(msg.params[1], s.cfg.topiclen), user.source)
+        s.relay_channel(chan, Message.of("TOPIC", chan.name, chan.topic, source=user.source))
+        reg.save_room(chan)
+
+
+def list_(s: Session, msg: Message) -> None:
+    wanted = {casefold(n) for n in msg.param(0).split(",") if n}
+    with s.reg.lock:
+        rows = [
+            (c.name, str(len(c.members)), c.topic)
+            for k, c in s.reg.channels.items()
+            if c.visible_to(s.user) and (not wanted or k in wanted)
+        ]
+    s.reply(N.RPL_LISTSTART, "Channel", "Users  Name")
+    for name, count, text in sorted(rows, key=lambda r: casefold(r[0])):
+        s.reply(N.RPL_LIST, name, count, text)
+    s.reply(N.RPL_LISTEND, "End of /LIST")
+
+
+def kick(s: Session, msg: Message) -> None:
+    user, reg = s.user, s.reg
+    reason = truncate_utf8(msg.param(2) or user.nick, s.cfg.kicklen)
+    with reg.lock:
+        chan = reg.visible_channel(msg.params[0], user)
+        if chan is None:
+            raise IRCError(N.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
+        if not chan.is_member(user):
+            raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+        if not chan.is_op(user):
+            raise IRCError(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+        for nick in msg.params[1].split(","):
+            target = reg.find_user(nick)
+            if target is None or not chan.is_member(target):
+                s.reply(N.ERR_USERNOTINCHANNEL, nick, chan.name, "They aren't on that channel")
+                continue
+            s.relay_channel(
+                chan, Message.of("KICK", chan.name, target.nick, reason, source=user.source)
+            )
+            reg.leave(target, chan)
+            if not chan.members:
+                break
+
+
+def invite(s: Session, msg: Message) -> None:
+    user, reg = s.user, s.reg
+    nick, name = msg.params[0], msg.params[1]
+    with reg.lock:
+        target = reg.find_user(nick)
+        if target is None:
+            raise IRCError(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
+        chan = reg.visible_channel(name, user)
+        if chan is None:
+            raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
+        if not chan.is_member(user):
+            raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+        if chan.is_member(target):
+            raise IRCError(N.ERR_USERONCHANNEL, target.nick, chan.name, "is already on channel")
+        if not chan.may_invite(user):
+            raise IRCError(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+        chan.invite(target)
+        s.reply(N.RPL_INVITING, target.nick, chan.name)
+        target.send(serialize(Message.of("INVITE", target.nick, chan.name, source=user.source)))
+        if target.away is not None:
+            s.reply(N.RPL_AWAY, target.nick, target.away)
