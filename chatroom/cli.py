@@ -176,7 +176,7 @@ def server_main(argv: list[str] | None = None) -> int:
     )
     import sqlite3
 
-    from chatroom.server.server import ChatServer
+    from chatroom.server.server import ChatServer, how_to_reach
     from chatroom.server.store import HistoryOpenError
 
     try:
@@ -208,6 +208,8 @@ def server_main(argv: list[str] | None = None) -> int:
         f" as {config.server_name}; Ctrl-C stops it",
         flush=True,
     )
+    for line in how_to_reach(config.host, server.port):
+        logging.getLogger("chatroom.server").info("%s", line)
     while not stop.wait(0.5):
         if server.stopping.is_set():
             break  # it stopped itself: a thread it cannot run without died

@@ -169,8 +169,10 @@ def _on_nick(state: ClientState, msg: Message) -> None:
         if old_f in buf.speakers:
             del buf.speakers[old_f]
             buf.speakers[new_f] = new
-        if in_query and new_f not in state.buffers:
-            _rename(state, buf, new)
+        if in_query:
+            state.renamed[old_f] = (new_f, message_time(msg))
+            if new_f not in state.buffers:
+                _rename(state, buf, new)
         if member is not None or in_query or (mine and buf.kind is BufferKind.SERVER):
             state.add(buf, EntryKind.NICK, old, text, when=message_time(msg))
 
@@ -356,6 +358,11 @@ def _on_channelmodeis(state: ClientState, msg: Message) -> None:
     state.add(buf or state.buffers[SERVER_KEY], EntryKind.INFO, None, text, count=False)
 
 
+def _on_nomotd(state: ClientState, msg: Message) -> None:
+    """422: the server has no message of the day. An error numeric by number only."""
+    state.server_line(msg, "No message of the day")
+
+
 def _on_rpl_list(state: ClientState, msg: Message) -> None:
     room, users, topic = msg.param(1), msg.param(2), strip_formatting(msg.param(3))
     state.info(f"{room:<20} {users:>4}  {topic}")
@@ -451,4 +458,5 @@ HANDLERS: dict[str, Handler] = {
     Numeric.RPL_LIST: _on_rpl_list,
     Numeric.RPL_LISTSTART: _ignore,
     Numeric.RPL_ENDOFWHO: _ignore,
+    Numeric.ERR_NOMOTD: _on_nomotd,  # an error by number only: no MOTD is fine
 }

@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from chatroom.client.model import BACKLOG_LINES, Buffer, BufferKind, Entry, HistoryState
+from chatroom.client.model import (
+    BACKLOG_LINES,
+    Buffer,
+    BufferKind,
+    Entry,
+    HistoryState,
+    parse_time,
+)
 from chatroom.client.state import ClientState
 from chatroom.protocol import Cap, Message, casefold
 
@@ -336,14 +343,28 @@ class HistoryFetcher:
 
     def targets(self, batch: Batch) -> None:
         """``CHATHISTORY TARGETS`` answered: open windows for private conversations we
-        don't have (the session then fetches their history, as for any new window)."""
+        don't have (the session then fetches their history, as for any new window).
+
+        The server names a conversation by the nicks its lines were sent under: after
+        bob became bobby it still lists ``bob`` for the lines before. Those are in the
+        window we renamed to bobby, so a conversation whose last line is no newer than
+        the nick change opens nothing; one that went on later (someone else took the
+        nick) does.
+        """
+        state = self.state
         for msg in batch.messages:
             if msg.command != "CHATHISTORY" or msg.param(0) != "TARGETS":
                 continue
             name = msg.param(1)
-            known = self.state.buffer(name) is not None or self.state.is_mine(name)
-            if name and not self.state.is_channel(name) and not known:
-                self.state.open(name, BufferKind.QUERY)
+            if not name or state.is_channel(name) or state.is_mine(name):
+                continue
+            if state.buffer(name) is not None:
+                continue
+            # the time of its latest line, bare or as a selector (servers differ)
+            latest = parse_time({"time": msg.param(2).removeprefix("timestamp=")})
+            if state.renamed_since(name, latest):
+                continue
+            state.open(name, BufferKind.QUERY)
 
     def failed(self, msg: Message, label: str | None = None) -> list[Message] | None:
         """``FAIL CHATHISTORY ...``: retry by timestamp, or give up on that buffer.

@@ -71,6 +71,10 @@ class ClientState:
         self.chathistory_limit: int | None = None
         self.msgreftypes: frozenset[str] = frozenset()
         self.opened: list[Buffer] = []
+        # Private conversations whose peer changed nick while we watched: old nick ->
+        # (new nick, when), nicks casefolded. The server files private messages under
+        # the nicks they were sent with, so its history still names the old one.
+        self.renamed: dict[str, tuple[str, datetime]] = {}
         self.dirty_entries: set[str] = set()
         self.dirty_members: set[str] = set()
         self.dirty_list = True
@@ -119,6 +123,12 @@ class ClientState:
             seen.setdefault(buf.key, buf.name)
         seen.pop(casefold(self.nick), None)
         return list(seen.values())
+
+    def renamed_since(self, nick: str, when: datetime) -> bool:
+        """True when our private window with ``nick`` became another nick's at or after
+        ``when``: lines with ``nick`` up to then are in that window already."""
+        renamed = self.renamed.get(casefold(nick))
+        return renamed is not None and when <= renamed[1]
 
     def is_mine(self, source_nick: str | None) -> bool:
         """True when ``source_nick`` is us."""

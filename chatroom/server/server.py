@@ -13,11 +13,16 @@ registered user is told by a server NOTICE, and again when it can.
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import logging
+import shutil
 import socket
 import socketserver
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from chatroom.protocol import Message, serialize
@@ -267,3 +272,178 @@ class ChatServer(socketserver.ThreadingTCPServer):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# --- how to reach the server (printed at start by the command line) ----------------------
+
+# The IRC port: clients assume it, so commands need not name it.
+IRC_PORT = 6667
+# `ip -o addr` answers at once; this only bounds a wedged one.
+IP_COMMAND_TIMEOUT = 2.0
+
+
+def parse_ip_addr(text: str) -> list[str]:
+    r"""Addresses in ``ip -o addr show`` output, in order (any scope, any family).
+
+    >>> parse_ip_addr(
+    ...     "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n"
+    ...     "2: eth0    inet 192.168.1.20/24 brd 192.168.1.255 scope global eth0\\ x\n"
+    ...     "2: eth0    inet6 fd00::20/64 scope global \\       valid_lft forever"
+    ... )
+    ['127.0.0.1', '192.168.1.20', 'fd00::20']
+    """
+    out = []
+    for line in text.splitlines():
+        words = line.split()
+        for i, word in enumerate(words[:-1]):
+            if word in ("inet", "inet6"):
+                out.append(words[i + 1].split("/")[0])
+                break
+    return out
+
+
+def parse_fib_trie(text: str) -> list[str]:
+    r"""The machine's own IPv4 addresses in ``/proc/net/fib_trie`` (``/32 host LOCAL``).
+
+    >>> parse_fib_trie(
+    ...     "Local:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 127.0.0.1\n        /32 host LOCAL\n"
+    ...     "     |-- 192.168.1.20\n        /32 host LOCAL\n     |-- 192.168.1.255\n"
+    ...     "        /32 link BROADCAST\n"
+    ... )
+    ['127.0.0.1', '192.168.1.20']
+    """
+    lines = text.splitlines()
+    found = []
+    for before, line in itertools.pairwise(lines):
+        if line.split()[:3] == ["/32", "host", "LOCAL"] and before.split():
+            found.append(before.split()[-1])
+    return list(dict.fromkeys(found))
+
+
+def parse_if_inet6(text: str) -> list[str]:
+    r"""The machine's IPv6 addresses in ``/proc/net/if_inet6`` (32 hex digits a line).
+
+    >>> parse_if_inet6("fd000000000000000000000000000020 02 40 00 80 eth0")
+    ['fd00::20']
+    """
+    out = []
+    for line in text.splitlines():
+        digits = line.split()[0] if line.split() else ""
+        if len(digits) == 32:
+            try:
+                out.append(str(ipaddress.IPv6Address(int(digits, 16))))
+            except ValueError:
+                continue
+    return out
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return ""
+
+
+def local_addresses() -> list[str]:
+    """This machine's addresses, learnt without sending a packet: ``ip -o addr``, else
+    /proc (Linux), else what the host name resolves to (/etc/hosts, usually)."""
+    ip = shutil.which("ip")
+    if ip is not None:
+        try:
+            done = subprocess.run(
+                [ip, "-o", "addr", "show"],
+                capture_output=True,
+                text=True,
+                timeout=IP_COMMAND_TIMEOUT,
+                check=False,
+            )
+            found = parse_ip_addr(done.stdout)
+            if found:
+                return found
+        except (OSError, subprocess.SubprocessError):
+            pass
+    found = parse_fib_trie(_read("/proc/net/fib_trie")) + parse_if_inet6(
+        _read("/proc/net/if_inet6")
+    )
+    if found:
+        return found
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return []
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def lan_addresses(host: str, candidates: list[str] | None = None) -> list[str]:
+    """Where other machines can reach a server listening on ``host``: for ``0.0.0.0``
+    this machine's IPv4 addresses, for ``::`` its IPv4 and IPv6 ones, loopback and
+    link-local left out; for one address, that address (if it is not loopback).
+
+    >>> lan_addresses("0.0.0.0", ["127.0.0.1", "192.168.1.20", "fd00::20", "fe80::1"])
+    ['192.168.1.20']
+    >>> lan_addresses("::", ["127.0.0.1", "192.168.1.20", "::1", "fd00::20", "fe80::1"])
+    ['192.168.1.20', 'fd00::20']
+    >>> lan_addresses("127.0.0.1"), lan_addresses("10.0.0.5")
+    ([], ['10.0.0.5'])
+    """
+    wildcard = host in ("", "0.0.0.0", "::")
+    if not wildcard:
+        try:
+            return [] if ipaddress.ip_address(host).is_loopback else [host]
+        except ValueError:
+            return [] if host == "localhost" else [host]  # a name: as given
+    out = []
+    for text in local_addresses() if candidates is None else candidates:
+        try:
+            addr = ipaddress.ip_address(text.split("%")[0])
+        except ValueError:
+            continue
+        if addr.version == 6 and host != "::":
+            continue
+        if addr.is_loopback or addr.is_link_local or addr.is_multicast or addr.is_unspecified:
+            continue
+        out.append(str(addr))
+    return list(dict.fromkeys(out))
+
+
+def connect_commands(address: str, port: int) -> tuple[str, str]:
+    """The ``chatroom-client`` and irssi commands that reach ``address``:``port``.
+
+    >>> connect_commands("192.168.1.20", 6667)
+    ('chatroom-client 192.168.1.20', '/connect 192.168.1.20 6667')
+    >>> connect_commands("fd00::20", 7000)
+    ('chatroom-client [fd00::20]:7000', '/connect fd00::20 7000')
+    """
+    shown = f"[{address}]" if ":" in address else address
+    client = f"chatroom-client {shown}" + (f":{port}" if port != IRC_PORT else "")
+    return client, f"/connect {address} {port}"
+
+
+def how_to_reach(host: str, port: int, candidates: list[str] | None = None) -> list[str]:
+    """Lines for the log at start: where the server can be reached, and the commands.
+
+    >>> for line in how_to_reach("0.0.0.0", 6667, ["127.0.0.1", "192.168.1.20", "10.0.0.7"]):
+    ...     print(line)
+    reachable on the LAN at 192.168.1.20, 10.0.0.7
+    join with: chatroom-client 192.168.1.20  (irssi: /connect 192.168.1.20 6667)
+    >>> for line in how_to_reach("127.0.0.1", 7000):
+    ...     print(line)
+    reachable from this machine only (listening on 127.0.0.1; --host 0.0.0.0 opens it to the LAN)
+    join with: chatroom-client 127.0.0.1:7000  (irssi: /connect 127.0.0.1 7000)
+    """
+    addresses = lan_addresses(host, candidates)
+    if addresses:
+        lines = [f"reachable on the LAN at {', '.join(addresses)}"]
+        address = addresses[0]
+    elif host in ("", "0.0.0.0", "::"):
+        lines = ["no LAN address found (is the network up?): reachable from this machine only"]
+        address = "127.0.0.1"
+    else:
+        lines = [
+            f"reachable from this machine only (listening on {host};"
+            " --host 0.0.0.0 opens it to the LAN)"
+        ]
+        address = host
+    client, irssi = connect_commands(address, port)
+    lines.append(f"join with: {client}  (irssi: {irssi})")
+    return lines

@@ -334,3 +334,38 @@ async def test_nick_survives_reconnect(irc_server, tmp_path: Path) -> None:
         await wait_until(pilot, lambda: app.conn_state == "connected")
         assert app.state.nick == "alicia"
         await wait_until(pilot, lambda: "alicia" in app.state.buffer("#lan").members)
+
+
+async def test_no_motd_is_plain_info_not_an_error(server_factory, tmp_path: Path) -> None:
+    # 422 only says the server has no message of the day: nothing went wrong.
+    server = server_factory(motd=None)
+    async with run_client(server, tmp_path, "alice") as (app, pilot):
+        server_buf = app.state.buffers[""]
+        await wait_until(pilot, lambda: app.conn_state == "connected")
+        await wait_until(
+            pilot,
+            lambda: any(
+                "MOTD" in e.text or "message of the day" in e.text for e in server_buf.entries
+            ),
+            what="422 shown",
+        )
+        assert not [e.text for e in server_buf.entries if e.kind is EntryKind.ERROR]
+        await wait_until(pilot, lambda: "No message of the day" in log_text(app))
+        assert "!!" not in log_text(app)
+
+
+async def test_default_motd_greets_and_counts(server_factory, tmp_path: Path) -> None:
+    from chatroom.server.config import DEFAULT_MOTD, Config
+
+    assert Config().motd == DEFAULT_MOTD  # what a server started without --motd sends
+    server = server_factory(motd=DEFAULT_MOTD)
+    async with (
+        scripted_users(server, "bob"),
+        run_client(server, tmp_path, "alice") as (app, pilot),
+    ):
+        await wait_until(pilot, lambda: "End of /MOTD" in log_text(app), what="the MOTD")
+        text = log_text(app)
+        assert "Welcome to test.server" in text
+        assert "2 people here now, you included." in text
+        assert "/help lists the commands" in text
+        assert "!!" not in text

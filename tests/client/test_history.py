@@ -313,3 +313,43 @@ async def test_reconnect_finds_conversations_that_went_on(server_factory, tmp_pa
         query = app.state.buffer("bob")
         await wait_until(pilot, lambda: query.history is HistoryState.COMPLETE)
         assert said(query) == ["psst"] and query.entries[0].history
+
+
+async def test_renamed_conversation_stays_one_window_after_reconnect(
+    server_factory, tmp_path: Path
+) -> None:
+    # The server keys a private conversation by both nicks as they were: after
+    # bob -> bobby, TARGETS still names "bob" for the lines before the change. Those
+    # lines are already in the (renamed) bobby window: no second window for them.
+    server = server_factory(db=str(tmp_path / "history.db"))
+    async with run_client(server, tmp_path, "alice", ("lan",), backoff_base=0.1) as (app, pilot):
+        await wait_until(pilot, lambda: app.state.active == "#lan")
+        async with scripted_users(server, "bob") as (bob,):
+            await bob.join("#lan")  # a room in common: alice sees the NICK
+            bob.say("alice", "psst")
+            await wait_until(pilot, lambda: app.state.buffer("bob") is not None)
+            query = app.state.buffer("bob")
+            await wait_until(pilot, lambda: query.history is HistoryState.COMPLETE)
+            bob.send(Message.of("NICK", "bobby"))
+            await wait_until(pilot, lambda: app.state.buffer("bobby") is query, what="renamed")
+            server.restart()
+        await wait_until(pilot, lambda: app.conn_state == "waiting", what="drop noticed")
+        await wait_until(pilot, lambda: app.conn_state == "connected", what="reconnected")
+        server_buf = app.state.buffers[""]
+
+        def motd_ends() -> int:
+            return sum("End of /MOTD" in e.text for e in server_buf.entries)
+
+        await wait_until(pilot, lambda: motd_ends() == 2, what="second welcome burst")
+        app.submit("/whois alice")  # answered after TARGETS: a round trip behind it
+        await wait_until(
+            pilot,
+            lambda: any(
+                "End of WHOIS" in e.text for b in app.state.buffers.values() for e in b.entries
+            ),
+            what="WHOIS answered",
+        )
+        await pilot.pause(0.2)
+        assert app.state.buffer("bob") is None
+        assert app.state.buffer("bobby") is query
+        assert said(query) == ["psst"]

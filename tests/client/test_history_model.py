@@ -439,3 +439,28 @@ def test_pending_failed_and_marker_rows_render() -> None:
     divider = render_marker(Marker(DIVIDER_TEXT, Style(), True), 40, console)
     assert divider.cell_length == 40 and DIVIDER_TEXT in divider.text
     assert divider.text.startswith("─")
+
+
+def test_targets_fold_a_conversation_whose_peer_changed_nick(
+    state: ClientState, fetcher: HistoryFetcher
+) -> None:
+    # The server files private lines under the nicks they were sent with: after
+    # bob -> bobby it still lists "bob". Lines up to the change are in bobby's window;
+    # a conversation with whoever took "bob" later gets a window of its own.
+    feed(
+        state,
+        "@time=2024-01-01T00:00:05.000Z;msgid=m1 :bob!b@h PRIVMSG alice :psst",
+        "@time=2024-01-01T00:00:10.000Z :bob!b@h NICK bobby",
+    )
+    assert state.buffer("bob") is None and said(state, "bobby") == ["psst"]
+    state.opened.clear()
+    collector = BatchCollector()
+    for time in ("2024-01-01T00:00:05.000Z", "timestamp=2024-01-01T00:00:10.000Z"):
+        collector.feed(parse(":srv BATCH +t draft/chathistory-targets"))
+        collector.feed(parse(f"@batch=t :srv CHATHISTORY TARGETS bob {time}"))
+        fetcher.targets(collector.feed(parse(":srv BATCH -t")))
+    assert state.buffer("bob") is None and state.opened == []
+    collector.feed(parse(":srv BATCH +t draft/chathistory-targets"))
+    collector.feed(parse("@batch=t :srv CHATHISTORY TARGETS bob 2024-01-01T00:00:11.000Z"))
+    fetcher.targets(collector.feed(parse(":srv BATCH -t")))
+    assert [b.name for b in state.opened] == ["bob"]

@@ -58,3 +58,38 @@ def test_port_in_use_is_a_clear_error(capsys):
         port = s.getsockname()[1]
         assert server_main(["--host", "127.0.0.1", "--port", str(port)]) == 1
     assert "cannot listen" in capsys.readouterr().err
+
+
+def test_start_says_how_to_reach_the_server(server_process):
+    server = server_process("--name", "reach.test", "--db", ":memory:")
+    _, err = server.stop()
+    port = server.port
+    assert "reachable from this machine only (listening on 127.0.0.1" in err
+    assert f"join with: chatroom-client 127.0.0.1:{port}" in err
+    assert f"(irssi: /connect 127.0.0.1 {port})" in err
+
+
+def test_reachability_helpers_doctests():
+    import doctest
+
+    import chatroom.server.server as server_module
+
+    result = doctest.testmod(server_module)
+    assert result.attempted and not result.failed
+
+
+def test_default_motd_without_motd_flag(server_process):
+    # no --motd: a short greeting (server name, how many are on, /help), never 422
+    server = server_process("--name", "motd.test", "--db", ":memory:")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as c:
+        c.sendall(b"NICK first\r\nUSER f 0 * :f\r\n")
+        data = b""
+        while b" 376 " not in data and b" 422 " not in data:
+            chunk = c.recv(4096)
+            assert chunk, f"closed before the end of the MOTD: {data!r}"
+            data += chunk
+    text = data.decode()
+    assert " 422 " not in text
+    assert "Welcome to motd.test" in text
+    assert "1 person here now, you included." in text
+    assert "/help lists the commands" in text
