@@ -4,8 +4,7 @@ Grammar: RFC 1459/2812 message format with IRCv3 message tags::
 
     [@tags SPACE] [:source SPACE] COMMAND [params...] [SPACE :trailing] CRLF
 
-Nothing here touches a socket, a thread or an event loop; both the threaded server
-and the asyncio client drive it.
+Nothing here touches a socket, a thread or an event loop.
 """
 
 from __future__ import annotations
@@ -48,9 +47,8 @@ MAX_LINE_BYTES = 512
 # IRCv3 message-tags: the tag section (with its '@' and trailing space) is at most
 # 8191 bytes; clients may send at most 4094 bytes of it, servers add the rest.
 MAX_TAGS_BYTES = 8191
-# How far an unterminated line may grow before the peer is cut off. A legal line is
-# at most MAX_TAGS_BYTES + MAX_LINE_BYTES; twice that leaves room for a long one
-# that we answer with 417 rather than treating as hostile.
+# How far an unterminated line may grow before the peer is cut off: twice a legal
+# line, so a long one gets 417 rather than being treated as hostile.
 RECVQ_BYTES = 2 * (MAX_TAGS_BYTES + MAX_LINE_BYTES)
 
 
@@ -94,6 +92,12 @@ class InvalidUTF8(PeerProtocolError):
     """Text that is not UTF-8 on a UTF8ONLY server: ``FAIL <cmd> INVALID_UTF8``."""
 
     fail_code = "INVALID_UTF8"
+
+
+class UnknownCommand(MalformedMessage):
+    """A command word outside the grammar (not letters or digits): no such command, 421."""
+
+    numeric = "421"
 
 
 class ForbiddenCharacter(PeerProtocolError):
@@ -291,8 +295,7 @@ _NO_TAGS: Mapping[str, str] = MappingProxyType({})
 class Message(NamedTuple):
     """One IRC line. Build outgoing lines with this too, never by concatenation.
 
-    Immutable. A NamedTuple rather than a frozen dataclass: every line in and out is
-    one of these, and a frozen dataclass costs five times as much to create.
+    A NamedTuple: a frozen dataclass costs five times as much to create.
     """
 
     command: str
@@ -352,11 +355,9 @@ def parse(
 ) -> Message:
     """Parse one line (with or without its CR-LF) into a Message.
 
-    Bytes are checked as a server must: NUL or bare CR, invalid UTF-8 and over-long
-    lines raise a :class:`PeerProtocolError` naming the reply to give. "Over-long"
-    means a tag section (with its ``@`` and space) over ``max_tags_bytes``, or the
-    rest of the line with its CR-LF over ``max_line_bytes``; a client reading what
-    servers relay passes larger limits than the ones a server enforces.
+    Bytes are checked as a server must: NUL or bare CR, invalid UTF-8 and a tag
+    section or rest of line over its limit raise a :class:`PeerProtocolError` naming
+    the reply to give (clients pass larger limits than a server enforces).
 
     >>> parse(b":nick!u@h PRIVMSG #room :hello there\\r\\n")
     Message(command='PRIVMSG', params=('#room', 'hello there'), source='nick!u@h', tags={})
@@ -416,14 +417,13 @@ def _parse_text(text: str) -> Message:
             raise MalformedMessage("no command")
     command = words[0].upper()
     if not (command.isascii() and command.isalnum()):
-        raise MalformedMessage(f"invalid command {words[0]!r}")
+        raise UnknownCommand(f"invalid command {words[0]!r}", command)
     if sep:
         words.append(trailing)
     return Message(command, tuple(words[1:]), source, tags)
 
 
-# Commands whose parameter at this index is free text; we always give it a ':' so that
-# clients that (wrongly) only look at the trailing parameter still see the whole text.
+# Commands whose parameter at this index is free text: always sent with a ':'.
 _TEXT_PARAM = {
     "PRIVMSG": 1,
     "NOTICE": 1,
@@ -486,8 +486,7 @@ def serialize(msg: Message) -> bytes:
             p = ":" + p
         parts.append(p)
     line = " ".join(parts)
-    # One scan of the whole line (escaped tag values cannot hold CR or LF, and NUL in
-    # them was refused above): cheaper than checking every part on the hot path.
+    # One scan of the whole line: cheaper than checking every part on the hot path.
     if "\r" in line or "\n" in line or "\x00" in line:
         raise UnserializableMessage(f"CR, LF or NUL in {line[:60]!r}")
     return (line + "\r\n").encode("utf-8")
@@ -500,11 +499,9 @@ class LineBuffer:
     """Frames a byte stream into lines; bounded, so a peer cannot grow it forever.
 
     Accepts CR-LF and bare LF; empty lines are skipped. An unterminated tail longer
-    than ``limit`` raises :class:`RecvQExceeded` (what a server does: the peer is cut
-    off). With ``skip_long`` (what a client does: the server is still worth hearing)
-    that line is thrown away instead, up to and including its terminator when it
-    comes; the lines framed before it are returned as usual and ``dropped`` counts
-    the lines thrown away.
+    than ``limit`` raises :class:`RecvQExceeded` (a server cuts the peer off). With
+    ``skip_long`` (a client: the server is still worth hearing) that line is thrown
+    away up to its terminator, and ``dropped`` counts the lines thrown away.
 
     >>> buf = LineBuffer()
     >>> buf.feed(b"NICK a\\r\\nUSER a 0 * :A\\nPI"), buf.feed(b"NG x\\r\\n")
@@ -592,6 +589,7 @@ class Cap(StrEnum):
     MULTI_PREFIX = "multi-prefix"  # https://ircv3.net/specs/extensions/multi-prefix
     SERVER_TIME = "server-time"  # https://ircv3.net/specs/extensions/server-time
     SETNAME = "setname"  # https://ircv3.net/specs/extensions/setname
+    USERHOST_IN_NAMES = "userhost-in-names"  # https://ircv3.net/specs/extensions/userhost-in-names
 
 
 # --- numerics -----------------------------------------------------------------------------
@@ -631,6 +629,7 @@ class Numeric(StrEnum):
     RPL_LISTEND = "323"
     RPL_CHANNELMODEIS = "324"
     RPL_CREATIONTIME = "329"
+    RPL_EXCEPTLIST = "348"
     RPL_ENDOFEXCEPTLIST = "349"
     RPL_NOTOPIC = "331"
     RPL_TOPIC = "332"
@@ -682,6 +681,7 @@ class Numeric(StrEnum):
     ERR_UNKNOWNMODE = "472"
     ERR_INVITEONLYCHAN = "473"
     ERR_BANNEDFROMCHAN = "474"
+    ERR_BANLISTFULL = "478"
     ERR_BADCHANNELKEY = "475"
     ERR_BADCHANMASK = "476"
     ERR_NOPRIVILEGES = "481"

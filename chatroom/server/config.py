@@ -16,6 +16,15 @@ from chatroom import protocol
 
 VERSION = "chatroom-0.1.0"
 
+# The message of the day when none is given (--motd, motd_file), so that a fresh server
+# greets people instead of answering 422. {server} and {people} are filled in each time
+# it is sent (commands/info.py); an empty MOTD (or None) means none at all: 422.
+DEFAULT_MOTD = (
+    "Welcome to {server}: group chat for this LAN.\n"
+    "{people} here now, you included.\n"
+    "/help lists the commands, /list the rooms; /join #name joins a room or makes it."
+)
+
 
 def _default_name() -> str:
     # imported here: session.py imports this module and must not load socket
@@ -35,7 +44,10 @@ class Config:
     port: int = field(default=6667, metadata={"doc": "TCP port (IRC's registered port)"})
     server_name: str = field(default_factory=_default_name, metadata={"doc": "shown in replies"})
     network: str = field(default="chatroom", metadata={"doc": "NETWORK in ISUPPORT"})
-    motd: str | None = field(default=None, metadata={"doc": "message of the day text"})
+    motd: str | None = field(
+        default=DEFAULT_MOTD,
+        metadata={"doc": "message of the day text (default: a short greeting; '': none)"},
+    )
     password: str | None = field(default=None, metadata={"doc": "server password (PASS)"})
     opers: dict[str, str] = field(default_factory=dict, metadata={"doc": "OPER name -> password"})
     log_level: str = field(default="INFO", metadata={"doc": "logging level"})
@@ -91,6 +103,10 @@ class Config:
     masklen: int = field(
         default=128, metadata={"doc": "longest wildcard mask (WHO); a longer one matches nobody"}
     )
+    # Ergo's max-list-modes; every mask is matched on each JOIN (and message, for +b)
+    listmodes_max: int = field(
+        default=100, metadata={"doc": "MAXLIST: masks per room on each of +b, +e, +I (478)"}
+    )
     # --- connections -------------------------------------------------------------------
     max_clients: int = field(default=10000, metadata={"doc": "connections in all"})
     max_per_address: int = field(default=10, metadata={"doc": "connections per IP address"})
@@ -127,11 +143,14 @@ class Config:
             f"AWAYLEN={self.awaylen}",
             "CASEMAPPING=rfc1459",
             f"CHANLIMIT=#:{self.chanlimit}",
-            "CHANMODES=,k,l,imnst",
+            "CHANMODES=beI,k,l,imnst",
             f"CHANNELLEN={self.channellen}",
             "CHANTYPES=#",
+            "EXCEPTS",
+            "INVEX",
             f"KEYLEN={self.keylen}",
             f"KICKLEN={self.kicklen}",
+            f"MAXLIST=b:{self.listmodes_max},e:{self.listmodes_max},I:{self.listmodes_max}",
             f"MAXTARGETS={self.maxtargets}",
             f"MODES={self.modes_per_line}",
             f"NETWORK={self.network}",

@@ -20,9 +20,9 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from chatroom.protocol import casefold
+from chatroom.protocol import casefold, mask_matcher
 from chatroom.server.config import Config
 from chatroom.server.records import ID_TIME_SHIFT, History, RoomState
 
@@ -80,6 +80,28 @@ def sinks_with(users: Iterable[User], cap: str, skip: User | None = None) -> tup
 # Room modes without a parameter (CHANMODES group D) and the status modes (PREFIX).
 FLAG_MODES = "imnst"
 STATUS_MODES = "ov"
+# The mask lists (CHANMODES group A): bans, ban exceptions, invite exceptions.
+LIST_MODES = "beI"
+
+
+class ListEntry(NamedTuple):
+    """A mask on a room's ban, exception or invite-exception list."""
+
+    mask: str  # as shown: nick!user@host with wildcards
+    set_by: str  # nick!user@host of who set it
+    set_at: int  # Unix time
+    match: Callable[[str], bool]  # protocol.mask_matcher of the mask (casefolded text)
+
+
+def canonical_mask(mask: str) -> str:
+    """A list mask in full ``nick!user@host`` form, as most servers store it.
+
+    >>> canonical_mask("bar"), canonical_mask("*@10.0.0.*"), canonical_mask("bar!b")
+    ('bar!*@*', '*!*@10.0.0.*', 'bar!b@*')
+    """
+    if "!" not in mask:
+        return f"*!{mask}" if "@" in mask else f"{mask}!*@*"
+    return mask if "@" in mask.partition("!")[2] else f"{mask}@*"
 
 
 @dataclass(eq=False)
@@ -101,6 +123,10 @@ class Channel:
     # History of this name up to this message id belongs to an earlier room (one that
     # emptied): not served to this one's members.
     history_from: int = 0
+    # +b +e +I: mode letter -> casefolded mask -> entry, in the order they were set
+    lists: dict[str, dict[str, ListEntry]] = field(
+        default_factory=lambda: {letter: {} for letter in LIST_MODES}
+    )
     _sinks: tuple[Sink, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -167,11 +193,23 @@ class Channel:
         return "o" in self.members.get(user, "")
 
     def can_speak(self, user: User) -> bool:
-        """+n keeps outsiders out; +m lets only voiced and operators talk."""
+        """+n keeps outsiders out; +m and +b let only voiced and operators talk."""
         status = self.members.get(user)
         if status is None:
-            return "n" not in self.modes
-        return "m" not in self.modes or bool(status)
+            return "n" not in self.modes and not self.banned(user)
+        return bool(status) or ("m" not in self.modes and not self.banned(user))
+
+    def on_list(self, letter: str, user: User) -> bool:
+        """Whether a mask on list ``letter`` (b, e or I) matches ``user``."""
+        entries = self.lists[letter]
+        if not entries:
+            return False
+        folded = casefold(user.source)
+        return any(e.match(folded) for e in entries.values())
+
+    def banned(self, user: User) -> bool:
+        """+b matches and no +e does."""
+        return self.on_list("b", user) and not self.on_list("e", user)
 
     def may_set_topic(self, user: User) -> bool:
         """+t: only operators set the topic."""
@@ -182,15 +220,18 @@ class Channel:
         return "i" not in self.modes or self.is_op(user)
 
     def join_refused(self, user: User, key: str | None) -> str | None:
-        """The mode that keeps ``user`` out ("i", "k" or "l"), or None. An invitation
-        passes +i and +l, never a wrong key."""
+        """The mode that keeps ``user`` out ("i", "k", "l" or "b"), or None. An
+        invitation passes +i, +l and +b (as in Ergo), an +I mask passes +i; nothing
+        passes a wrong key."""
         invited = user in self.invited
-        if "i" in self.modes and not invited:
+        if "i" in self.modes and not invited and not self.on_list("I", user):
             return "i"
         if self.key is not None and key != self.key:
             return "k"
         if self.limit is not None and len(self.members) >= self.limit and not invited:
             return "l"
+        if not invited and self.banned(user):
+            return "b"
         return None
 
     def invite(self, user: User) -> None:
@@ -219,6 +260,20 @@ class Channel:
             else status.replace(mode, "")
         )
         return True
+
+    def add_mask(self, letter: str, mask: str, by: str, limit: int) -> ListEntry | None:
+        """Put ``mask`` on list ``letter``; None if it is there already or the list
+        holds ``limit`` masks (the caller tells which)."""
+        entries = self.lists[letter]
+        folded = casefold(mask)
+        if folded in entries or len(entries) >= limit:
+            return None
+        entries[folded] = entry = ListEntry(mask, by, int(time.time()), mask_matcher(mask))
+        return entry
+
+    def remove_mask(self, letter: str, mask: str) -> ListEntry | None:
+        """Take ``mask`` off list ``letter``; None if it was not there."""
+        return self.lists[letter].pop(casefold(mask), None)
 
     def set_key(self, key: str | None) -> bool:
         """Set the key, or clear it (None); False when clearing a room without one."""

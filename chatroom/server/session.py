@@ -26,6 +26,7 @@ from chatroom.protocol import (
     LineTooLong,
     Message,
     PeerProtocolError,
+    UnknownCommand,
     is_valid_nick,
     parse,
     parse_int,
@@ -34,8 +35,10 @@ from chatroom.protocol import (
 from chatroom.protocol import Numeric as N
 from chatroom.server import tags as T
 from chatroom.server.config import VERSION, Config
+from chatroom.server.flood import FloodGuard
 from chatroom.server.records import NO_TAGS, StoredMessage
 from chatroom.server.registry import Channel, Registry, Sink, User
+from chatroom.server.text import raw_label, safe_param, truncate_utf8
 
 # Capabilities this server offers (IRCv3 capability negotiation); chathistory only
 # when the server keeps history.
@@ -48,6 +51,7 @@ BASE_CAPS = (
     Cap.MULTI_PREFIX,
     Cap.SERVER_TIME,
     Cap.SETNAME,
+    Cap.USERHOST_IN_NAMES,
 )
 HISTORY_CAPS = (Cap.DRAFT_CHATHISTORY,)
 # Looked up for every line: a module global costs a fraction of an Enum attribute.
@@ -112,34 +116,6 @@ class Pending:
     nick: str | None = None
     username: str | None = None  # USER, cleaned and cut to USERLEN
     realname: str = ""
-
-
-class FloodGuard:
-    """Token bucket with fake lag: a burst, then ``rate`` lines/s; too much owed lag kills.
-
-    ``delay`` says how long to hold the next line; None means the client has
-    already sent more than ``max_lag`` seconds' worth and is flooding.
-    """
-
-    def __init__(self, burst: int, rate: float, max_lag: float, enabled: bool = True) -> None:
-        self.burst, self.rate, self.max_lag, self.enabled = burst, rate, max_lag, enabled
-        self.tokens = float(burst)
-        self.last: float | None = None
-
-    def delay(self, now: float, queued: int = 1) -> float | None:
-        """Seconds to wait before handling the next line, given ``queued`` lines received."""
-        if not self.enabled:
-            return 0.0
-        if self.last is not None:
-            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        self.tokens -= 1
-        if self.tokens >= 0:
-            return 0.0
-        wait = -self.tokens / self.rate
-        if wait + (queued - 1) / self.rate > self.max_lag:
-            return None
-        return wait
 
 
 class Session:
@@ -289,7 +265,17 @@ class Session:
             if msg.tags and raw.index(b" ") - 1 > MAX_CLIENT_TAG_BYTES:
                 raise LineTooLong("client tag data too long", msg.command)
         except PeerProtocolError as e:
-            self.refuse(e)
+            # the refusal of a labeled line carries its label too (421, 417, FAIL...)
+            label = raw_label(raw) if _LABELED_RESPONSE in self.user.caps else None
+            if label is None:
+                self.refuse(e)
+                return
+            self._capture = []
+            try:
+                self.refuse(e)
+                self._send_labeled(label)
+            finally:
+                self._capture = None
             return
         label = msg.tags.get("label") if _LABELED_RESPONSE in self.user.caps else None
         if label is None:
@@ -315,6 +301,8 @@ class Session:
         a fatal one ends the connection; else FAIL, its numeric, or 400 with the reason."""
         if e.fatal:
             self.terminate(str(e))
+        elif isinstance(e, UnknownCommand):
+            self.unknown_command(e.command)
         elif e.fail_code is not None:
             self.fail(e.command, e.fail_code, _REFUSAL_TEXT.get(e.fail_code, str(e)))
         elif e.numeric is not None:
@@ -346,10 +334,7 @@ class Session:
         """Dispatch a parsed message through the command table (commands/)."""
         row = COMMANDS.get(msg.command)
         if row is None:
-            if self.state is _REGISTERED:
-                self.reply(N.ERR_UNKNOWNCOMMAND, msg.command, "Unknown command")
-            else:
-                self.reply(N.ERR_NOTREGISTERED, "You have not registered")
+            self.unknown_command(msg.command)
             return
         handler, min_params, before_registration, _relays, _help = row
         if not before_registration and self.state is not _REGISTERED:
@@ -364,6 +349,15 @@ class Session:
             handler(self, msg)
         except IRCError as e:
             self.reply(e.numeric, *e.params)
+
+    def unknown_command(self, command: str) -> None:
+        """421 for a command we do not have (451 before registration); the word is
+        quoted cut short, so the reply fits a line."""
+        if self.state is _REGISTERED:
+            word = truncate_utf8(command, MAX_REASON_BYTES)
+            self.reply(N.ERR_UNKNOWNCOMMAND, word, "Unknown command")
+        else:
+            self.reply(N.ERR_NOTREGISTERED, "You have not registered")
 
     def flood_delay(self, queued: int) -> float | None:
         """Fake lag for the next line (opers are exempt); None means Excess Flood."""
@@ -493,6 +487,8 @@ class Session:
     def cmd_user(self, msg: Message) -> None:
         if self.state is _REGISTERED or self.pending.username is not None:
             raise IRCError(N.ERR_ALREADYREGISTERED, "You may not reregister")
+        if not msg.params[3]:  # modern-irc: an empty realname is refused
+            raise IRCError(N.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
         username = _USERNAME_BAD.sub("", msg.params[0])[: self.cfg.userlen] or "user"
         if username.startswith(":"):
             username = "user"
@@ -532,7 +528,7 @@ class Session:
         self.reply(N.RPL_WELCOME, f"Welcome to the {cfg.network} IRC Network {self.user.source}")
         self.reply(N.RPL_YOURHOST, f"Your host is {self.server}, running version {VERSION}")
         self.reply(N.RPL_CREATED, f"This server was created {created}")
-        self.reply(N.RPL_MYINFO, self.server, VERSION, "iow", "iklmnostv", "klov")
+        self.reply(N.RPL_MYINFO, self.server, VERSION, "iow", "Ibeiklmnostv", "Ibeklov")
         self.send_isupport()
         for command in ("LUSERS", "MOTD"):  # the burst ends as those commands answer
             COMMANDS[command].handler(self, Message(command))
@@ -573,24 +569,7 @@ def end_user(registry: Registry, user: User, reason: str, error: str) -> None:
     user.conn.close(reason)
 
 
-def truncate_utf8(text: str, limit: int) -> str:
-    """Cut ``text`` to ``limit`` bytes of UTF-8 without splitting a character."""
-    raw = text.encode("utf-8")
-    if len(raw) <= limit:
-        return text
-    return raw[:limit].decode("utf-8", "ignore")
-
-
-def safe_param(param: str) -> str:
-    """A peer's argument echoed in a middle position of a reply: ``*`` when IRC could
-    not carry it there (empty, a space, a leading colon), so an error reply always
-    serialises (Ergo's SafeErrorParam)."""
-    return param if param and param[0] != ":" and " " not in param else "*"
-
-
 # The command table names this module's own handlers (CAP, PASS, NICK, USER, PING, PONG,
 # QUIT), so it is imported last, once Session exists. (commands/__init__.py creates the
 # table before it imports this module, so either may be imported first.)
 from chatroom.server.commands import COMMANDS  # noqa: E402
-
-_COMMANDS = COMMANDS  # the name tests/server/test_fuzz.py imports

@@ -397,3 +397,12 @@ def test_a_failing_history_read_gets_fail_message_error(server_factory, connect,
     plain.send("JOIN #r")
     plain.expect("NOTICE", where=lambda m: "cannot be read" in m.params[-1])
     _pong(plain)
+
+
+def test_reply_text_helpers_doctests():
+    import doctest
+
+    from chatroom.server import text
+
+    result = doctest.testmod(text)
+    assert result.attempted and not result.failed

@@ -128,7 +128,7 @@ COMMANDS.update(
             modes.mode,
             1,
             relays=True,
-            help="MODE <#room|nick> [+-modes [params]] -- room: imnst k l o v; user: i w",
+            help="MODE <#room|nick> [+-modes [params]] -- room: imnst k l o v b e I; user: i w",
         ),
         # history
         "CHATHISTORY": Command(history.chathistory, 1),

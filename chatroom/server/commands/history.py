@@ -18,6 +18,7 @@ from chatroom.protocol import (
     is_valid_nick,
     parse_int,
     serialize,
+    split_source,
 )
 from chatroom.protocol import Numeric as N
 from chatroom.server import tags as T
@@ -44,6 +45,10 @@ FAIL_TEXT = {
 _EVERYTHING = (0, 1 << 62)
 
 Fail = Callable[..., None]
+
+
+class _UnknownMsgid(Exception):
+    """A msgid selector naming no message of the conversation: an empty batch answers."""
 
 
 def chathistory(s: Session, msg: Message) -> None:
@@ -97,14 +102,20 @@ def _window(
         kind, _, value = selector.partition("=")
         if kind == "msgid" and value:
             found = history.locate(key, value)
-            return None if found is None else (found, found)
+            if found is None:
+                raise _UnknownMsgid(value)
+            return found, found
         if kind == "timestamp":
             ms = T.parse_server_time(value)
             if ms is not None:
                 return first_id_at(ms), first_id_at(ms + 1) - 1
         return None
 
-    first = _EVERYTHING if (sub == "LATEST" and args[1] == "*") else bounds(args[1])
+    try:
+        first = _EVERYTHING if (sub == "LATEST" and args[1] == "*") else bounds(args[1])
+        second = bounds(args[2]) if sub == "BETWEEN" and first is not None else None
+    except _UnknownMsgid:  # as Ergo: nothing to show, not a malformed request
+        return send_history(s, display, [], mark=False)
     if first is None:
         return fail("INVALID_PARAMS", sub, args[1])
     if sub == "LATEST":
@@ -117,7 +128,6 @@ def _window(
         older = window(0, first[0], limit // 2, newest=True)
         rows = older + window(first[0] - 1, 1 << 62, limit - len(older), newest=False)
     else:  # BETWEEN: from the first selector towards the second, both excluded
-        second = bounds(args[2])
         if second is None:
             return fail("INVALID_PARAMS", sub, args[2])
         if first[0] <= second[0]:
@@ -149,11 +159,25 @@ def _targets(s: Session, history: History, start: str, end: str, limit: int, fai
     if batch:
         s.send(Message("BATCH", ("+" + ref, "draft/chathistory-targets"), s.server))
     for key, display, latest in found:
-        name = display if is_channel(display) else next((n for n in key.split(" ") if n != me), me)
+        name = display if is_channel(display) else _partner(history, me, key, display, times)
         tags = {"batch": ref} if batch else {}
         s.send(Message("CHATHISTORY", ("TARGETS", name, T.server_time(latest)), s.server, tags))
     if batch:
         s.send(Message("BATCH", ("-" + ref,), s.server))
+
+
+def _partner(history: History, me: str, key: str, display: str, times: list[int]) -> str:
+    """The other side of a direct conversation, spelt as last seen: the addressee of
+    its latest message in the window, or (when that was sent to me) its sender."""
+    if casefold(display) != me:
+        return display
+    lo, hi = sorted(times)
+    latest = history.window(key, ((lo + 1) << ID_TIME_SHIFT) - 1, hi << ID_TIME_SHIFT, 1, True)
+    if latest:
+        sender = split_source(latest[0].sender)[0]
+        if casefold(sender) != me:
+            return sender
+    return next((n for n in key.split(" ") if n != me), display)  # or a note to myself
 
 
 def send_history(s: Session, display: str, rows: Iterable[StoredMessage], mark: bool) -> None:

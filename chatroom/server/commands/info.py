@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 from chatroom.protocol import Message
 from chatroom.protocol import Numeric as N
 from chatroom.server import commands
-from chatroom.server.config import VERSION
-from chatroom.server.session import IRCError, end_user, truncate_utf8
+from chatroom.server.config import DEFAULT_MOTD, VERSION
+from chatroom.server.session import IRCError, end_user
+from chatroom.server.text import truncate_utf8
 
 if TYPE_CHECKING:
     from chatroom.server.session import Session
@@ -51,12 +52,19 @@ def wallops(s: Session, msg: Message) -> None:
 
 
 def motd(s: Session, msg: Message) -> None:
-    """MOTD (also the end of the welcome burst)."""
-    if not s.cfg.motd:
+    """MOTD (also the end of the welcome burst). The built-in one names the server and
+    says how many people are on; one given by the operator is sent as written."""
+    text = s.cfg.motd
+    if not text:
         s.reply(N.ERR_NOMOTD, "MOTD File is missing")
         return
+    if text == DEFAULT_MOTD:
+        with s.reg.lock:
+            count = s.reg.registered_count
+        people = "1 person" if count == 1 else f"{count} people"
+        text = DEFAULT_MOTD.format(server=s.server, people=people)
     s.reply(N.RPL_MOTDSTART, f"- {s.server} Message of the day - ")
-    for line in s.cfg.motd.splitlines() or [""]:
+    for line in text.splitlines() or [""]:
         s.reply(N.RPL_MOTD, f"- {truncate_utf8(line, 400)}")
     s.reply(N.RPL_ENDOFMOTD, "End of /MOTD command.")
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from chatroom.protocol import Cap, Message, casefold, is_channel
+from chatroom.protocol import MAX_LINE_BYTES, Cap, Message, casefold, is_channel
 from chatroom.protocol import Numeric as N
 from chatroom.server import tags as T
 from chatroom.server.records import dm_key
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 # Looked up for every message: a module global costs a fraction of an Enum attribute.
 _MESSAGE_TAGS, _ECHO_MESSAGE = Cap.MESSAGE_TAGS, Cap.ECHO_MESSAGE
 _ALL_TAGS = T.ALL_TAGS
+# What a relayed PRIVMSG/NOTICE adds to its source, command, target and text:
+# ':' and ' ' around the source, ' ' and ' :' around the target, and the CR-LF.
+_RELAY_FRAMING = 7
 
 
 def privmsg(s: Session, msg: Message) -> None:
@@ -68,6 +71,11 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
     if tagmsg and not client_tags:
         return  # nothing to relay
     echo = _ECHO_MESSAGE in user.caps
+    # The relayed line must fit in 512 bytes with our source prefix too, or some of
+    # its receivers would cut it: refused with 417 (like Ergo without allow-truncation),
+    # so the sender knows, rather than delivered and stored cut short.
+    room = MAX_LINE_BYTES - len(user.source) - len(msg.command) - len(text.encode())
+    room -= _RELAY_FRAMING
     user.last_spoke = time.monotonic()
     for target in targets:
         # Look up and encode outside the registry lock; hold it only to check the
@@ -76,6 +84,9 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
             chan = reg.find_channel(target)
             if chan is None:
                 error(N.ERR_NOSUCHCHANNEL, target, "No such channel")
+                continue
+            if len(chan.name.encode()) > room:
+                s.reply(N.ERR_INPUTTOOLONG, "Input line was too long")
                 continue
             out = Message(msg.command, (chan.name,) if tagmsg else (chan.name, text), user.source)
             time_ms, msgid, variants = stamp(out, client_tags)
@@ -101,6 +112,9 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
                 peer = reg.find_user(target)
                 if peer is None:
                     error(N.ERR_NOSUCHNICK, target, "No such nick/channel")
+                    continue
+                if len(peer.nick) > room:
+                    s.reply(N.ERR_INPUTTOOLONG, "Input line was too long")
                     continue
                 out = Message(
                     msg.command, (peer.nick,) if tagmsg else (peer.nick, text), user.source

@@ -14,14 +14,18 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from chatroom.protocol import Message, casefold, is_channel, parse_int
 from chatroom.protocol import Numeric as N
-from chatroom.server.registry import FLAG_MODES, STATUS_MODES, Channel
+from chatroom.server.registry import FLAG_MODES, LIST_MODES, STATUS_MODES, Channel, canonical_mask
 from chatroom.server.session import INT32_MAX, IRCError
 
 if TYPE_CHECKING:
     from chatroom.server.session import Session
 
-# Ban, exception and invite lists are not kept; a query for one gets its end at once.
-LIST_MODES_END = {"b": N.RPL_ENDOFBANLIST, "e": N.RPL_ENDOFEXCEPTLIST, "I": N.RPL_ENDOFINVITELIST}
+# The mask lists: each entry's numeric, the list's end and what the end says.
+LIST_REPLIES = {
+    "b": (N.RPL_BANLIST, N.RPL_ENDOFBANLIST, "End of channel ban list"),
+    "e": (N.RPL_EXCEPTLIST, N.RPL_ENDOFEXCEPTLIST, "End of channel exception list"),
+    "I": (N.RPL_INVITELIST, N.RPL_ENDOFINVITELIST, "End of channel invite list"),
+}
 # User modes a user may set on itself; +o comes only through OPER (and -o drops it).
 USER_MODES = "iw"
 
@@ -101,6 +105,36 @@ def _limit(c: _Change, letter: str, adding: bool) -> None:
         c.done(adding, letter, str(limit))
 
 
+def send_list(s: Session, chan: Channel, letter: str) -> None:
+    """367/346/348 for each mask on a list (with who set it and when), then its end."""
+    entry_numeric, end_numeric, end_text = LIST_REPLIES[letter]
+    for e in chan.lists[letter].values():
+        s.reply(entry_numeric, chan.name, e.mask, e.set_by, str(e.set_at))
+    s.reply(end_numeric, chan.name, end_text)
+
+
+def _mask(c: _Change, letter: str, adding: bool) -> None:
+    """+b/-b, +e/-e, +I/-I mask: a list entry; without a mask, the list itself."""
+    raw = c.take()
+    if raw is None:
+        send_list(c.s, c.chan, letter)
+        return
+    c.used += 1
+    mask = canonical_mask(raw)
+    if not adding:
+        removed = c.chan.remove_mask(letter, mask)
+        if removed is not None:
+            c.done(adding, letter, removed.mask)
+        return
+    if len(mask) > c.s.cfg.masklen or casefold(mask) in c.chan.lists[letter]:
+        return
+    entry = c.chan.add_mask(letter, mask, c.s.user.source, c.s.cfg.listmodes_max)
+    if entry is None:
+        c.s.reply(N.ERR_BANLISTFULL, c.chan.name, letter, "Channel list is full")
+    else:
+        c.done(adding, letter, mask)
+
+
 def _flag(c: _Change, letter: str, adding: bool) -> None:
     """+i +m +n +s +t: on or off, no parameter."""
     if c.chan.set_flag(letter, adding):
@@ -118,6 +152,7 @@ CHANNEL_MODES: dict[str, ModeRule] = {
     "v": ModeRule(True, True, _status),
     "k": ModeRule(True, True, _key),
     "l": ModeRule(True, False, _limit),
+    **{letter: ModeRule(True, True, _mask) for letter in LIST_MODES},
     **{letter: ModeRule(False, False, _flag) for letter in FLAG_MODES},
 }
 
@@ -166,9 +201,9 @@ def _channel_mode(s: Session, name: str, args: tuple[str, ...]) -> None:
             return
         letters, params = args[0], list(args[1:])
         bare = letters.lstrip("+")
-        if bare and all(c in LIST_MODES_END for c in bare) and not params:
-            for c in dict.fromkeys(bare):
-                s.reply(LIST_MODES_END[c], chan.name, "End of list")
+        if bare and all(c in LIST_REPLIES for c in bare) and not params:
+            for c in dict.fromkeys(bare):  # anyone who can see the room may read them
+                send_list(s, chan, c)
             return
         if not chan.is_op(user):
             raise IRCError(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")

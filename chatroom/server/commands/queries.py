@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from chatroom.protocol import Cap, Message, casefold, is_channel, mask_matcher, parse_int
 from chatroom.protocol import Numeric as N
 from chatroom.server.registry import User, sinks_with
-from chatroom.server.session import INT32_MAX, IRCError, truncate_utf8
+from chatroom.server.session import INT32_MAX, IRCError
+from chatroom.server.text import truncate_utf8
 
 if TYPE_CHECKING:
     from chatroom.server.session import Session
@@ -41,10 +42,12 @@ def who(s: Session, msg: Message) -> None:
                 ]
         elif not is_channel(mask) and len(mask) <= s.cfg.masklen:
             mine = reg.peers_of(user)
+            # +i hides a user from masks, not from a query for its very nick (Ergo)
+            exact = casefold(mask) if "*" not in mask and "?" not in mask else None
             rows = [
                 _who_row("*", u, "")
                 for u in reg.registered_users()
-                if "i" not in u.modes or u is user or u in mine
+                if "i" not in u.modes or u is user or u in mine or casefold(u.nick) == exact
             ]
             masked = True
     if masked:

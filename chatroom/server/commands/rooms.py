@@ -13,7 +13,8 @@ from chatroom.protocol import Numeric as N
 from chatroom.server.commands.history import send_history
 from chatroom.server.records import HistoryReadError, RoomState
 from chatroom.server.registry import Channel, sinks_with
-from chatroom.server.session import IRCError, truncate_utf8
+from chatroom.server.session import IRCError
+from chatroom.server.text import truncate_utf8
 
 if TYPE_CHECKING:
     from chatroom.server.session import Session
@@ -25,6 +26,7 @@ JOIN_REFUSALS = {
     "i": (N.ERR_INVITEONLYCHAN, "Cannot join channel (+i)"),
     "k": (N.ERR_BADCHANNELKEY, "Cannot join channel (+k)"),
     "l": (N.ERR_CHANNELISFULL, "Cannot join channel (+l)"),
+    "b": (N.ERR_BANNEDFROMCHAN, "Cannot join channel (+b)"),
 }
 
 
@@ -129,21 +131,34 @@ def names(s: Session, msg: Message) -> None:
                     send_names(s, chan, end=False)
             s.reply(N.RPL_ENDOFNAMES, "*", "End of /NAMES list")
             return
-        for name in msg.params[0].split(","):
-            chan = reg.visible_channel(name, user)
-            if chan is not None:
-                send_names(s, chan)
-            else:
-                s.reply(N.RPL_ENDOFNAMES, name, "End of /NAMES list")
+        wanted = [n for n in msg.params[0].split(",") if n] or [msg.params[0]]
+        if len(wanted) > 1:  # one 366 for them all, naming the list as given (Ergo)
+            for name in wanted:
+                chan = reg.visible_channel(name, user)
+                if chan is not None:
+                    send_names(s, chan, end=False)
+            s.reply(N.RPL_ENDOFNAMES, msg.params[0], "End of /NAMES list")
+            return
+        chan = reg.visible_channel(wanted[0], user)
+        if chan is not None:
+            send_names(s, chan)
+        else:
+            s.reply(N.RPL_ENDOFNAMES, wanted[0], "End of /NAMES list")
 
 
 def send_names(s: Session, chan: Channel, end: bool = True) -> None:
-    """RPL_NAMREPLY lines (invisible users only to members), then RPL_ENDOFNAMES."""
+    """RPL_NAMREPLY lines (invisible users only to members), then RPL_ENDOFNAMES.
+    With userhost-in-names each entry is ``nick!user@host``."""
     multi = Cap.MULTI_PREFIX in s.user.caps
+    full = Cap.USERHOST_IN_NAMES in s.user.caps
     symbol = "@" if "s" in chan.modes else "="
     show_all = chan.is_member(s.user)
     entries = sorted(
-        (chan.prefix_of(u, multi) + u.nick for u in chan.members if show_all or "i" not in u.modes),
+        (
+            chan.prefix_of(u, multi) + (u.source if full else u.nick)
+            for u in chan.members
+            if show_all or "i" not in u.modes
+        ),
         key=casefold,
     )
     line: list[str] = []
@@ -201,27 +216,41 @@ def list_(s: Session, msg: Message) -> None:
 
 
 def kick(s: Session, msg: Message) -> None:
+    """KICK #room nick[,nick...], or rooms and nicks in pairs (RFC 2812 3.2.8); each
+    removal is relayed as its own KICK of one user from one room."""
+    rooms = msg.params[0].split(",")
+    nicks = msg.params[1].split(",")
+    if len(rooms) == 1:
+        pairs = [(rooms[0], nick) for nick in nicks]
+    elif len(rooms) == len(nicks):
+        pairs = list(zip(rooms, nicks, strict=True))
+    else:
+        raise IRCError(N.ERR_NEEDMOREPARAMS, "KICK", "Not enough parameters")
+    reason = truncate_utf8(msg.param(2) or s.user.nick, s.cfg.kicklen)
+    for name, nick in pairs:
+        try:
+            _kick(s, name, nick, reason)
+        except IRCError as e:
+            s.reply(e.numeric, *e.params)
+
+
+def _kick(s: Session, name: str, nick: str, reason: str) -> None:
     user, reg = s.user, s.reg
-    reason = truncate_utf8(msg.param(2) or user.nick, s.cfg.kicklen)
     with reg.lock:
-        chan = reg.visible_channel(msg.params[0], user)
+        chan = reg.visible_channel(name, user)
         if chan is None:
-            raise IRCError(N.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
+            raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
         if not chan.is_member(user):
             raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
         if not chan.is_op(user):
             raise IRCError(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
-        for nick in msg.params[1].split(","):
-            target = reg.find_user(nick)
-            if target is None or not chan.is_member(target):
-                s.reply(N.ERR_USERNOTINCHANNEL, nick, chan.name, "They aren't on that channel")
-                continue
-            s.relay_channel(
-                chan, Message.of("KICK", chan.name, target.nick, reason, source=user.source)
-            )
-            reg.leave(target, chan)
-            if not chan.members:
-                break
+        target = reg.find_user(nick)
+        if target is None or not chan.is_member(target):
+            raise IRCError(N.ERR_USERNOTINCHANNEL, nick, chan.name, "They aren't on that channel")
+        s.relay_channel(
+            chan, Message.of("KICK", chan.name, target.nick, reason, source=user.source)
+        )
+        reg.leave(target, chan)
 
 
 def invite(s: Session, msg: Message) -> None:
