@@ -427,17 +427,21 @@ class Writer(Inbox):
             if kind is multicast:  # indexed: a tuple subclass unpacks the slow way
                 outboxes, variants, exclude = entry[0], entry[1], entry[2]
                 self._since_flush += len(variants[-1])
+                # an empty encoding: nothing for that variant (a TAGMSG for those
+                # without message-tags)
                 if len(outboxes) < GROUP_MIN:
                     for ob in outboxes:
-                        if ob is not exclude:
-                            ob.chunks.append(variants[ob.variant])
+                        if ob is not exclude and (data := variants[ob.variant]):
+                            ob.chunks.append(data)
                             dirty.add(ob)
                     continue
                 for variant, lists in self._groups_of(outboxes):
-                    consume(map(append, lists, repeat(variants[variant], len(lists))))
+                    if data := variants[variant]:
+                        consume(map(append, lists, repeat(data, len(lists))))
                 if exclude is not None:
                     mine = exclude.chunks  # took it with everyone: take it back
-                    if mine and mine[-1] is variants[exclude.variant]:
+                    data = variants[exclude.variant]
+                    if data and mine and mine[-1] is data:
                         mine.pop()
                 dirty.update(outboxes)
             elif kind is Close:

@@ -331,8 +331,8 @@ def direct_multicast(
 ) -> None:
     """Fan-out without a writer thread (socketless tests): call each sink in turn."""
     for sink in sinks:
-        if sink is not exclude:
-            sink.send(variants[getattr(sink, "variant", 0)])
+        if sink is not exclude and (data := variants[getattr(sink, "variant", 0)]):
+            sink.send(data)
 
 
 Multicast = Callable[..., None]

@@ -406,3 +406,37 @@ def test_reply_text_helpers_doctests():
 
     result = doctest.testmod(text)
     assert result.attempted and not result.failed
+
+
+# --- 18. memory under churn: a TAGMSG makes no new fan-out group -----------------------
+
+
+def test_tagmsg_reaches_only_tag_speakers_and_adds_no_fanout_groups(server_factory, connect):
+    fx = server_factory(flood_limit=False)
+    taggers, plain = [], []
+    for i in range(12):  # past the writer's GROUP_MIN: fanned out by variant group
+        c = connect(to=fx)
+        c.nick = f"u{i}"
+        if i % 2 == 0:
+            c.send("CAP REQ :message-tags")
+            c.expect("CAP")
+            c.send("CAP END")
+            taggers.append(c)
+        else:
+            plain.append(c)
+        c.register(f"u{i}")
+        c.join("#big")
+    sender = taggers[0]
+    sender.collect(0.3)
+    groups_before = len(fx.server.writer._groups)
+    for n in range(40):  # one fan-out group each, before: the writer's cache churned
+        sender.send("@+typing=active TAGMSG #big")
+        sender.send(f"PRIVMSG #big :line {n}")
+    for c in taggers[1:]:
+        got = [m for m in c.collect(0.5) if m.command in ("TAGMSG", "PRIVMSG")]
+        assert sum(m.command == "TAGMSG" for m in got) == 40
+        assert got[-1].params[1] == "line 39"
+    for c in plain:
+        got = [m for m in c.collect(0.5) if m.command in ("TAGMSG", "PRIVMSG")]
+        assert [m.command for m in got] == ["PRIVMSG"] * 40  # no TAGMSG, no empty line
+    assert len(fx.server.writer._groups) <= groups_before + 1

@@ -98,12 +98,13 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
                 if not chan.can_speak(user):
                     error(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
                     continue
-                sinks = chan.sinks
-                if tagmsg:  # only clients that speak message-tags can see a TAGMSG
-                    sinks = tuple(k for k in sinks if getattr(k, "variant", 0) == _ALL_TAGS)
+                # Only clients that speak message-tags can see a TAGMSG: the others'
+                # encodings are empty, which the writer skips. (A filtered tuple of
+                # sinks per TAGMSG would be a new fan-out group each time, churning
+                # the writer's cache of the room's groups.)
                 s.post(
-                    sinks,
-                    variants,
+                    chan.sinks,
+                    (b"", b"", variants[_ALL_TAGS]) if tagmsg else variants,
                     user.conn,
                     s.record(out, time_ms, msgid, client_tags, history),
                 )
