@@ -101,7 +101,8 @@ class Config:
     modes_per_line: int = field(default=4, metadata={"doc": "MODES: parameter modes per MODE"})
     whowas_entries: int = field(default=1000, metadata={"doc": "departed users kept for WHOWAS"})
     masklen: int = field(
-        default=128, metadata={"doc": "longest wildcard mask (WHO); a longer one matches nobody"}
+        default=128,
+        metadata={"doc": "longest wildcard mask (WHO, LIST); a longer one matches nobody"},
     )
     # Ergo's max-list-modes; every mask is matched on each JOIN (and message, for +b)
     listmodes_max: int = field(
@@ -146,6 +147,7 @@ class Config:
             "CHANMODES=beI,k,l,imnst",
             f"CHANNELLEN={self.channellen}",
             "CHANTYPES=#",
+            "ELIST=MNU",
             "EXCEPTS",
             "INVEX",
             f"KEYLEN={self.keylen}",
@@ -156,11 +158,13 @@ class Config:
             f"NETWORK={self.network}",
             f"NICKLEN={self.nicklen}",
             "PREFIX=(ov)@+",
+            "STATUSMSG=@+",
             f"TARGMAX=PRIVMSG:{self.maxtargets},NOTICE:{self.maxtargets},JOIN:,PART:,KICK:,WHOIS:"
             f"{self.maxtargets},NAMES:,LIST:",
             f"TOPICLEN={self.topiclen}",
             f"USERLEN={self.userlen}",
             "UTF8ONLY",
+            "WHOX",
             *(
                 [f"CHATHISTORY={self.chathistory_max}", "MSGREFTYPES=msgid,timestamp"]
                 if self.history

@@ -80,6 +80,8 @@ def sinks_with(users: Iterable[User], cap: str, skip: User | None = None) -> tup
 # Room modes without a parameter (CHANMODES group D) and the status modes (PREFIX).
 FLAG_MODES = "imnst"
 STATUS_MODES = "ov"
+# STATUSMSG: a target's prefix -> the status modes that receive it (at least that status).
+STATUS_PREFIXES = {"@": "o", "+": "ov"}
 # The mask lists (CHANMODES group A): bans, ban exceptions, invite exceptions.
 LIST_MODES = "beI"
 
@@ -128,6 +130,7 @@ class Channel:
         default_factory=lambda: {letter: {} for letter in LIST_MODES}
     )
     _sinks: tuple[Sink, ...] | None = field(default=None, repr=False)
+    _status_sinks: dict[str, tuple[Sink, ...]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.folded = casefold(self.name)  # the registry's key for this room
@@ -167,10 +170,12 @@ class Channel:
     def add(self, user: User, status: str = "") -> None:
         self.members[user] = status
         self._sinks = None
+        self._status_sinks.clear()
 
     def remove(self, user: User) -> None:
         del self.members[user]
         self._sinks = None
+        self._status_sinks.clear()
 
     @property
     def sinks(self) -> tuple[Sink, ...]:
@@ -179,6 +184,18 @@ class Channel:
         if self._sinks is None:
             self._sinks = tuple(u.conn for u in self.members)
         return self._sinks
+
+    def sinks_of_status(self, modes: str) -> tuple[Sink, ...]:
+        """The connections of the members holding any of the status ``modes`` ("o":
+        operators; "ov": operators and voiced), for STATUSMSG (``PRIVMSG @#room``).
+        Cached like ``sinks`` (until membership or a status changes), so the writer
+        sees the same tuple each time rather than a new fan-out group per message."""
+        found = self._status_sinks.get(modes)
+        if found is None:
+            found = self._status_sinks[modes] = tuple(
+                u.conn for u, has in self.members.items() if any(m in has for m in modes)
+            )
+        return found
 
     def is_member(self, user: User) -> bool:
         return user in self.members
@@ -259,6 +276,7 @@ class Channel:
             if on
             else status.replace(mode, "")
         )
+        self._status_sinks.clear()
         return True
 
     def add_mask(self, letter: str, mask: str, by: str, limit: int) -> ListEntry | None:

@@ -301,3 +301,239 @@ def test_isupport_names_the_list_modes() -> None:
     assert tokens["CHANMODES"] == "beI,k,l,imnst"
     assert "EXCEPTS" in tokens and "INVEX" in tokens
     assert tokens["MAXLIST"] == "b:100,e:100,I:100"
+
+
+# --- item: WHOX, STATUSMSG, ELIST ---------------------------------------------------------------
+
+
+def test_isupport_advertises_whox_statusmsg_and_elist() -> None:
+    net = Net()
+    c = net.connect()
+    c.send("NICK alice")
+    tokens = isupport(c.send("USER alice 0 * :Alice"))
+    assert tokens["WHOX"] == ""
+    assert tokens["STATUSMSG"] == "@+"
+    assert set(tokens["ELIST"]) >= {"M", "N", "U"}
+
+
+def whox_pair(net: Net) -> tuple[Client, Client]:
+    """irctest BaseWhoTestCase: coolNick makes #chan, otherNick joins it."""
+    cool = net.connect()
+    cool.send("NICK coolNick")
+    cool.send("USER myusernam 0 * :My UniqueReal Name")
+    other = net.user("otherNick")
+    net.room("#chan", cool, other)
+    return cool, other
+
+
+@pytest.mark.parametrize("fields", ["tcuihsnfdlaor", "roaldfnshiuct"])
+def test_whox_gives_the_fields_asked_for_in_the_standard_order(net: Net, fields: str) -> None:
+    # irctest WhoTestCase::testWhoxFull / testWhoxFullReversed
+    cool, other = whox_pair(net)
+    reply, end = other.send(f"WHO coolNick %{fields},123")
+    assert reply.command == "354"
+    assert reply.params == (
+        "otherNick",
+        "123",  # t
+        "*",  # c: no room in a query by nick
+        "myusernam",  # u
+        cool.host,  # i
+        cool.host,  # h
+        "test.server",  # s
+        "coolNick",  # n
+        "H",  # f
+        "0",  # d
+        "0",  # l: seconds idle
+        "0",  # a: no accounts, so logged out
+        "n/a",  # o
+        "My UniqueReal Name",  # r
+    )
+    assert end.command == "315" and end.params[1] == "coolNick"
+
+
+def test_whox_of_a_room_gives_each_member_with_the_room_and_status(net: Net) -> None:
+    # what WeeChat and irssi scripts send on JOIN
+    cool, other = whox_pair(net)
+    out = other.send("WHO #chan %tcuhnfar,042")
+    assert commands(out) == ["354", "354", "315"]
+    rows = {m.params[5]: m.params[1:] for m in out[:2]}
+    assert rows["coolNick"] == (
+        "042",
+        "#chan",
+        "myusernam",
+        cool.host,
+        "coolNick",
+        "H@",
+        "0",
+        "My UniqueReal Name",
+    )
+    assert rows["otherNick"][5] == "H"
+    assert out[2].params[1] == "#chan"
+
+
+@pytest.mark.parametrize("char", "cuihsnfdlaor")
+def test_whox_with_one_field_gives_just_that_field(net: Net, char: str) -> None:
+    # irctest WhoTestCase::testWhoxOneChar
+    _, other = whox_pair(net)
+    reply, end = other.send(f"WHO coolNick %{char}")
+    assert reply.command == "354" and len(reply.params) == 2 and reply.params[1]
+    assert end.command == "315"
+
+
+def test_whox_token_and_flags_before_the_percent(net: Net) -> None:
+    # irctest WhoTestCase::testWhoxToken
+    _, other = whox_pair(net)
+    assert other.send("WHO coolNick %tn,321")[0].params == ("otherNick", "321", "coolNick")
+    # a token that is not 1-3 digits is not echoed (it could break the line)
+    assert other.send("WHO coolNick %tn,12345")[0].params == ("otherNick", "0", "coolNick")
+    # the 'o' among the fields is the op level, not "operators only"
+    assert commands(other.send("WHO #chan %no")) == ["354", "354", "315"]
+    assert commands(other.send("WHO #chan o%n")) == ["315"]
+    # without a percent it is the plain 352 reply
+    assert commands(other.send("WHO coolNick")) == ["352", "315"]
+
+
+def statusmsg_room(net: Net) -> tuple[Client, Client, Client]:
+    """irctest StatusmsgTestCase: chanop makes #chan, joe and schmoe join."""
+    chanop, joe, schmoe = net.user("chanop"), net.user("joe"), net.user("schmoe")
+    net.room("#chan", chanop, joe, schmoe)
+    return chanop, joe, schmoe
+
+
+def test_statusmsg_reaches_only_operators_with_the_target_as_sent(net: Net) -> None:
+    # irctest StatusmsgTestCase::testStatusmsgFromOp
+    chanop, joe, schmoe = statusmsg_room(net)
+    chanop.send("MODE #chan +o schmoe")
+    net.drain()
+    assert schmoe.send("privmsg @#CHAN :this message is for operators") == []
+    got = one(chanop.take(), "PRIVMSG")
+    assert got.params == ("@#chan", "this message is for operators")
+    assert got.source == schmoe.source
+    assert joe.take() == []
+
+
+def test_statusmsg_follows_status_changes_and_carries_tagmsg(net: Net) -> None:
+    chanop, joe, schmoe = statusmsg_room(net)
+    tagger = net.cap_user("tagger", [Cap.MESSAGE_TAGS])
+    tagger.send("JOIN #chan")
+    chanop.send("MODE #chan +o schmoe")
+    chanop.send("MODE #chan +o tagger")
+    net.drain()
+    joe.send("PRIVMSG @#chan :one")
+    assert [len(c.take()) for c in (chanop, schmoe, tagger)] == [1, 1, 1]
+    chanop.send("MODE #chan -o schmoe")
+    net.drain()
+    joe.send("PRIVMSG @#chan :two")
+    assert [len(c.take()) for c in (chanop, schmoe, tagger)] == [1, 0, 1]
+    # a TAGMSG reaches only the operators that speak message-tags
+    joe_tags = net.cap_user("joetags", [Cap.MESSAGE_TAGS])
+    joe_tags.send("JOIN #chan")
+    net.drain()
+    assert joe_tags.send("@+typing=active TAGMSG @#chan") == []
+    got = one(tagger.take(), "TAGMSG")
+    assert got.params == ("@#chan",) and got.tags["+typing"] == "active"
+    assert chanop.take() == [] and joe.take() == []
+
+
+def test_statusmsg_from_a_regular_member_and_to_voiced(net: Net) -> None:
+    # irctest StatusmsgTestCase::testStatusmsgFromRegular
+    chanop, joe, schmoe = statusmsg_room(net)
+    assert schmoe.send("PRIVMSG @#chan :help") == []
+    assert one(chanop.take(), "PRIVMSG").params == ("@#chan", "help")
+    assert joe.take() == []
+    chanop.send("MODE #chan +v joe")
+    net.drain()
+    assert schmoe.send("NOTICE +#chan :voiced and ops") == []
+    assert one(chanop.take(), "NOTICE").params == ("+#chan", "voiced and ops")
+    assert one(joe.take(), "NOTICE").params == ("+#chan", "voiced and ops")
+    assert schmoe.take() == []
+
+
+def test_statusmsg_is_refused_like_a_room_message_and_echoed_as_sent(net: Net) -> None:
+    chanop, joe, _ = statusmsg_room(net)
+    outsider = net.cap_user("outsider", [Cap.ECHO_MESSAGE])
+    assert one(outsider.send("PRIVMSG @#nowhere :x"), "403").params[1] == "@#nowhere"
+    assert one(outsider.send("PRIVMSG @#chan :x"), "404").params[1] == "#chan"  # +n
+    assert outsider.send("NOTICE @#chan :x") == []
+    chanop.send("MODE #chan -n")
+    net.drain()
+    echo = one(outsider.send("PRIVMSG @#chan :from outside"), "PRIVMSG")
+    assert echo.params == ("@#chan", "from outside")
+    assert one(chanop.take(), "PRIVMSG").params == ("@#chan", "from outside")
+    assert joe.take() == []
+
+
+def test_statusmsg_is_not_kept_in_history(net: Net) -> None:
+    reader = net.cap_user("reader", HIST)
+    joe = net.user("joe")
+    net.room("#chan", reader, joe)
+    joe.send("PRIVMSG @#chan :for ops only")
+    joe.send("PRIVMSG #chan :for everyone")
+    net.drain()
+    out = reader.send("CHATHISTORY LATEST #chan * 10")
+    assert [m.params[-1] for m in all_of(out, "PRIVMSG")] == ["for everyone"]
+
+
+def listed(c: Client, line: str) -> list[str]:
+    out = c.send(line)
+    assert out[0].command == "321" and out[-1].command == "323"
+    return [m.params[1] for m in all_of(out, "322")]
+
+
+def test_list_with_masks(net: Net) -> None:
+    # irctest ListTestCase::testListMask and testListNotMask (ELIST M and N)
+    foo, bar = net.user("foo"), net.user("bar")
+    foo.send("JOIN #chan1")
+    foo.send("JOIN #chan2")
+    assert listed(bar, "LIST *an1") == ["#chan1"]
+    assert listed(bar, "LIST *an2") == ["#chan2"]
+    assert listed(bar, "LIST #c*n2") == ["#chan2"]
+    assert listed(bar, "LIST *an3") == []
+    assert listed(bar, "LIST #CH*") == ["#chan1", "#chan2"]
+    assert listed(bar, "LIST *an1,#chan2") == ["#chan1", "#chan2"]
+    assert listed(bar, "LIST !*an1") == ["#chan2"]
+    assert listed(bar, "LIST !#c*n2") == ["#chan1"]
+    assert listed(bar, "LIST !*an3") == ["#chan1", "#chan2"]
+    assert listed(bar, "LIST !#ch*") == []
+    assert listed(bar, "LIST #chan1") == ["#chan1"]
+    # a secret room matches no one's mask but its members'
+    foo.send("MODE #chan2 +s")
+    assert listed(bar, "LIST #ch*") == ["#chan1"]
+    assert listed(foo, "LIST #ch*") == ["#chan1", "#chan2"]
+
+
+def test_list_by_user_count(net: Net) -> None:
+    # irctest ListTestCase::testListUsers (ELIST U)
+    foo, bar, baz = net.user("foo"), net.user("bar"), net.user("baz")
+    foo.send("JOIN #chan1")
+    foo.send("JOIN #chan2")
+    bar.send("JOIN #chan2")
+    assert listed(baz, "LIST >0") == ["#chan1", "#chan2"]
+    assert listed(baz, "LIST <1") == []
+    assert listed(baz, "LIST <100") == ["#chan1", "#chan2"]
+    assert listed(baz, "LIST >1") == ["#chan2"]
+    assert listed(baz, "LIST <2") == ["#chan1"]
+    assert listed(baz, "LIST >0,<2") == ["#chan1"]
+    assert listed(baz, "LIST #chan*,>1") == ["#chan2"]
+    assert listed(baz, "LIST >x") == ["#chan1", "#chan2"]  # not a count: ignored
+
+
+def test_list_masks_are_bounded_and_match_in_linear_time() -> None:
+    net = Net(masklen=40)
+    foo = net.user("foo")
+    foo.send("JOIN #" + "a" * 49)
+    assert listed(foo, "LIST #a*") == ["#" + "a" * 49]
+    assert listed(foo, "LIST #" + "a" * 40 + "*") == []  # longer than masklen
+    start = time.perf_counter()
+    assert listed(foo, "LIST " + "*a" * 19 + "b") == []
+    assert listed(foo, "LIST " + ",".join(["*a*a*a*a*a*a*a*a*a*a*b"] * 20)) == []
+    assert time.perf_counter() - start < 0.5
+
+
+def test_list_filter_doctests() -> None:
+    import doctest
+
+    from chatroom.server.commands import rooms
+
+    result = doctest.testmod(rooms)
+    assert result.attempted and not result.failed

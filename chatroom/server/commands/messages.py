@@ -16,6 +16,7 @@ from chatroom.protocol import MAX_LINE_BYTES, Cap, Message, casefold, is_channel
 from chatroom.protocol import Numeric as N
 from chatroom.server import tags as T
 from chatroom.server.records import dm_key
+from chatroom.server.registry import STATUS_PREFIXES
 from chatroom.server.tags import stamp
 
 if TYPE_CHECKING:
@@ -80,7 +81,12 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
     for target in targets:
         # Look up and encode outside the registry lock; hold it only to check the
         # right to speak, fix the message's place and post it (short, uncontended).
-        if is_channel(target):
+        if target[0] in STATUS_PREFIXES and is_channel(name := target.lstrip("@+")):
+            found = _status_message(s, msg, target[: -len(name)], name, text, client_tags, room)
+            if found is None:
+                continue
+            variants = found
+        elif is_channel(target):
             chan = reg.find_channel(target)
             if chan is None:
                 error(N.ERR_NOSUCHCHANNEL, target, "No such channel")
@@ -137,3 +143,49 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
                     error(N.RPL_AWAY, peer.nick, peer.away)
         if echo:
             s.out(variants[s.variant])
+
+
+def _status_message(
+    s: Session,
+    msg: Message,
+    prefix: str,
+    name: str,
+    text: str,
+    client_tags: dict[str, str] | None,
+    room: int,
+) -> tuple[bytes, bytes, bytes] | None:
+    """STATUSMSG: ``PRIVMSG @#room`` reaches the members with at least that status
+    (``+``: voiced and operators), relayed with the target as sent (``@#room``). It is
+    not stored: history is for everyone in the room. None when refused (replied)."""
+    notice = msg.command != "PRIVMSG"  # RFC 2812 3.3.2: no error replies to a NOTICE
+    tagmsg = msg.command == "TAGMSG"
+    user, reg = s.user, s.reg
+    chan = reg.find_channel(name)
+    if chan is None:
+        if not notice:
+            s.reply(N.ERR_NOSUCHCHANNEL, prefix + name, "No such channel")
+        return None
+    shown = prefix + chan.name
+    if len(shown.encode()) > room:
+        s.reply(N.ERR_INPUTTOOLONG, "Input line was too long")
+        return None
+    out = Message(msg.command, (shown,) if tagmsg else (shown, text), user.source)
+    *_, variants = stamp(out, client_tags)  # a msgid and time, but no history row
+    modes = "".join(STATUS_PREFIXES[p] for p in prefix)
+    with reg.lock:
+        if reg.channels.get(chan.folded) is not chan or not chan.visible_to(user):
+            if not notice:
+                s.reply(N.ERR_NOSUCHCHANNEL, shown, "No such channel")
+            return None
+        if not chan.can_speak(user):
+            if not notice:
+                s.reply(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
+            return None
+        # as for a room: a TAGMSG's encodings are empty for those without message-tags
+        s.post(
+            chan.sinks_of_status(modes),
+            (b"", b"", variants[_ALL_TAGS]) if tagmsg else variants,
+            user.conn,
+            None,
+        )
+    return variants

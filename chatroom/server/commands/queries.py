@@ -17,13 +17,21 @@ from chatroom.server.text import truncate_utf8
 if TYPE_CHECKING:
     from chatroom.server.session import Session
 
-# A WHO row: (room shown, nick, username, host, realname, flags)
-WhoRow = tuple[str, str, str, str, str, str]
+# A WHO row: (room shown, nick, username, host, realname, flags, seconds idle)
+WhoRow = tuple[str, str, str, str, str, str, int]
+
+# IRCv3 WHOX (https://ircv3.net/specs/extensions/whox): `WHO <mask> [o]%<fields>[,<token>]`
+# is answered with 354 lines giving the fields asked for, always in this order.
+RPL_WHOSPCRPL = "354"
+WHOX_FIELDS = "tcuihsnfdlaor"
+# The client's token names its query in each reply: 1 to 3 digits (ircu's querytype).
+WHOX_TOKEN_DIGITS = 3
 
 
 def who(s: Session, msg: Message) -> None:
     mask = msg.param(0, "*") or "*"
-    opers_only = "o" in msg.param(1)
+    flags, percent, whox = msg.param(1).partition("%")
+    opers_only = "o" in flags
     user, reg = s.user, s.reg
     multi = Cap.MULTI_PREFIX in user.caps
     # rows are taken under the lock; a mask is matched on that snapshot outside it,
@@ -57,16 +65,49 @@ def who(s: Session, msg: Message) -> None:
             for r in rows
             if match(casefold(r[1])) or match(casefold(r[3])) or match(casefold(r[4]))
         ]
-    for name, nick, username, host, realname, flags in rows:
-        if opers_only and "*" not in flags:
-            continue
-        s.reply(N.RPL_WHOREPLY, name, username, host, s.server, nick, flags, f"0 {realname}")
+    if opers_only:
+        rows = [r for r in rows if "*" in r[5]]
+    if percent:
+        _whox_replies(s, rows, whox)
+    else:
+        for name, nick, username, host, realname, status, _ in rows:
+            s.reply(N.RPL_WHOREPLY, name, username, host, s.server, nick, status, f"0 {realname}")
     s.reply(N.RPL_ENDOFWHO, mask, "End of WHO list")
 
 
 def _who_row(name: str, u: User, prefix: str) -> WhoRow:
     flags = ("G" if u.away is not None else "H") + ("*" if u.is_oper else "") + prefix
-    return (name, u.nick, u.username, u.host, u.realname, flags)
+    idle = int(time.monotonic() - u.last_spoke)
+    return (name, u.nick, u.username, u.host, u.realname, flags, idle)
+
+
+def _whox_replies(s: Session, rows: list[WhoRow], spec: str) -> None:
+    """One 354 per row with the fields of ``spec`` (``tcuhnfar,123``), in WHOX order.
+
+    No accounts yet: ``a`` is always ``0`` (logged out); ``o`` (op level) is ``n/a``
+    as in Solanum and Ergo; the host is an address, so ``i`` is the host too.
+    """
+    wanted, _, token = spec.partition(",")
+    if not (token.isdigit() and token.isascii() and len(token) <= WHOX_TOKEN_DIGITS):
+        token = "0"
+    fields = [f for f in WHOX_FIELDS if f in wanted]
+    for name, nick, username, host, realname, status, idle in rows:
+        values = {
+            "t": token,
+            "c": name,
+            "u": username,
+            "i": host,
+            "h": host,
+            "s": s.server,
+            "n": nick,
+            "f": status,
+            "d": "0",
+            "l": str(idle),
+            "a": "0",
+            "o": "n/a",
+            "r": realname,
+        }
+        s.reply(RPL_WHOSPCRPL, *(values[f] for f in fields))
 
 
 def whois(s: Session, msg: Message) -> None:

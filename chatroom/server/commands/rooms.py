@@ -6,14 +6,23 @@ the registry lock, relay the result to the room, and give the RFC numerics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from chatroom.protocol import Cap, Message, casefold, is_valid_channel, serialize
+from chatroom.protocol import (
+    Cap,
+    Message,
+    casefold,
+    is_valid_channel,
+    mask_matcher,
+    parse_int,
+    serialize,
+)
 from chatroom.protocol import Numeric as N
 from chatroom.server.commands.history import send_history
 from chatroom.server.records import HistoryReadError, RoomState
 from chatroom.server.registry import Channel, sinks_with
-from chatroom.server.session import IRCError
+from chatroom.server.session import INT32_MAX, IRCError
 from chatroom.server.text import truncate_utf8
 
 if TYPE_CHECKING:
@@ -202,17 +211,73 @@ def topic(s: Session, msg: Message) -> None:
 
 
 def list_(s: Session, msg: Message) -> None:
-    wanted = {casefold(n) for n in msg.param(0).split(",") if n}
+    """LIST [#room,...|mask,...|!mask|>n|<n]: the rooms named, or matching a mask
+    (ELIST M), matching no ``!mask`` (N), with more than / fewer than n users (U).
+    Rooms are taken under the lock; masks are matched outside it, as WHO does."""
+    keep = _list_filter(msg.param(0), s.cfg.masklen)
     with s.reg.lock:
         rows = [
-            (c.name, str(len(c.members)), c.topic)
+            (k, c.name, len(c.members), c.topic)
             for k, c in s.reg.channels.items()
-            if c.visible_to(s.user) and (not wanted or k in wanted)
+            if c.visible_to(s.user)
         ]
     s.reply(N.RPL_LISTSTART, "Channel", "Users  Name")
-    for name, count, text in sorted(rows, key=lambda r: casefold(r[0])):
-        s.reply(N.RPL_LIST, name, count, text)
+    for _, name, count, text in sorted(filter(keep, rows)):
+        s.reply(N.RPL_LIST, name, str(count), text)
     s.reply(N.RPL_LISTEND, "End of /LIST")
+
+
+def _list_filter(spec: str, masklen: int) -> Callable[[tuple[str, str, int, str]], bool]:
+    """Whether a (casefolded name, name, users, topic) row passes LIST's conditions:
+    it must be named or match one mask (when any is given), match no ``!mask``, and
+    pass every ``>n``/``<n``. A mask longer than ``masklen`` matches nothing.
+
+    >>> rows = [("#a", "#a", 1, ""), ("#ab", "#ab", 3, ""), ("#b", "#b", 2, "")]
+    >>> [r[1] for r in rows if _list_filter("#a*,>1", 128)(r)]
+    ['#ab']
+    >>> [r[1] for r in rows if _list_filter("!#a*", 128)(r)]
+    ['#b']
+    >>> [r[1] for r in rows if _list_filter("#B,<3", 128)(r)]
+    ['#b']
+    """
+    names: set[str] = set()
+    masks: list[Callable[[str], bool]] = []
+    excluded: list[Callable[[str], bool]] = []
+    more, fewer = -1, INT32_MAX
+    for item in filter(None, spec.split(",")):
+        if item[0] in "<>":
+            n = parse_int(item[1:], 0, INT32_MAX)
+            if n is None:
+                continue  # not a count: ignored, as an unknown condition is
+            if item[0] == ">":
+                more = max(more, n)
+            else:
+                fewer = min(fewer, n)
+            continue
+        negate = item[0] == "!"
+        mask = item[1:] if negate else item
+        if not mask:
+            continue
+        if "*" not in mask and "?" not in mask and not negate:
+            names.add(casefold(mask))
+            continue
+        match = mask_matcher(mask) if len(mask) <= masklen else _nothing
+        (excluded if negate else masks).append(match)
+    chosen = bool(names or masks)
+
+    def keep(row: tuple[str, str, int, str]) -> bool:
+        folded, _, users, _ = row
+        return (
+            more < users < fewer
+            and (not chosen or folded in names or any(m(folded) for m in masks))
+            and not any(m(folded) for m in excluded)
+        )
+
+    return keep
+
+
+def _nothing(text: str) -> bool:
+    return False
 
 
 def kick(s: Session, msg: Message) -> None:
