@@ -118,14 +118,21 @@ def part(s: Session, msg: Message) -> None:
                 s.reply(e.numeric, *e.params)
 
 
+def _joined_room(s: Session, name: str) -> Channel:
+    """The room ``name`` that this user is in (lock held): 403 when there is none it
+    may know of (a secret room looks like none), 442 when it is not a member."""
+    chan = s.reg.visible_channel(name, s.user)
+    if chan is None:
+        raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
+    if not chan.is_member(s.user):
+        raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+    return chan
+
+
 def _part(s: Session, name: str, reason: str | None) -> None:
     user, reg = s.user, s.reg
     with reg.lock:
-        chan = reg.visible_channel(name, user)
-        if chan is None:
-            raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
-        if not chan.is_member(user):
-            raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+        chan = _joined_room(s, name)
         params = (chan.name, reason) if reason else (chan.name,)
         s.relay_channel(chan, Message("PART", params, user.source))
         reg.leave(user, chan)
@@ -302,11 +309,7 @@ def kick(s: Session, msg: Message) -> None:
 def _kick(s: Session, name: str, nick: str, reason: str) -> None:
     user, reg = s.user, s.reg
     with reg.lock:
-        chan = reg.visible_channel(name, user)
-        if chan is None:
-            raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
-        if not chan.is_member(user):
-            raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+        chan = _joined_room(s, name)
         if not chan.is_op(user):
             raise IRCError(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
         target = reg.find_user(nick)
@@ -325,11 +328,7 @@ def invite(s: Session, msg: Message) -> None:
         target = reg.find_user(nick)
         if target is None:
             raise IRCError(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
-        chan = reg.visible_channel(name, user)
-        if chan is None:
-            raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
-        if not chan.is_member(user):
-            raise IRCError(N.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+        chan = _joined_room(s, name)
         if chan.is_member(target):
             raise IRCError(N.ERR_USERONCHANNEL, target.nick, chan.name, "is already on channel")
         if not chan.may_invite(user):
