@@ -81,35 +81,41 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
     for target in targets:
         # Look up and encode outside the registry lock; hold it only to check the
         # right to speak, fix the message's place and post it (short, uncontended).
-        if target[0] in STATUS_PREFIXES and is_channel(name := target.lstrip("@+")):
-            found = _status_message(s, msg, target[: -len(name)], name, text, client_tags, room)
-            if found is None:
-                continue
-            variants = found
-        elif is_channel(target):
-            chan = reg.find_channel(target)
+        # STATUSMSG: "@#room" reaches its operators, "+#room" its voiced and operators
+        prefix, name = "", target
+        if target[0] in STATUS_PREFIXES and is_channel(bare := target.lstrip("@+")):
+            prefix, name = target[: -len(bare)], bare
+        if is_channel(name):
+            chan = reg.find_channel(name)
             if chan is None:
                 error(N.ERR_NOSUCHCHANNEL, target, "No such channel")
                 continue
-            if len(chan.name.encode()) > room:
+            shown = prefix + chan.name  # relayed with the target as sent
+            if len(shown.encode()) > room:
                 s.reply(N.ERR_INPUTTOOLONG, "Input line was too long")
                 continue
-            out = Message(msg.command, (chan.name,) if tagmsg else (chan.name, text), user.source)
+            out = Message(msg.command, (shown,) if tagmsg else (shown, text), user.source)
             time_ms, msgid, variants = stamp(out, client_tags)
-            history = None if tagmsg else (chan.folded, chan.name)
+            # history is for everyone in the room: not a TAGMSG, not a STATUSMSG
+            history = None if tagmsg or prefix else (chan.folded, chan.name)
             with reg.lock:
                 if reg.channels.get(chan.folded) is not chan or not chan.visible_to(user):
-                    error(N.ERR_NOSUCHCHANNEL, target, "No such channel")
+                    error(N.ERR_NOSUCHCHANNEL, shown, "No such channel")
                     continue
                 if not chan.can_speak(user):
                     error(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
                     continue
+                sinks = (
+                    chan.sinks_of_status("".join(STATUS_PREFIXES[p] for p in prefix))
+                    if prefix
+                    else chan.sinks
+                )
                 # Only clients that speak message-tags can see a TAGMSG: the others'
                 # encodings are empty, which the writer skips. (A filtered tuple of
                 # sinks per TAGMSG would be a new fan-out group each time, churning
                 # the writer's cache of the room's groups.)
                 s.post(
-                    chan.sinks,
+                    sinks,
                     (b"", b"", variants[_ALL_TAGS]) if tagmsg else variants,
                     user.conn,
                     s.record(out, time_ms, msgid, client_tags, history),
@@ -143,49 +149,3 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
                     error(N.RPL_AWAY, peer.nick, peer.away)
         if echo:
             s.out(variants[s.variant])
-
-
-def _status_message(
-    s: Session,
-    msg: Message,
-    prefix: str,
-    name: str,
-    text: str,
-    client_tags: dict[str, str] | None,
-    room: int,
-) -> tuple[bytes, bytes, bytes] | None:
-    """STATUSMSG: ``PRIVMSG @#room`` reaches the members with at least that status
-    (``+``: voiced and operators), relayed with the target as sent (``@#room``). It is
-    not stored: history is for everyone in the room. None when refused (replied)."""
-    notice = msg.command != "PRIVMSG"  # RFC 2812 3.3.2: no error replies to a NOTICE
-    tagmsg = msg.command == "TAGMSG"
-    user, reg = s.user, s.reg
-    chan = reg.find_channel(name)
-    if chan is None:
-        if not notice:
-            s.reply(N.ERR_NOSUCHCHANNEL, prefix + name, "No such channel")
-        return None
-    shown = prefix + chan.name
-    if len(shown.encode()) > room:
-        s.reply(N.ERR_INPUTTOOLONG, "Input line was too long")
-        return None
-    out = Message(msg.command, (shown,) if tagmsg else (shown, text), user.source)
-    *_, variants = stamp(out, client_tags)  # a msgid and time, but no history row
-    modes = "".join(STATUS_PREFIXES[p] for p in prefix)
-    with reg.lock:
-        if reg.channels.get(chan.folded) is not chan or not chan.visible_to(user):
-            if not notice:
-                s.reply(N.ERR_NOSUCHCHANNEL, shown, "No such channel")
-            return None
-        if not chan.can_speak(user):
-            if not notice:
-                s.reply(N.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel")
-            return None
-        # as for a room: a TAGMSG's encodings are empty for those without message-tags
-        s.post(
-            chan.sinks_of_status(modes),
-            (b"", b"", variants[_ALL_TAGS]) if tagmsg else variants,
-            user.conn,
-            None,
-        )
-    return variants
