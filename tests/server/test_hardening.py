@@ -287,10 +287,6 @@ def test_plain_client_gets_history_on_join_right_after_a_restart(server_factory,
 # --- 6. a room that empties is gone ------------------------------------------------------
 
 
-def _lines(c, quiet: float = 0.3) -> list:
-    return c.collect(quiet)
-
-
 def test_a_secret_room_that_empties_gives_a_stranger_nothing(server_factory, connect, tmp_path):
     fx = server_factory(flood_limit=False, db=str(tmp_path / "h.sqlite3"))
     owner = connect("owner", to=fx)
@@ -306,7 +302,7 @@ def test_a_secret_room_that_empties_gives_a_stranger_nothing(server_factory, con
     stranger.send("JOIN #secret")
     names = stranger.expect("353")
     assert names.params[-1] == "@stranger"  # a new room: its first member is operator
-    seen = _lines(stranger)
+    seen = stranger.collect(0.3)
     assert not [m for m in seen if m.command == "PRIVMSG"], "old history was replayed"
     assert not [m for m in seen if m.command == "332"], "the old topic came back"
     stranger.send("MODE #secret")
@@ -314,14 +310,14 @@ def test_a_secret_room_that_empties_gives_a_stranger_nothing(server_factory, con
     stranger.send(f"CAP REQ :{HISTORY_CAPS}")
     stranger.expect("CAP")
     stranger.send("CHATHISTORY LATEST #secret * 100")
-    batch = [m for m in _lines(stranger) if m.command == "PRIVMSG"]
+    batch = [m for m in stranger.collect(0.3) if m.command == "PRIVMSG"]
     assert batch == []
     # ... and so after a restart too: the cutoff is kept with the room's name
     fx.restart()
     again = connect("again", to=fx)
     again.send("JOIN #secret")
     again.expect("366")
-    assert not [m for m in _lines(again) if m.command in ("PRIVMSG", "332")]
+    assert not [m for m in again.collect(0.3) if m.command in ("PRIVMSG", "332")]
 
 
 def test_history_of_a_room_that_stays_alive_is_served(server_factory, connect, tmp_path):
