@@ -88,6 +88,20 @@ NGIRCD_CONF = """[Global]
 """
 
 
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float) -> bool:
+    """True once 127.0.0.1:``port`` accepts; False if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            if proc.poll() is not None:
+                return False
+            time.sleep(0.05)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -148,15 +162,8 @@ class Server:
             )
         self.log = open(self.rundir / "server.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
+        if wait_listening(self.port, self.proc, START_TIMEOUT):
+            return
         self.stop()
         raise RuntimeError(f"{kind} did not start; see {self.rundir / 'server.log'}")
 

@@ -54,6 +54,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from server_bench import START_TIMEOUT, wait_listening  # noqa: E402  (beside this script)
+
 ALL_CAPS = "message-tags server-time echo-message batch labeled-response draft/chathistory"
 ROOMS = [f"#soak{i}" for i in range(10)]
 BUSY = "#busy"
@@ -151,15 +154,8 @@ class Server:
         )
         if traced:
             assert self._ask("ready") == "ready"
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
+        if wait_listening(self.port, self.proc, START_TIMEOUT):
+            return
         self.stop()
         sys.exit(f"server did not start; see {self.log_path}:\n{self.log_path.read_text()}")
 
