@@ -579,14 +579,19 @@ def sniff_foreign_protocol(first_bytes: bytes) -> str | None:
 class Cap(StrEnum):
     """IRCv3 capabilities by wire name, one list for server, client and tests (specs linked)."""
 
+    ACCOUNT_NOTIFY = "account-notify"  # https://ircv3.net/specs/extensions/account-notify
+    ACCOUNT_REGISTRATION = "draft/account-registration"  # .../extensions/account-registration
+    ACCOUNT_TAG = "account-tag"  # https://ircv3.net/specs/extensions/account-tag
     AWAY_NOTIFY = "away-notify"  # https://ircv3.net/specs/extensions/away-notify
     BATCH = "batch"  # https://ircv3.net/specs/extensions/batch
     CHATHISTORY = "chathistory"  # https://ircv3.net/specs/extensions/chathistory (ratified)
     DRAFT_CHATHISTORY = "draft/chathistory"  # the same spec, as most servers still name it
     ECHO_MESSAGE = "echo-message"  # https://ircv3.net/specs/extensions/echo-message
+    EXTENDED_JOIN = "extended-join"  # https://ircv3.net/specs/extensions/extended-join
     LABELED_RESPONSE = "labeled-response"  # https://ircv3.net/specs/extensions/labeled-response
     MESSAGE_TAGS = "message-tags"  # https://ircv3.net/specs/extensions/message-tags
     MULTI_PREFIX = "multi-prefix"  # https://ircv3.net/specs/extensions/multi-prefix
+    SASL = "sasl"  # https://ircv3.net/specs/extensions/sasl-3.2
     SERVER_TIME = "server-time"  # https://ircv3.net/specs/extensions/server-time
     SETNAME = "setname"  # https://ircv3.net/specs/extensions/setname
     USERHOST_IN_NAMES = "userhost-in-names"  # https://ircv3.net/specs/extensions/userhost-in-names
@@ -631,6 +636,7 @@ class Numeric(StrEnum):
     RPL_CREATIONTIME = "329"
     RPL_EXCEPTLIST = "348"
     RPL_ENDOFEXCEPTLIST = "349"
+    RPL_WHOISACCOUNT = "330"
     RPL_NOTOPIC = "331"
     RPL_TOPIC = "332"
     RPL_TOPICWHOTIME = "333"
@@ -696,5 +702,11 @@ class Numeric(StrEnum):
     RPL_ENDOFHELP = "706"
     ERR_INVALIDMODEPARAM = "696"
     RPL_LOGGEDIN = "900"
+    RPL_LOGGEDOUT = "901"
+    ERR_NICKLOCKED = "902"
     RPL_SASLSUCCESS = "903"
     ERR_SASLFAIL = "904"
+    ERR_SASLTOOLONG = "905"
+    ERR_SASLABORTED = "906"
+    ERR_SASLALREADY = "907"
+    RPL_SASLMECHS = "908"

@@ -12,7 +12,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from chatroom import protocol
+from chatroom import protocol, sasl
 
 VERSION = "chatroom-0.1.0"
 
@@ -138,6 +138,42 @@ class Config:
         default=1000, metadata={"doc": "most messages one CHATHISTORY request returns"}
     )
 
+    # --- accounts (commands/accounts.py) -------------------------------------------------
+    accounts: bool = field(
+        default=True, metadata={"doc": "built-in accounts: SASL, REGISTER, NickServ, ChanServ"}
+    )
+    oper_accounts: tuple[str, ...] = field(
+        default=(),
+        metadata={"doc": "accounts that are server operators when logged in (TOML opers list)"},
+    )
+    scram_iterations: int = field(
+        default=sasl.DEFAULT_ITERATIONS,
+        metadata={"doc": "PBKDF2 rounds of a new password (SCRAM-SHA-256; at least 4096)"},
+    )
+    password_min_length: int = field(
+        default=8, metadata={"doc": "shortest password an account may have (WEAK_PASSWORD)"}
+    )
+    register_before_connect: bool = field(
+        default=True, metadata={"doc": "REGISTER allowed before NICK/USER complete"}
+    )
+    nick_claim_timeout: float = field(
+        default=30.0,
+        metadata={"doc": "seconds to log in on a registered nick before rename (0: no guard)"},
+    )
+    guest_prefix: str = field(
+        default="Guest", metadata={"doc": "renamed squatters become this plus 5 digits"}
+    )
+    login_failures: int = field(
+        default=5, metadata={"doc": "failed logins per account and per address in a window"}
+    )
+    login_failure_window: float = field(
+        default=60.0, metadata={"doc": "seconds of that window (brute-force limit)"}
+    )
+    registrations: int = field(
+        default=5, metadata={"doc": "accounts registered per address in a window (loopback: any)"}
+    )
+    registration_window: float = field(default=3600.0, metadata={"doc": "seconds of that window"})
+
     def isupport_tokens(self) -> list[str]:
         """The RPL_ISUPPORT (005) tokens, as advertised after registration and on VERSION."""
         return [
@@ -149,6 +185,7 @@ class Config:
             "CHANTYPES=#",
             "ELIST=MNU",
             "EXCEPTS",
+            *(["EXTBAN=$,a"] if self.accounts else []),
             "INVEX",
             f"KEYLEN={self.keylen}",
             f"KICKLEN={self.kicklen}",
@@ -187,6 +224,8 @@ class Config:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{path}: unknown settings {', '.join(unknown)}")
+        if isinstance(data.get("opers"), list):  # opers = ["alice"]: accounts, no password
+            data["oper_accounts"] = tuple(data.pop("opers"))
         motd_file = data.pop("motd_file", None)
         if motd_file:
             # relative to the config file, wherever the server is started from

@@ -140,7 +140,7 @@ class Outbox:
 
     def send(self, data: bytes) -> None:
         """Queue ``data`` for this client (any thread; never blocks)."""
-        self.writer.post(_tuple_new(Multicast, ((self,), (data, data, data), None, None)))
+        self.writer.post(_tuple_new(Multicast, ((self,), (data,) * 6, None, None)))
 
     def close(self, reason: str, linger: float | None = None) -> None:
         """Flush what is queued (for at most ``linger`` seconds), then end the connection."""

@@ -15,7 +15,10 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from chatroom.sasl import Credentials
 
 # Message ids carry their time: id = time_ms << ID_TIME_SHIFT (+1 per message in the same
 # millisecond). A timestamp selector becomes an id bound, so no index on time is
@@ -137,6 +140,54 @@ class History(Protocol):
     def dm_keys(self, nick_key: str) -> list[str]:
         """Every direct-message conversation key of casefolded nick ``nick_key``."""
         ...
+
+
+class AccountInfo(NamedTuple):
+    """An account as stored: its name as registered and its SCRAM credentials."""
+
+    name: str
+    credentials: Credentials
+    created: float
+
+
+class RoomRegistration(NamedTuple):
+    """A registered room: founder and access list by account key (casefolded), its
+    mask lists as (mode, mask, set_by, set_at)."""
+
+    name: str
+    founder: str
+    registered: float
+    access: dict[str, str]  # account key -> 'o' or 'v'
+    lists: list[tuple[str, str, str, int]]
+
+
+class Accounts(Protocol):
+    """What sessions need of the accounts (accounts.AccountStore). Calls block on the
+    database briefly; each raises accounts.AccountStoreError when it cannot answer."""
+
+    def exists(self, name: str) -> bool: ...
+
+    def get(self, name: str) -> AccountInfo | None: ...
+
+    def create(self, name: str, creds: Credentials) -> bool: ...
+
+    def set_credentials(self, name: str, creds: Credentials) -> bool: ...
+
+    def drop(self, name: str) -> bool: ...
+
+    def room(self, name: str) -> RoomRegistration | None: ...
+
+    def register_room(
+        self, name: str, founder: str, lists: list[tuple[str, str, str, int]]
+    ) -> bool: ...
+
+    def unregister_room(self, name: str) -> bool: ...
+
+    def set_access(self, room: str, account: str, status: str | None) -> None: ...
+
+    def set_list_entry(
+        self, room: str, mode: str, mask: str, set_by: str, set_at: int, present: bool
+    ) -> None: ...
 
 
 def dm_key(a: str, b: str) -> str:

@@ -24,7 +24,8 @@ from typing import NamedTuple, Protocol
 
 from chatroom.protocol import casefold, mask_matcher
 from chatroom.server.config import Config
-from chatroom.server.records import ID_TIME_SHIFT, History, RoomState
+from chatroom.server.flood import LoginLimiter
+from chatroom.server.records import ID_TIME_SHIFT, Accounts, History, RoomState
 
 
 class Sink(Protocol):
@@ -58,6 +59,13 @@ class User:
     signon: float = field(default_factory=time.time)
     last_spoke: float = field(default_factory=time.monotonic)
     gone: bool = False  # removed from the registry (quit, killed, dropped)
+    account: str | None = None  # the account logged in to, as registered; None: none
+
+    @property
+    def identity(self) -> str:
+        """Who this is in private history: ``~account`` when logged in (a ``~`` cannot
+        start a nick), else the casefolded nick, good only for this connection's life."""
+        return "~" + casefold(self.account) if self.account else casefold(self.nick)
 
     @property
     def source(self) -> str:
@@ -370,10 +378,15 @@ class Registry:
         multicast: Multicast = direct_multicast,
         history: History | None = None,
         last_message_id: int = 0,
+        accounts: Accounts | None = None,
     ) -> None:
         self.config = config
         self.multicast = multicast
         self.history = history
+        self.accounts = accounts  # records.Accounts; None: no accounts on this server
+        # failed logins by account and by address (brute force), shared by all sessions
+        self.login_failures = LoginLimiter(config.login_failures, config.login_failure_window)
+        self.registrations = LoginLimiter(config.registrations, config.registration_window)
         # id of the newest stored message posted (lock held); the store's newest at start
         self.last_message_id = last_message_id
         self.lock = threading.RLock()

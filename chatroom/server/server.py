@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from chatroom.protocol import Message, serialize
+from chatroom.server.accounts import AccountStore
 from chatroom.server.config import Config, default_db_path
 from chatroom.server.handler import Handler
 from chatroom.server.outbox import Writer
 from chatroom.server.pipeline import HistoryPipeline
 from chatroom.server.registry import Registry
 from chatroom.server.session import Session
-from chatroom.server.store import HistoryStore
+from chatroom.server.store import MEMORY, HistoryStore
 
 log = logging.getLogger("chatroom.server")
 
@@ -89,6 +90,15 @@ class ChatServer(socketserver.ThreadingTCPServer):
             )
             front = self.pipeline
         self.front = front
+        # Accounts live in the history database; without history, in a private
+        # in-memory one (they then last as long as this process, as the log says).
+        self.accounts: AccountStore | None = None
+        self._accounts_store: HistoryStore | None = None
+        if self.config.accounts:
+            if self.store is None:
+                self._accounts_store = HistoryStore(MEMORY)
+                log.warning("history is off: accounts are kept in memory, until the server stops")
+            self.accounts = AccountStore(self.store or self._accounts_store)
         # sessions read history through the pipeline (records.History); message ids
         # go on from the newest stored, so history on JOIN is what is stored from the start
         self.registry = Registry(
@@ -96,6 +106,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
             front.multicast,
             history=self.pipeline,
             last_message_id=self.store.last_id if self.store is not None else 0,
+            accounts=self.accounts,
         )
         self._acceptor: threading.Thread | None = None
         self._timers = threading.Thread(target=self._tick_loop, name="chatroom-timers", daemon=True)
@@ -260,8 +271,11 @@ class ChatServer(socketserver.ThreadingTCPServer):
             self.pipeline.stop(timeout)  # commits and forwards what is still queued
         # running, dead or never started: its sockets, selector and pipe need closing
         self.writer.stop(timeout)
-        if self.store is not None:
-            self.store.close()
+        if self.accounts is not None:
+            self.accounts.close()
+        for store in (self.store, self._accounts_store):
+            if store is not None:
+                store.close()
         leftover = [t for t in threads if t.is_alive()]
         if leftover:
             log.warning("%d connection threads did not stop in time", len(leftover))

@@ -206,10 +206,13 @@ class Session:
         exclude: Sink | None = None,
         client_tags: dict[str, str] | None = None,
         history: tuple[str, str] | None = None,
-    ) -> tuple[bytes, bytes, bytes]:
-        """Stamp a relayed line (server-time, msgid), encode it once per variant and
-        hand it to the writer; ``history=(key, display)`` also stores it (lock held)."""
-        time_ms, msgid, variants = T.stamp(msg, client_tags)
+    ) -> T.Variants:
+        """Stamp a relayed line (server-time, msgid, this user's account when it is
+        theirs), encode it once per variant and hand it to the writer;
+        ``history=(key, display)`` also stores it (lock held)."""
+        user = self.user
+        account = user.account if user.account and msg.source == user.source else None
+        time_ms, msgid, variants = T.stamp(msg, client_tags, account)
         self.post(sinks, variants, exclude, self.record(msg, time_ms, msgid, client_tags, history))
         return variants
 
@@ -239,7 +242,7 @@ class Session:
     def post(
         self,
         sinks: tuple[Sink, ...],
-        variants: tuple[bytes, bytes, bytes],
+        variants: T.Variants,
         exclude: Sink | None,
         record: StoredMessage | None,
     ) -> None:
@@ -564,7 +567,8 @@ def end_user(registry: Registry, user: User, reason: str, error: str) -> None:
         user.send(serialize(Message.of("ERROR", error)))
         peers = registry.remove_user(user)
         if user.registered and peers:
-            _, _, variants = T.stamp(Message.of("QUIT", reason, source=user.source))
+            quit_ = Message.of("QUIT", reason, source=user.source)
+            _, _, variants = T.stamp(quit_, None, user.account)
             registry.multicast(variants, tuple(p.conn for p in peers))
     user.conn.close(reason)
 

@@ -83,6 +83,40 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE rooms ADD COLUMN history_from INTEGER NOT NULL DEFAULT 0;
     """,
+    # Accounts (accounts.py): SCRAM-SHA-256 credentials only, never a password; and
+    # registered rooms with their founder, access list (account -> 'o' or 'v') and
+    # mask lists (+b +e +I), which outlive restarts and the room emptying.
+    """
+    CREATE TABLE accounts (
+        key        TEXT PRIMARY KEY,  -- casefolded name
+        name       TEXT NOT NULL,
+        salt       BLOB NOT NULL,
+        iterations INTEGER NOT NULL,
+        stored_key BLOB NOT NULL,
+        server_key BLOB NOT NULL,
+        created    REAL NOT NULL
+    );
+    CREATE TABLE registered_rooms (
+        key        TEXT PRIMARY KEY,  -- casefolded room name
+        name       TEXT NOT NULL,
+        founder    TEXT NOT NULL,     -- account key
+        registered REAL NOT NULL
+    );
+    CREATE TABLE room_access (
+        room    TEXT NOT NULL,
+        account TEXT NOT NULL,
+        status  TEXT NOT NULL,        -- 'o' or 'v'
+        PRIMARY KEY (room, account)
+    );
+    CREATE TABLE room_lists (
+        room   TEXT NOT NULL,
+        mode   TEXT NOT NULL,         -- b, e or I
+        mask   TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at INTEGER NOT NULL,
+        PRIMARY KEY (room, mode, mask)
+    );
+    """,
 ]
 
 
@@ -258,6 +292,11 @@ class HistoryStore:
             self._write.executescript(
                 "BEGIN;" + MIGRATIONS[target] + f"; PRAGMA user_version = {target + 1}; COMMIT;"
             )
+
+    @property
+    def uri(self) -> str:
+        """What another connection opens to reach this database (accounts.py)."""
+        return self._uri
 
     @property
     def schema_version(self) -> int:

@@ -2,8 +2,11 @@
 
 A relayed line is encoded once per *variant* (what the recipient negotiated):
 ``PLAIN`` (no tags), ``TIME_ONLY`` (server-time without message-tags) and
-``ALL_TAGS`` (message-tags). Each client's Sink carries its variant, so the writer
-picks the right bytes without looking at capabilities. Sans-IO, like protocol.py.
+``ALL_TAGS`` (message-tags), each again with the sender's ``account`` tag for clients
+of account-tag (``+ WITH_ACCOUNT``): six in all, the last three the same bytes as the
+first three when the sender is not logged in. Each client's Sink carries its variant,
+so the writer picks the right bytes without looking at capabilities. Sans-IO, like
+protocol.py.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from chatroom.protocol import Cap, Message, escape_tag_value, serialize
 from chatroom.server.records import new_msgid
 
 PLAIN, TIME_ONLY, ALL_TAGS = 0, 1, 2
+WITH_ACCOUNT = 3  # added to a variant for clients of account-tag
+Variants = tuple[bytes, bytes, bytes, bytes, bytes, bytes]
 
 _batch_ids = itertools.count(1)
 # (second, "YYYY-MM-DDThh:mm:ss") of the last server_time(): one strftime a second, not
@@ -28,11 +33,22 @@ _second_prefix: tuple[int, str] = (-1, "")
 
 def variant_for(caps: set[str]) -> int:
     """Which encoding a client with ``caps`` receives."""
+    account = WITH_ACCOUNT if Cap.ACCOUNT_TAG in caps else 0
     if Cap.MESSAGE_TAGS in caps:
-        return ALL_TAGS
+        return ALL_TAGS + account
     if Cap.SERVER_TIME in caps:
-        return TIME_ONLY
-    return PLAIN
+        return TIME_ONLY + account
+    return PLAIN + account
+
+
+def has_time(variant: int) -> bool:
+    """Whether a client of ``variant`` takes server-time tags."""
+    return variant % WITH_ACCOUNT != PLAIN
+
+
+def has_all_tags(variant: int) -> bool:
+    """Whether a client of ``variant`` takes msgid and client-only tags."""
+    return variant % WITH_ACCOUNT == ALL_TAGS
 
 
 def server_time(epoch_ms: int) -> str:
@@ -72,30 +88,49 @@ def now_ms() -> int:
 
 
 def encode_variants(
-    msg: Message, time_tag: str, msgid: str | None, client_tags: Mapping[str, str] | None = None
-) -> tuple[bytes, bytes, bytes]:
-    """The three encodings of a relayed line; the untagged body is serialised once."""
+    msg: Message,
+    time_tag: str,
+    msgid: str | None,
+    client_tags: Mapping[str, str] | None = None,
+    account: str | None = None,
+) -> Variants:
+    """The six encodings of a relayed line; the untagged body is serialised once."""
     body = serialize(msg)
-    timed = b"@time=" + time_tag.encode() + b" " + body
+    time_part = b"time=" + time_tag.encode()
+    timed = b"@" + time_part + b" " + body
     if msgid is None and not client_tags:
-        return (body, timed, timed)
-    extra = f";msgid={msgid}" if msgid else ""  # our msgids need no escaping
-    if client_tags:
-        extra += "".join(
-            f";{k}={escape_tag_value(v)}" if v else f";{k}" for k, v in client_tags.items()
-        )
-    return (body, timed, b"@time=" + time_tag.encode() + extra.encode() + b" " + body)
+        full = timed
+    else:
+        extra = f";msgid={msgid}" if msgid else ""  # our msgids need no escaping
+        if client_tags:
+            extra += "".join(
+                f";{k}={escape_tag_value(v)}" if v else f";{k}" for k, v in client_tags.items()
+            )
+        full = b"@" + time_part + extra.encode() + b" " + body
+    if account is None:
+        return (body, timed, full, body, timed, full)
+    tag = b"account=" + escape_tag_value(account).encode()
+    return (
+        body,
+        timed,
+        full,
+        b"@" + tag + b" " + body,
+        b"@" + tag + b";" + timed[1:],
+        b"@" + tag + b";" + full[1:],
+    )
 
 
 def stamp(
-    msg: Message, client_tags: dict[str, str] | None = None
-) -> tuple[int, str, tuple[bytes, bytes, bytes]]:
-    """Server time and msgid for a relayed line, and its encodings (no lock needed).
+    msg: Message, client_tags: dict[str, str] | None = None, account: str | None = None
+) -> tuple[int, str, Variants]:
+    """Server time and msgid for a relayed line, and its encodings (no lock needed);
+    ``account``: the sender's, for account-tag.
 
     Called by every thread outside the registry lock: see server_time."""
     time_ms = now_ms()
     msgid = new_msgid()
-    return time_ms, msgid, encode_variants(msg, server_time(time_ms), msgid, client_tags)
+    variants = encode_variants(msg, server_time(time_ms), msgid, client_tags, account)
+    return time_ms, msgid, variants
 
 
 def add_tag(line: bytes, key: str, value: str) -> bytes:

@@ -89,7 +89,8 @@ def _window(
             return fail("INVALID_TARGET", sub, target)
         key, display, floor = chan.folded, chan.name, chan.history_from
     elif is_valid_nick(target, s.cfg.nicklen):
-        key, display, floor = dm_key(casefold(s.user.nick), casefold(target)), target, 0
+        key, display = dm_key(s.user.identity, partner_identity(s, target)), target
+        floor = private_floor(s)
     else:
         return fail("INVALID_TARGET", sub, target)
 
@@ -145,14 +146,16 @@ def _targets(s: Session, history: History, start: str, end: str, limit: int, fai
         if ms is None:
             return fail("INVALID_PARAMS", "TARGETS", sel)
         times.append(ms)
-    me = casefold(s.user.nick)
-    # a room whose only messages belong to an earlier room of its name is not listed
+    me = s.user.identity
+    # a room whose only messages belong to an earlier room of its name is not listed,
+    # nor a private conversation from before this connection when it has no account
     floors = {c.folded: c.history_from >> ID_TIME_SHIFT for c in s.user.channels.values()}
+    dm_floor = (private_floor(s) + 1) >> ID_TIME_SHIFT
     keys = [*floors, *history.dm_keys(me)]
     found = [
         row
         for row in history.targets(keys, times[0], times[1], limit)
-        if row[2] >= floors.get(row[0], 0)
+        if row[2] >= floors.get(row[0], dm_floor)
     ]
     ref = T.new_batch_id()
     batch = Cap.BATCH in s.user.caps
@@ -169,15 +172,38 @@ def _targets(s: Session, history: History, start: str, end: str, limit: int, fai
 def _partner(history: History, me: str, key: str, display: str, times: list[int]) -> str:
     """The other side of a direct conversation, spelt as last seen: the addressee of
     its latest message in the window, or (when that was sent to me) its sender."""
-    if casefold(display) != me:
+    first, _, second = key.partition(" ")
+    other = (second if first == me else first).removeprefix("~")  # or a note to myself
+    if casefold(display) == other:
         return display
     lo, hi = sorted(times)
     latest = history.window(key, ((lo + 1) << ID_TIME_SHIFT) - 1, hi << ID_TIME_SHIFT, 1, True)
     if latest:
         sender = split_source(latest[0].sender)[0]
-        if casefold(sender) != me:
+        if casefold(sender) == other:
             return sender
-    return next((n for n in key.split(" ") if n != me), display)  # or a note to myself
+    return other
+
+
+def partner_identity(s: Session, nick: str) -> str:
+    """Who ``nick`` is in private history (registry.User.identity): the account of
+    whoever has the nick now, else the account of that name, else the bare nick."""
+    peer = s.reg.find_user(nick)
+    if peer is not None:
+        return peer.identity
+    accounts = s.reg.accounts
+    if accounts is not None and accounts.exists(nick):
+        return "~" + casefold(nick)
+    return casefold(nick)
+
+
+def private_floor(s: Session) -> int:
+    """Private history a connection may read starts here: all of it for an account,
+    only what came since it connected without one (Ergo's rule: a nick proves nothing
+    about who held it before)."""
+    if s.user.account:
+        return 0
+    return first_id_at(int(s.user.signon * 1000)) - 1  # windows exclude their floor
 
 
 def send_history(s: Session, display: str, rows: Iterable[StoredMessage], mark: bool) -> None:
@@ -190,13 +216,13 @@ def send_history(s: Session, display: str, rows: Iterable[StoredMessage], mark: 
         s.send(Message("BATCH", ("+" + ref, "chathistory", display), s.server))
     for m in rows:
         text = m.text
-        if mark and s.variant == T.PLAIN:
+        if mark and not T.has_time(s.variant):
             text = mark_history(text, m.time_ms)
         line = serialize(Message(m.command, (m.display, text), m.sender))
         tags: dict[str, str] = {}
-        if s.variant != T.PLAIN:
+        if T.has_time(s.variant):
             tags["time"] = T.server_time(m.time_ms)
-        if s.variant == T.ALL_TAGS:
+        if T.has_all_tags(s.variant):
             tags["msgid"] = m.msgid
             tags.update(m.tags)
         if batch:

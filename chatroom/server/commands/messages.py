@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from chatroom.protocol import MAX_LINE_BYTES, Cap, Message, casefold, is_channel
+from chatroom.protocol import MAX_LINE_BYTES, Cap, Message, is_channel
 from chatroom.protocol import Numeric as N
 from chatroom.server import tags as T
 from chatroom.server.records import dm_key
@@ -28,6 +28,11 @@ _ALL_TAGS = T.ALL_TAGS
 # What a relayed PRIVMSG/NOTICE adds to its source, command, target and text:
 # ':' and ' ' around the source, ' ' and ' :' around the target, and the CR-LF.
 _RELAY_FRAMING = 7
+
+
+def _tags_only(variants: T.Variants) -> T.Variants:
+    """A TAGMSG's encodings: none for the clients that do not speak message-tags."""
+    return (b"", b"", variants[_ALL_TAGS], b"", b"", variants[_ALL_TAGS + T.WITH_ACCOUNT])
 
 
 def privmsg(s: Session, msg: Message) -> None:
@@ -95,7 +100,7 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
                 s.reply(N.ERR_INPUTTOOLONG, "Input line was too long")
                 continue
             out = Message(msg.command, (shown,) if tagmsg else (shown, text), user.source)
-            time_ms, msgid, variants = stamp(out, client_tags)
+            time_ms, msgid, variants = stamp(out, client_tags, user.account)
             # history is for everyone in the room: not a TAGMSG, not a STATUSMSG
             history = None if tagmsg or prefix else (chan.folded, chan.name)
             with reg.lock:
@@ -116,7 +121,7 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
                 # the writer's cache of the room's groups.)
                 s.post(
                     sinks,
-                    (b"", b"", variants[_ALL_TAGS]) if tagmsg else variants,
+                    _tags_only(variants) if tagmsg else variants,
                     user.conn,
                     s.record(out, time_ms, msgid, client_tags, history),
                 )
@@ -132,13 +137,10 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
                 out = Message(
                     msg.command, (peer.nick,) if tagmsg else (peer.nick, text), user.source
                 )
-                history = (
-                    None
-                    if tagmsg
-                    else (dm_key(casefold(user.nick), casefold(peer.nick)), peer.nick)
-                )
+                # keyed by who both sides are: accounts, or nicks for this connection
+                history = None if tagmsg else (dm_key(user.identity, peer.identity), peer.nick)
                 sinks = (peer.conn,)
-                if tagmsg and getattr(peer.conn, "variant", 0) != _ALL_TAGS:
+                if tagmsg and not T.has_all_tags(getattr(peer.conn, "variant", 0)):
                     sinks = ()
                 variants = s.relay_sinks(sinks, out, user.conn, client_tags, history)
                 if peer is user and sinks:
