@@ -53,6 +53,17 @@ def server_parser() -> argparse.ArgumentParser:
         " ':memory:' keeps history only while the server runs)",
     )
     p.add_argument("--no-history", action="store_true", help="keep no history at all (no database)")
+    p.add_argument(
+        "--no-accounts",
+        action="store_true",
+        help="no built-in accounts (SASL, REGISTER, NickServ, ChanServ)",
+    )
+    p.add_argument(
+        "--password-min-length",
+        type=int,
+        metavar="N",
+        help="shortest account password accepted (default 8)",
+    )
     p.add_argument("--log-level", help="DEBUG, INFO (default), WARNING or ERROR")
     p.add_argument("--version", action="version", version=VERSION)
     return p
@@ -74,7 +85,10 @@ def build_config(args: argparse.Namespace) -> Config:
         opers=opers,
         log_level=args.log_level,
         db=args.db,
+        password_min_length=args.password_min_length,
     )
+    if args.no_accounts:
+        config = config.with_overrides(accounts=False)
     if args.no_flood_limit:
         config = config.with_overrides(flood_limit=False)
     if args.no_history:

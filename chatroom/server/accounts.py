@@ -19,14 +19,10 @@ import time
 
 from chatroom.protocol import casefold
 from chatroom.sasl import Credentials
-from chatroom.server.records import AccountInfo, RoomRegistration
+from chatroom.server.records import AccountInfo, AccountStoreError, RoomRegistration
 from chatroom.server.store import HistoryStore
 
 log = logging.getLogger(__name__)
-
-
-class AccountStoreError(RuntimeError):
-    """The database refused an account change; the client is told to try later."""
 
 
 class AccountStore:

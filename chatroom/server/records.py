@@ -142,6 +142,11 @@ class History(Protocol):
         ...
 
 
+class AccountStoreError(RuntimeError):
+    """The database could not answer or refused an account change (logged where it
+    happened); the client is told to try again later."""
+
+
 class AccountInfo(NamedTuple):
     """An account as stored: its name as registered and its SCRAM credentials."""
 
@@ -163,7 +168,7 @@ class RoomRegistration(NamedTuple):
 
 class Accounts(Protocol):
     """What sessions need of the accounts (accounts.AccountStore). Calls block on the
-    database briefly; each raises accounts.AccountStoreError when it cannot answer."""
+    database briefly; each raises :class:`AccountStoreError` when it cannot answer."""
 
     def exists(self, name: str) -> bool: ...
 

@@ -14,6 +14,7 @@ result; they never write these structures themselves.
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import threading
 import time
 import weakref
@@ -25,7 +26,13 @@ from typing import NamedTuple, Protocol
 from chatroom.protocol import casefold, mask_matcher
 from chatroom.server.config import Config
 from chatroom.server.flood import LoginLimiter
-from chatroom.server.records import ID_TIME_SHIFT, Accounts, History, RoomState
+from chatroom.server.records import (
+    ID_TIME_SHIFT,
+    Accounts,
+    History,
+    RoomRegistration,
+    RoomState,
+)
 
 
 class Sink(Protocol):
@@ -97,10 +104,27 @@ LIST_MODES = "beI"
 class ListEntry(NamedTuple):
     """A mask on a room's ban, exception or invite-exception list."""
 
-    mask: str  # as shown: nick!user@host with wildcards
+    mask: str  # as shown: nick!user@host with wildcards, or $a[:account] (extban)
     set_by: str  # nick!user@host of who set it
     set_at: int  # Unix time
-    match: Callable[[str], bool]  # protocol.mask_matcher of the mask (casefolded text)
+    # (casefolded nick!user@host, casefolded account or None) -> whether it matches
+    match: Callable[[str, str | None], bool]
+
+
+# EXTBAN=$,a: "$a:mask" matches users logged in to a matching account, "$a" any account.
+ACCOUNT_EXTBAN = "$a"
+
+
+def list_matcher(mask: str) -> Callable[[str, str | None], bool]:
+    """How a list mask matches a user: on nick!user@host, or on the account ($a)."""
+    if mask == ACCOUNT_EXTBAN or mask.startswith(ACCOUNT_EXTBAN + ":"):
+        pattern = mask[len(ACCOUNT_EXTBAN) + 1 :]
+        on_account = mask_matcher(pattern) if pattern else None
+        return lambda source, account: (
+            account is not None and (on_account is None or on_account(account))
+        )
+    on_source = mask_matcher(mask)
+    return lambda source, account: on_source(source)
 
 
 def canonical_mask(mask: str) -> str:
@@ -108,7 +132,11 @@ def canonical_mask(mask: str) -> str:
 
     >>> canonical_mask("bar"), canonical_mask("*@10.0.0.*"), canonical_mask("bar!b")
     ('bar!*@*', '*!*@10.0.0.*', 'bar!b@*')
+    >>> canonical_mask("$a:alice")
+    '$a:alice'
     """
+    if mask.startswith("$"):  # an extban is not a hostmask
+        return mask
     if "!" not in mask:
         return f"*!{mask}" if "@" in mask else f"{mask}!*@*"
     return mask if "@" in mask.partition("!")[2] else f"{mask}@*"
@@ -133,6 +161,8 @@ class Channel:
     # History of this name up to this message id belongs to an earlier room (one that
     # emptied): not served to this one's members.
     history_from: int = 0
+    # Registered (ChanServ REGISTER): its founder and access list by account; None: not
+    registration: RoomRegistration | None = None
     # +b +e +I: mode letter -> casefolded mask -> entry, in the order they were set
     lists: dict[str, dict[str, ListEntry]] = field(
         default_factory=lambda: {letter: {} for letter in LIST_MODES}
@@ -217,6 +247,24 @@ class Channel:
     def is_op(self, user: User) -> bool:
         return "o" in self.members.get(user, "")
 
+    def status_on_join(self, user: User, first: bool) -> str:
+        """The status a joining user gets: a registered room gives it by account (its
+        founder and access list) and to nobody else, even the first to come back;
+        an unregistered room makes its first member operator."""
+        reg = self.registration
+        if reg is None:
+            return "o" if first else ""
+        if not user.account:
+            return ""
+        key = casefold(user.account)
+        return "o" if key == reg.founder else reg.access.get(key, "")
+
+    def is_founder(self, user: User) -> bool:
+        reg = self.registration
+        return (
+            reg is not None and user.account is not None and casefold(user.account) == reg.founder
+        )
+
     def can_speak(self, user: User) -> bool:
         """+n keeps outsiders out; +m and +b let only voiced and operators talk."""
         status = self.members.get(user)
@@ -230,7 +278,8 @@ class Channel:
         if not entries:
             return False
         folded = casefold(user.source)
-        return any(e.match(folded) for e in entries.values())
+        account = casefold(user.account) if user.account else None
+        return any(e.match(folded, account) for e in entries.values())
 
     def banned(self, user: User) -> bool:
         """+b matches and no +e does."""
@@ -287,14 +336,17 @@ class Channel:
         self._status_sinks.clear()
         return True
 
-    def add_mask(self, letter: str, mask: str, by: str, limit: int) -> ListEntry | None:
+    def add_mask(
+        self, letter: str, mask: str, by: str, limit: int, at: int | None = None
+    ) -> ListEntry | None:
         """Put ``mask`` on list ``letter``; None if it is there already or the list
         holds ``limit`` masks (the caller tells which)."""
         entries = self.lists[letter]
         folded = casefold(mask)
         if folded in entries or len(entries) >= limit:
             return None
-        entries[folded] = entry = ListEntry(mask, by, int(time.time()), mask_matcher(mask))
+        when = int(time.time()) if at is None else at
+        entries[folded] = entry = ListEntry(mask, by, when, list_matcher(mask))
         return entry
 
     def remove_mask(self, letter: str, mask: str) -> ListEntry | None:
@@ -384,6 +436,8 @@ class Registry:
         self.multicast = multicast
         self.history = history
         self.accounts = accounts  # records.Accounts; None: no accounts on this server
+        # SCRAM answers for unknown accounts derive from this, so they look like real ones
+        self.fake_secret = secrets.token_bytes(32)
         # failed logins by account and by address (brute force), shared by all sessions
         self.login_failures = LoginLimiter(config.login_failures, config.login_failure_window)
         self.registrations = LoginLimiter(config.registrations, config.registration_window)
@@ -441,17 +495,30 @@ class Registry:
 
     # -- rooms -------------------------------------------------------------------------
 
-    def create_room(self, name: str, founder: User, saved: RoomState | None = None) -> Channel:
+    def create_room(
+        self,
+        name: str,
+        founder: User,
+        saved: RoomState | None = None,
+        registration: RoomRegistration | None = None,
+    ) -> Channel:
         """A new room with ``founder`` as its operator, or the one the database kept
         (``saved``, after a restart) with its topic, modes and key. A new room gets
-        none of the history of an earlier room of its name (that one emptied)."""
+        none of the history of an earlier room of its name (that one emptied). A
+        registered room (``registration``) comes back with its mask lists, and its
+        first member is operator only by its access list."""
         with self.lock:
             if saved is not None:
                 chan = Channel.restore(saved)
             else:
                 chan = Channel(name, history_from=self.last_message_id)
+            if registration is not None:
+                chan.registration = registration
+                for letter, mask, set_by, set_at in registration.lists:
+                    if letter in chan.lists:
+                        chan.add_mask(letter, mask, set_by, self.config.listmodes_max, set_at)
             self.channels[chan.folded] = chan
-            self._add_member(founder, chan, "o")
+            self._add_member(founder, chan, chan.status_on_join(founder, first=True))
             if saved is None:
                 self.save_room(chan)
             return chan
@@ -460,7 +527,7 @@ class Registry:
         """Add a member to an existing room; its invitation, if any, is used up."""
         with self.lock:
             chan.invited.discard(user)
-            self._add_member(user, chan, "")
+            self._add_member(user, chan, chan.status_on_join(user, first=False))
 
     def _add_member(self, user: User, chan: Channel, status: str) -> None:
         chan.add(user, status)
@@ -480,7 +547,11 @@ class Registry:
         (Ergo's rule for unregistered rooms)."""
         if self.channels.get(chan.folded) is chan:
             del self.channels[chan.folded]
-        if self.history is not None:
+        if self.history is None:
+            return
+        if chan.registration is not None:  # a registered room keeps its topic and modes
+            self.history.save_room(chan.state())
+        else:
             self.history.forget_room(chan.folded, chan.name, self.last_message_id)
 
     def save_room(self, chan: Channel) -> None:

@@ -147,6 +147,11 @@ class Session:
         self.cap_version = 0
         self.variant = T.PLAIN  # which encoding of relayed lines this client gets
         self._capture: list[bytes] | None = None  # responses held for a labeled batch
+        self.sasl: A.SaslExchange | None = None  # AUTHENTICATE in progress
+        # (deadline, casefolded nick): log in to the account of that name by then, or be
+        # renamed (commands/accounts.py, nick ownership)
+        self.nick_deadline: tuple[float, str] | None = None
+        self.tried_nick: str | None = None  # the last NICK refused before registration
         refusal = registry.add_connection(self.user)
         if refusal:
             self.send(Message.of("ERROR", f"Closing Link: {host} ({refusal})"))
@@ -287,7 +292,7 @@ class Session:
         self._capture = []
         try:
             row = COMMANDS.get(msg.command)
-            if row is not None and row.relays:
+            if row is not None and row.relays and not A.to_service(msg):
                 # its relays include this client: run it under the registry lock, so
                 # the labeled batch keeps its place among what the others see
                 with self.reg.lock:
@@ -375,6 +380,8 @@ class Session:
         if self.user.gone:
             return
         now = self.clock() if now is None else now
+        if self.nick_deadline is not None:
+            A.enforce_nick(self, now)
         if self.state is not _REGISTERED:
             if now - self.connected_at > self.cfg.registration_timeout:
                 self.terminate("Registration timeout")
@@ -419,7 +426,11 @@ class Session:
                 self._move(RegState.NEGOTIATING)
             version = parse_int(msg.param(1), 0, INT32_MAX) or 0
             self.cap_version = max(self.cap_version, version)
-            self._cap_reply("LS", sorted(self._offered_caps()))
+            offered = self._offered_caps()
+            values = A.offered(self) if self.cap_version >= 302 else {}
+            self._cap_reply(
+                "LS", [f"{c}={values[c]}" if values.get(c) else c for c in sorted(offered)]
+            )
         elif sub == "LIST":
             self._cap_reply("LIST", sorted(self.user.caps))
         elif sub == "REQ":
@@ -441,14 +452,16 @@ class Session:
         elif sub == "END":
             if self.state is RegState.NEGOTIATING:
                 self._move(RegState.NEW)
+                A.abort_sasl(self)
             self._try_register()
         else:
             raise IRCError(N.ERR_INVALIDCAPCMD, msg.params[0], "Invalid CAP command")
 
     def _offered_caps(self) -> frozenset[Cap]:
-        return frozenset(BASE_CAPS + HISTORY_CAPS if self.history is not None else BASE_CAPS)
+        caps = BASE_CAPS + HISTORY_CAPS if self.history is not None else BASE_CAPS
+        return frozenset(caps).union(A.offered(self))
 
-    def _cap_reply(self, sub: str, caps: list[Cap]) -> None:
+    def _cap_reply(self, sub: str, caps: list[str]) -> None:
         """CAP LS/LIST, split over several lines (``*`` marks more to come) when long."""
         lines: list[list[str]] = [[]]
         for cap in caps:
@@ -468,24 +481,34 @@ class Session:
         if not msg.params or not msg.params[0]:
             raise IRCError(N.ERR_NONICKNAMEGIVEN, "No nickname given")
         nick = msg.params[0]
-        if not is_valid_nick(nick, self.cfg.nicklen):
+        if not is_valid_nick(nick, self.cfg.nicklen) or (
+            self.reg.accounts is not None and A.is_service(nick)
+        ):
             raise IRCError(N.ERR_ERRONEUSNICKNAME, nick, "Erroneous nickname")
         user = self.user
         if nick == user.nick:
             return
         if self.state is not _REGISTERED:
-            if self._password_ok() and not self.reg.claim_nick(user, nick):
+            if self._password_ok() and not self._claim(nick):
+                self.tried_nick = nick
                 raise IRCError(N.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
             self.pending.nick = nick
             self._try_register()
             return
         with self.reg.lock:
             old_source = user.source
-            if not self.reg.claim_nick(user, nick):
+            if not self._claim(nick):
                 raise IRCError(N.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
             peers = self.reg.peers_of(user)
             peers.add(user)
             self.relay(peers, Message.of("NICK", nick, source=old_source))
+        A.guard_nick(self)
+
+    def _claim(self, nick: str) -> bool:
+        """Take ``nick``; its account's owner takes it from whoever else has it."""
+        return self.reg.claim_nick(self.user, nick) or (
+            A.take_back(self, nick) and self.reg.claim_nick(self.user, nick)
+        )
 
     def cmd_user(self, msg: Message) -> None:
         if self.state is _REGISTERED or self.pending.username is not None:
@@ -522,8 +545,11 @@ class Session:
             pending.nick = None
             return
         user.username, user.realname = pending.username, pending.realname
+        if self.cfg.password is None and pending.password is not None:
+            A.pass_login(self, pending.password)
         self._move(RegState.REGISTERED)
         self._welcome()
+        A.guard_nick(self)
 
     def _welcome(self) -> None:
         cfg = self.cfg
@@ -577,3 +603,4 @@ def end_user(registry: Registry, user: User, reason: str, error: str) -> None:
 # QUIT), so it is imported last, once Session exists. (commands/__init__.py creates the
 # table before it imports this module, so either may be imported first.)
 from chatroom.server.commands import COMMANDS  # noqa: E402
+from chatroom.server.commands import accounts as A  # noqa: E402

@@ -177,6 +177,15 @@ TEMPLATES = [
     "CHATHISTORY AFTER {target} {sel} {num}", "CHATHISTORY AROUND {target} {sel} {num}",
     "CHATHISTORY BETWEEN {target} {sel} {sel} {num}", "CHATHISTORY TARGETS {sel} {sel} {num}",
     "CHATHISTORY {word} {target} {sel} {num}", "CHATHISTORY :{text}", "CHATHISTORY {word}",
+    "AUTHENTICATE PLAIN", "AUTHENTICATE SCRAM-SHA-256", "AUTHENTICATE {word}", "AUTHENTICATE *",
+    "AUTHENTICATE +", "AUTHENTICATE {text}", "AUTHENTICATE AGZ1enoAZnV6enB3MTIz",
+    "AUTHENTICATE bj1mdXp6LHI9YWJjZGVmZ2hpams=", "REGISTER {nick} * {text}",
+    "REGISTER * * fuzzpw123", "REGISTER {word}", "PRIVMSG NickServ :IDENTIFY {text}",
+    "PRIVMSG ChanServ :{text}", "NICKSERV {word} {text}", "NS REGISTER fuzzpw123",
+    "NS IDENTIFY {nick} {text}", "NS LOGOUT", "NS INFO {nick}", "NS DROP {text}",
+    "NS PASSWD {text} {text}", "NS REGAIN {nick}", "NS", "CHANSERV {word}",
+    "CS REGISTER {chan}", "CS REGISTER {oproom}", "CS AMODE {oproom} +o {nick}",
+    "CS AMODE {oproom}", "CS INFO {chan}", "CS DROP {oproom}", "CS {word} {text}",
 ]  # fmt: skip
 REGISTRATION_TEMPLATES = [t for t in TEMPLATES if t.split()[0] in {"CAP", "PASS", "NICK", "USER"}]
 

@@ -38,7 +38,16 @@ class Command(NamedTuple):
 # back at its end (it dispatches through it), whichever of the two is imported first.
 COMMANDS: dict[str, Command] = {}
 
-from chatroom.server.commands import history, info, messages, modes, queries, rooms  # noqa: E402
+from chatroom.server.commands import (  # noqa: E402
+    accounts,
+    history,
+    info,
+    messages,
+    modes,
+    queries,
+    rooms,
+    services,
+)
 from chatroom.server.session import Session  # noqa: E402
 
 COMMANDS.update(
@@ -132,6 +141,22 @@ COMMANDS.update(
         ),
         # history
         "CHATHISTORY": Command(history.chathistory, 1),
+        # accounts
+        "AUTHENTICATE": Command(accounts.authenticate, 1, before_registration=True),
+        "REGISTER": Command(
+            accounts.register,
+            3,
+            before_registration=True,
+            help="REGISTER <account> * <password> -- make an account of your nick",
+        ),
+        "NICKSERV": Command(
+            services.nickserv, 0, help="NICKSERV <command> -- the same as /msg NickServ"
+        ),
+        "NS": Command(services.nickserv, 0, help="NS <command> -- the same as /msg NickServ"),
+        "CHANSERV": Command(
+            services.chanserv, 0, help="CHANSERV <command> -- the same as /msg ChanServ"
+        ),
+        "CS": Command(services.chanserv, 0, help="CS <command> -- the same as /msg ChanServ"),
         # operators and server information
         "OPER": Command(info.oper, 2, help="OPER <name> <password> -- become a server operator"),
         "KILL": Command(info.kill, 1, help="KILL <nick> :reason -- disconnect a user (operators)"),

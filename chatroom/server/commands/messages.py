@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from chatroom.protocol import MAX_LINE_BYTES, Cap, Message, is_channel
 from chatroom.protocol import Numeric as N
 from chatroom.server import tags as T
+from chatroom.server.commands import services
+from chatroom.server.commands.accounts import is_service
 from chatroom.server.records import dm_key
 from chatroom.server.registry import STATUS_PREFIXES
 from chatroom.server.tags import stamp
@@ -126,6 +128,10 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
                     s.record(out, time_ms, msgid, client_tags, history),
                 )
         else:
+            if reg.accounts is not None and is_service(target):
+                if not notice and not tagmsg:  # a NOTICE to a service is dropped
+                    services.dispatch(s, target, text)
+                continue
             with reg.lock:
                 peer = reg.find_user(target)
                 if peer is None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from chatroom.server.session import Session
 
 # A WHO row: (room shown, nick, username, host, realname, flags, seconds idle)
-WhoRow = tuple[str, str, str, str, str, str, int]
+WhoRow = tuple[str, str, str, str, str, str, int, str]
 
 # IRCv3 WHOX (https://ircv3.net/specs/extensions/whox): `WHO <mask> [o]%<fields>[,<token>]`
 # is answered with 354 lines giving the fields asked for, always in this order.
@@ -70,7 +70,7 @@ def who(s: Session, msg: Message) -> None:
     if percent:
         _whox_replies(s, rows, whox)
     else:
-        for name, nick, username, host, realname, status, _ in rows:
+        for name, nick, username, host, realname, status, _, _ in rows:
             s.reply(N.RPL_WHOREPLY, name, username, host, s.server, nick, status, f"0 {realname}")
     s.reply(N.RPL_ENDOFWHO, mask, "End of WHO list")
 
@@ -78,20 +78,20 @@ def who(s: Session, msg: Message) -> None:
 def _who_row(name: str, u: User, prefix: str) -> WhoRow:
     flags = ("G" if u.away is not None else "H") + ("*" if u.is_oper else "") + prefix
     idle = int(time.monotonic() - u.last_spoke)
-    return (name, u.nick, u.username, u.host, u.realname, flags, idle)
+    return (name, u.nick, u.username, u.host, u.realname, flags, idle, u.account or "0")
 
 
 def _whox_replies(s: Session, rows: list[WhoRow], spec: str) -> None:
     """One 354 per row with the fields of ``spec`` (``tcuhnfar,123``), in WHOX order.
 
-    No accounts yet: ``a`` is always ``0`` (logged out); ``o`` (op level) is ``n/a``
+    ``a`` is the account (``0``: not logged in); ``o`` (op level) is ``n/a``
     as in Solanum and Ergo; the host is an address, so ``i`` is the host too.
     """
     wanted, _, token = spec.partition(",")
     if not (token.isdigit() and token.isascii() and len(token) <= WHOX_TOKEN_DIGITS):
         token = "0"
     fields = [f for f in WHOX_FIELDS if f in wanted]
-    for name, nick, username, host, realname, status, idle in rows:
+    for name, nick, username, host, realname, status, idle, account in rows:
         values = {
             "t": token,
             "c": name,
@@ -103,7 +103,7 @@ def _whox_replies(s: Session, rows: list[WhoRow], spec: str) -> None:
             "f": status,
             "d": "0",
             "l": str(idle),
-            "a": "0",
+            "a": account,
             "o": "n/a",
             "r": realname,
         }
@@ -130,6 +130,8 @@ def whois(s: Session, msg: Message) -> None:
             if chans:
                 s.reply(N.RPL_WHOISCHANNELS, u.nick, " ".join(chans))
             s.reply(N.RPL_WHOISSERVER, u.nick, s.server, s.cfg.network)
+            if u.account:
+                s.reply(N.RPL_WHOISACCOUNT, u.nick, u.account, "is logged in as")
             if u.away is not None:
                 s.reply(N.RPL_AWAY, u.nick, u.away)
             if u.is_oper:

@@ -20,7 +20,12 @@ from chatroom.protocol import (
 )
 from chatroom.protocol import Numeric as N
 from chatroom.server.commands.history import send_history
-from chatroom.server.records import HistoryReadError, RoomState
+from chatroom.server.records import (
+    AccountStoreError,
+    HistoryReadError,
+    RoomRegistration,
+    RoomState,
+)
 from chatroom.server.registry import Channel, sinks_with
 from chatroom.server.session import INT32_MAX, IRCError
 from chatroom.server.text import truncate_utf8
@@ -61,13 +66,20 @@ def _join(s: Session, name: str, key: str | None) -> None:
     user, reg, history = s.user, s.reg, s.history
     folded = casefold(name)
     saved: RoomState | None = None
-    if history is not None and reg.find_channel(name) is None:
-        try:
-            saved = history.room_state(folded)  # read before taking the lock
-        except HistoryReadError:
-            saved = None  # logged by the store; the room starts afresh
-        if saved is not None and not saved.created:
-            saved = None  # it emptied: nothing of that room comes back
+    registration: RoomRegistration | None = None
+    if reg.find_channel(name) is None:  # read what the database keeps before locking
+        if history is not None:
+            try:
+                saved = history.room_state(folded)
+            except HistoryReadError:
+                saved = None  # logged by the store; the room starts afresh
+            if saved is not None and not saved.created:
+                saved = None  # it emptied: nothing of that room comes back
+        if reg.accounts is not None:
+            try:
+                registration = reg.accounts.room(folded)
+            except AccountStoreError:  # logged; in doubt, nobody is made its operator
+                registration = UNKNOWN_REGISTRATION
     with reg.lock:
         chan = reg.find_channel(name)
         if chan is not None and chan.is_member(user):
@@ -80,14 +92,16 @@ def _join(s: Session, name: str, key: str | None) -> None:
             # to mean anything, so the first to return gets in (and is operator).
             if saved is not None and saved.room_key is not None and key != saved.room_key:
                 raise IRCError(N.ERR_BADCHANNELKEY, saved.name, "Cannot join channel (+k)")
-            chan = reg.create_room(name, user, saved)
+            chan = reg.create_room(name, user, saved, registration)
+            if chan.registration is UNKNOWN_REGISTRATION:
+                chan.registration = None
         else:
             refused = chan.join_refused(user, key)
             if refused is not None:
                 numeric, text = JOIN_REFUSALS[refused]
                 raise IRCError(numeric, chan.name, text)
             reg.join(user, chan)
-        s.relay_channel(chan, Message.of("JOIN", chan.name, source=user.source))
+        relay_join(s, chan)
         if user.away is not None:
             s.relay_sinks(
                 sinks_with(chan.members, Cap.AWAY_NOTIFY, user),
@@ -106,6 +120,27 @@ def _join(s: Session, name: str, key: str | None) -> None:
             return
         if rows:  # nothing to replay: no empty batch on every JOIN
             send_history(s, chan.name, rows, mark=True)
+
+
+# Stands in for a room's registration when it cannot be read (a failing database): the
+# room is treated as registered to no one, so nobody gets operator status by joining.
+UNKNOWN_REGISTRATION = RoomRegistration("", "", 0.0, {}, [])
+
+
+def relay_join(s: Session, chan: Channel) -> None:
+    """JOIN to the room; clients of extended-join also learn the account and realname."""
+    user = s.user
+    extended = sinks_with(chan.members, Cap.EXTENDED_JOIN)
+    if not extended:
+        s.relay_channel(chan, Message.of("JOIN", chan.name, source=user.source))
+        return
+    others = tuple(u.conn for u in chan.members if Cap.EXTENDED_JOIN not in u.caps)
+    if others:
+        s.relay_sinks(others, Message.of("JOIN", chan.name, source=user.source))
+    long_form = Message.of(
+        "JOIN", chan.name, user.account or "*", user.realname, source=user.source
+    )
+    s.relay_sinks(extended, long_form)
 
 
 def part(s: Session, msg: Message) -> None:
