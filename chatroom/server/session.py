@@ -268,7 +268,13 @@ class Session:
         self.last_activity = self.clock()
         self.ping_sent_at = None
         try:
-            msg = parse(raw)
+            try:
+                msg = parse(raw)
+            except LineTooLong:
+                if not A.is_register_line(raw):
+                    raise
+                # a long passphrase: REGISTER alone may exceed 512 bytes (never relayed)
+                msg = parse(raw, max_line_bytes=A.MAX_REGISTER_LINE_BYTES)
             # tag data: the bytes between the '@' and the first space
             if msg.tags and raw.index(b" ") - 1 > MAX_CLIENT_TAG_BYTES:
                 raise LineTooLong("client tag data too long", msg.command)

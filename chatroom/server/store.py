@@ -484,21 +484,26 @@ class HistoryStore:
     def targets(
         self, keys: Sequence[str], start_ms: int, end_ms: int, limit: int
     ) -> list[tuple[str, str, int]]:
-        """(key, display, latest time) of conversations among ``keys`` with messages
-        strictly between two times (CHATHISTORY TARGETS). As in BETWEEN (and Ergo), the
-        ``limit`` nearest ``start_ms`` are chosen, and they come back oldest first."""
+        """(key, display, latest time) of conversations among ``keys`` whose latest
+        message is strictly between two times (CHATHISTORY TARGETS: one with newer
+        messages is not listed). As in BETWEEN (and Ergo), the ``limit`` nearest
+        ``start_ms`` are chosen, and they come back oldest first."""
         if not keys:
             return []
         lo, hi = sorted((start_ms, end_ms))
-        forward = start_ms <= end_ms
-        marks = ",".join("?" * len(keys))
-        rows = self._fetch(
-            f"SELECT target, display, MAX(time_ms) AS t FROM messages WHERE target IN"
-            f" ({marks}) AND id >= ? AND id < ? GROUP BY target"
-            f" ORDER BY t {'ASC' if forward else 'DESC'} LIMIT ?",
-            (*keys, (lo + 1) << ID_TIME_SHIFT, hi << ID_TIME_SHIFT, limit),
-        )
-        return rows if forward else rows[::-1]
+        first, last = (lo + 1) << ID_TIME_SHIFT, hi << ID_TIME_SHIFT
+        latest = []
+        for key in keys:  # each the last entry of its index range: O(log n) apiece
+            rows = self._fetch(
+                "SELECT target, display, time_ms, id FROM messages WHERE target = ?"
+                " ORDER BY id DESC LIMIT 1",
+                (key,),
+            )
+            if rows and first <= rows[0][3] < last:
+                latest.append(rows[0][:3])
+        latest.sort(key=lambda row: row[2], reverse=start_ms > end_ms)
+        chosen = latest[:limit]
+        return chosen if start_ms <= end_ms else chosen[::-1]
 
     def dm_keys(self, prefix_key: str) -> list[str]:
         """Every direct-message conversation key involving casefolded nick ``prefix_key``."""

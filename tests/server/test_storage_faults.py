@@ -471,7 +471,7 @@ def test_reads_of_a_damaged_database_raise_history_read_error_logged_once(damage
         reads = {
             "window": lambda: store.window("#r", 0, 1 << 62, 10_000, newest=False),
             "export": lambda: list(store.export("#r")),
-            "targets": lambda: store.targets(["#r", "#other"], 0, 1 << 42, 10),
+            # (targets reads only each conversation's newest row: the file's intact end)
             "dm_keys": lambda: store.dm_keys("alice"),
             "locate": lambda: store.locate("#r", "id2501"),
         }

@@ -37,8 +37,10 @@ MECHANISMS = ("PLAIN", "SCRAM-SHA-256")
 # for sasl.MAX_MESSAGE_BYTES once decoded; more is refused (904) before it is kept.
 SASL_CHUNK = 400
 MAX_SASL_BASE64 = (sasl.MAX_MESSAGE_BYTES + 2) // 3 * 4
-# The longest password REGISTER and PASSWD take, in bytes (a line bounds it anyway).
-MAX_PASSWORD_BYTES = 300
+# The longest password REGISTER and PASSWD take, in bytes; a REGISTER line may be this
+# much longer than IRC's 512 bytes (it is never relayed), so a long passphrase fits.
+MAX_PASSWORD_BYTES = 600
+MAX_REGISTER_LINE_BYTES = 512 + MAX_PASSWORD_BYTES
 # Tries at a free GuestNNNNN nick before giving up on a rename (and retrying later).
 GUEST_TRIES = 20
 SERVICES_HOST = "services"
@@ -315,6 +317,14 @@ def pass_login(s: Session, password: str) -> None:
 
 
 # --- REGISTER (draft/account-registration) --------------------------------------------------
+
+
+def is_register_line(raw: bytes) -> bool:
+    """Whether a raw line (tags and source allowed) is a REGISTER command."""
+    words = raw.split(b" ", 3)
+    while words and words[0][:1] in (b"@", b":"):
+        words.pop(0)
+    return bool(words) and words[0].upper() == b"REGISTER"
 
 
 def register(s: Session, msg: Message) -> None:

@@ -16,7 +16,6 @@ from chatroom.protocol import (
     is_valid_channel,
     mask_matcher,
     parse_int,
-    serialize,
 )
 from chatroom.protocol import Numeric as N
 from chatroom.server.commands.history import send_history
@@ -370,6 +369,9 @@ def invite(s: Session, msg: Message) -> None:
             raise IRCError(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
         chan.invite(target)
         s.reply(N.RPL_INVITING, target.nick, chan.name)
-        target.send(serialize(Message.of("INVITE", target.nick, chan.name, source=user.source)))
+        # relayed like a message: server-time, msgid and account-tag as the target takes them
+        s.relay_sinks(
+            (target.conn,), Message.of("INVITE", target.nick, chan.name, source=user.source)
+        )
         if target.away is not None:
             s.reply(N.RPL_AWAY, target.nick, target.away)
