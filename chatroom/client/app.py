@@ -9,6 +9,11 @@ lines to send (CHATHISTORY requests, JOINs); the app sends them and schedules a 
 at most every :data:`FLUSH_INTERVAL`. The screens read the model; what the user types
 goes through :mod:`chatroom.client.commands`, with the app as its
 :class:`~chatroom.client.commands.CommandTarget`.
+
+Accounts: the connection logs in with the credentials the connect screen (or
+``--account`` and a remembered password) gave; when the user asked to remember the
+password, the app stores it (:mod:`chatroom.client.passwords`) once the server accepted
+it (a :class:`~chatroom.client.events.LoggedIn` event).
 """
 
 from __future__ import annotations
@@ -24,8 +29,15 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
 
+from chatroom.client.auth import AUTH_TIMEOUT, SERVICES, Credentials
 from chatroom.client.commands import CommandError, normalise_room, run_input, say
-from chatroom.client.config import RecentServer, config_dir, default_nick, remember_server
+from chatroom.client.config import (
+    RecentServer,
+    config_dir,
+    default_nick,
+    load_settings,
+    remember_server,
+)
 from chatroom.client.connection import (
     BACKOFF_BASE,
     DEFAULT_PORT,
@@ -36,16 +48,18 @@ from chatroom.client.connection import (
     Event,
     StateChanged,
 )
+from chatroom.client.events import LoggedIn
 from chatroom.client.formatting import strip_formatting
 from chatroom.client.history import HISTORY_PAGE, HISTORY_REQUEST_TIMEOUT
 from chatroom.client.model import SERVER_KEY
+from chatroom.client.passwords import Passwords, open_passwords
 from chatroom.client.screens.chat import ChatScreen
 from chatroom.client.screens.connect import ConnectDetails, ConnectScreen
 from chatroom.client.screens.dialogs import HelpScreen, key_help
 from chatroom.client.session import ClientSession
 from chatroom.client.state import ClientState
 from chatroom.client.widgets.chat_input import ChatInput
-from chatroom.protocol import Message, UnserializableMessage
+from chatroom.protocol import Cap, Message, UnserializableMessage, casefold
 
 __all__ = ["FLUSH_INTERVAL", "ChatApp", "ClientOptions", "make_app"]
 
@@ -60,13 +74,25 @@ HISTORY_EXPIRE_INTERVAL = 1.0
 
 @dataclass(frozen=True)
 class ClientOptions:
-    """Everything the command line (or a test) can say about how to start."""
+    """Everything the command line (or a test) can say about how to start.
+
+    ``account`` (None: the nick) logs in with ``account_password``, or with its
+    remembered password (``--account``); ``register`` and ``remember`` are the connect
+    screen's switches. ``allow_plain_sasl`` and ``use_keyring`` add to ``client.toml``.
+    """
 
     host: str | None = None
     port: int = DEFAULT_PORT
     nick: str = field(default_factory=default_nick)
     rooms: tuple[str, ...] = ()
     password: str | None = None
+    account: str | None = None
+    account_password: str | None = None
+    register: bool = False
+    remember: bool = False
+    allow_plain_sasl: bool = False
+    use_keyring: bool = True
+    auth_timeout: float = AUTH_TIMEOUT
     config_dir: Path | None = None
     lag_interval: float = LAG_INTERVAL
     backoff_base: float = BACKOFF_BASE
@@ -86,6 +112,15 @@ class ChatApp(App[int]):
         super().__init__()
         self.options = options
         self.config_dir = options.config_dir or config_dir()
+        settings = load_settings(self.config_dir)
+        self.allow_plain_sasl = options.allow_plain_sasl or settings.allow_plain_sasl
+        self.use_keyring = options.use_keyring and settings.use_keyring
+        self._passwords: Passwords | None = None
+        # The account named at connect (None: the nick), and whether to remember its
+        # password once it works (and which one was stored last).
+        self._account: str | None = None
+        self._remember = False
+        self._remembered: tuple[str, str] | None = None
         self.session = self._make_session(options.host or "server")
         self.connection: Connection | None = None
         self.chat_screen: ChatScreen | None = None
@@ -96,6 +131,13 @@ class ChatApp(App[int]):
     def state(self) -> ClientState:
         """The model the screens show (the session's)."""
         return self.session.state
+
+    @property
+    def passwords(self) -> Passwords:
+        """Remembered passwords (opened on first use: the keyring is slow to find)."""
+        if self._passwords is None:
+            self._passwords = open_passwords(self.config_dir, use_keyring=self.use_keyring)
+        return self._passwords
 
     @property
     def conn_state(self) -> str:
@@ -146,17 +188,43 @@ class ChatApp(App[int]):
         self.set_interval(HISTORY_EXPIRE_INTERVAL, self._expire_history)
         opts = self.options
         if opts.host:
-            self.start_chat(opts.host, opts.port, opts.nick, opts.password, opts.rooms)
+            self.start_chat(
+                opts.host,
+                opts.port,
+                opts.nick,
+                opts.password,
+                opts.rooms,
+                account=opts.account,
+                account_password=opts.account_password,
+                register=opts.register,
+                remember=opts.remember,
+            )
         else:
-            defaults = ConnectDetails("", opts.port, opts.nick, opts.password)
-            self.push_screen(ConnectScreen(defaults, self.config_dir), self._connect_chosen)
+            defaults = ConnectDetails("", opts.port, opts.nick, opts.password, opts.account or "")
+            screen = ConnectScreen(defaults, self.config_dir, self._has_password)
+            self.push_screen(screen, self._connect_chosen)
 
     # --- starting and stopping ------------------------------------------------------------
 
+    def _has_password(self, host: str, port: int, account: str) -> bool:
+        return self.passwords.get(host, port, account) is not None
+
     def _connect_chosen(self, details: ConnectDetails | None) -> None:
         """The connect screen's answer."""
-        if details is not None:
-            self.start_chat(details.host, details.port, details.nick, details.password)
+        if details is None:
+            return
+        if details.forget:  # "remember password" turned off: forget it now
+            self.passwords.delete(details.host, details.port, details.account or details.nick)
+        self.start_chat(
+            details.host,
+            details.port,
+            details.nick,
+            details.password,
+            account=details.account or None,
+            account_password=details.account_password,
+            register=details.register,
+            remember=details.remember,
+        )
 
     def start_chat(
         self,
@@ -165,18 +233,52 @@ class ChatApp(App[int]):
         nick: str,
         password: str | None = None,
         rooms: tuple[str, ...] = (),
+        *,
+        account: str | None = None,
+        account_password: str | None = None,
+        register: bool = False,
+        remember: bool = False,
     ) -> None:
-        """Show the chat screen and connect (reconnecting by itself from then on)."""
-        remember_server(RecentServer(host, port, nick), self.config_dir)
+        """Show the chat screen and connect (reconnecting by itself from then on).
+
+        ``account`` (None: the nick) logs in with ``account_password``, or with its
+        remembered password when none is given; ``register`` creates it first.
+        ``remember``: store the password once the server accepted it.
+        """
+        remember_server(RecentServer(host, port, nick, account or ""), self.config_dir)
         self.options = replace(self.options, host=host, port=port, nick=nick, password=password)
         self.session = self._make_session(
             host, f"{host}:{port}", [normalise_room(r) for r in rooms]
         )
+        self._account, self._remember, self._remembered = account, remember, None
+        login = account or nick
+        if account_password is None and not register and (account or remember):
+            account_password = self.passwords.get(host, port, login)
+            if account_password is not None:
+                self._remember = True
+                self._remembered = (login, account_password)
+            elif account:
+                self.state.info(
+                    f"No password remembered for {login} on {host}:{port}; /login PASSWORD logs in",
+                    SERVER_KEY,
+                )
+        if self._passwords is not None and self._passwords.file.fixed_mode:
+            self.state.info(
+                f"{self.passwords.file.path} was readable by other users; it is private "
+                "now, but consider changing the passwords in it",
+                SERVER_KEY,
+                error=True,
+            )
+            self.passwords.file.fixed_mode = False
+        credentials = Credentials(login, account_password, register) if account_password else None
         settings = ConnectionSettings(
             host=host,
             port=port,
             nick=nick,
             password=password,
+            credentials=credentials,
+            allow_plain_sasl=self.allow_plain_sasl,
+            auth_timeout=self.options.auth_timeout,
             lag_interval=self.options.lag_interval,
             backoff_base=self.options.backoff_base,
         )
@@ -197,6 +299,8 @@ class ChatApp(App[int]):
     # --- connection -> session -> screen ----------------------------------------------------
 
     def _on_connection_event(self, event: Event) -> None:
+        if isinstance(event, LoggedIn):
+            self._remember_password()
         self._send_all(self.session.on_event(event))
         if (
             isinstance(event, StateChanged)
@@ -205,6 +309,26 @@ class ChatApp(App[int]):
         ):
             self.notify(event.reason, title="Disconnected", severity="error", markup=False)
         self._schedule_flush()
+
+    def _remember_password(self) -> None:
+        """The server accepted our credentials: store the password if asked to."""
+        connection = self.connection
+        creds = connection.auth.credentials if connection is not None else None
+        if not self._remember or creds is None:
+            return
+        if self._remembered == (creds.account, creds.password):
+            return  # stored already (a reconnect logging in again)
+        host, port = self.options.host or "", self.options.port
+        try:
+            self.passwords.set(host, port, creds.account, creds.password)
+        except OSError as exc:
+            self.state.info(f"Could not remember the password: {exc}", SERVER_KEY, error=True)
+            return
+        self._remembered = (creds.account, creds.password)
+        self.state.info(
+            f"The password of {creds.account} is remembered in {self.passwords.where}",
+            SERVER_KEY,
+        )
 
     def _send_all(self, messages: list[Message]) -> None:
         for message in messages:
@@ -285,6 +409,42 @@ class ChatApp(App[int]):
             self.connection.drop()
         self.connection.reconnect_now()
 
+    def _registered_connection(self) -> Connection:
+        connection = self.connection
+        if connection is None or not connection.connected:
+            raise CommandError(
+                "Not connected to the server; wait for the reconnect (or /reconnect)"
+            )
+        return connection
+
+    def default_account(self) -> str:
+        """The account logged in with (or named at connect), else the nick."""
+        creds = self.connection.auth.credentials if self.connection is not None else None
+        return creds.account if creds is not None else self._account or self.state.nick
+
+    def remembered_password(self, account: str) -> str | None:
+        """The password remembered for ``account`` on this server."""
+        return self.passwords.get(self.options.host or "", self.options.port, account)
+
+    def login(self, credentials: Credentials) -> None:
+        """/login: SASL when the server has it, else NickServ."""
+        self._registered_connection().login(credentials)
+
+    def register_account(self, credentials: Credentials) -> None:
+        """/register: REGISTER when the server has it, else NickServ's (the nick)."""
+        connection = self._registered_connection()
+        nickserv = Cap.ACCOUNT_REGISTRATION not in connection.caps
+        if nickserv and casefold(credentials.account) != casefold(self.state.nick):
+            raise CommandError(
+                f"This server registers accounts through {SERVICES}, which registers the "
+                f"nick you use: /nick {credentials.account} first, or /register PASSWORD"
+            )
+        connection.register(credentials)
+
+    def logout(self) -> None:
+        """/logout: NickServ LOGOUT; no more logging in on reconnect."""
+        self._registered_connection().logout()
+
     # --- user input -----------------------------------------------------------------------
 
     def submit(self, line: str) -> None:
@@ -325,6 +485,13 @@ def make_app(
     rooms: tuple[str, ...] | list[str] = (),
     password: str | None = None,
     *,
+    account: str | None = None,
+    account_password: str | None = None,
+    register: bool = False,
+    remember: bool = False,
+    allow_plain_sasl: bool = False,
+    use_keyring: bool = True,
+    auth_timeout: float = AUTH_TIMEOUT,
     config_dir: Path | None = None,
     lag_interval: float = LAG_INTERVAL,
     backoff_base: float = BACKOFF_BASE,
@@ -338,6 +505,13 @@ def make_app(
         nick=nick or default_nick(),
         rooms=tuple(rooms),
         password=password,
+        account=account,
+        account_password=account_password,
+        register=register,
+        remember=remember,
+        allow_plain_sasl=allow_plain_sasl,
+        use_keyring=use_keyring,
+        auth_timeout=auth_timeout,
         config_dir=config_dir,
         lag_interval=lag_interval,
         backoff_base=backoff_base,

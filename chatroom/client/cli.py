@@ -30,6 +30,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--password", default=None, help="server password, if it has one")
     parser.add_argument(
+        "--account",
+        default=None,
+        metavar="NAME",
+        help="log in to this account with its remembered password (see /login)",
+    )
+    parser.add_argument(
+        "--allow-plain-sasl",
+        action="store_true",
+        help="allow sending the account password as it is (SASL PLAIN, NickServ) over a "
+        "link that is neither TLS nor loopback (client.toml: allow_plain_sasl = true)",
+    )
+    parser.add_argument(
+        "--no-keyring",
+        action="store_true",
+        help="remember passwords in a private file, never in the OS keyring "
+        "(client.toml: use_keyring = false)",
+    )
+    parser.add_argument(
         "--port", type=int, default=None, help=f"port (default {DEFAULT_PORT}, or from HOST:PORT)"
     )
     return parser
@@ -50,7 +68,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(exc))
     from chatroom.client.app import make_app  # Textual loads only when we really run
 
-    app = make_app(host, port, nick, tuple(args.join), args.password)
+    app = make_app(
+        host,
+        port,
+        nick,
+        tuple(args.join),
+        args.password,
+        account=args.account,
+        allow_plain_sasl=args.allow_plain_sasl,
+        use_keyring=not args.no_keyring,
+    )
     result = app.run()
     return result if isinstance(result, int) else 0
 

@@ -3,6 +3,9 @@
 Dispatch is an explicit table of :class:`Command`s. Handlers talk to a
 :class:`CommandTarget` (the app), so they can be exercised without a UI. A bad
 argument raises :class:`CommandError`, which the UI shows as a line in the log.
+
+Passwords typed in a command (``/login``, ``/register``, ``/msg NickServ IDENTIFY``)
+never reach the log or the input history: :func:`redact_input` is what history keeps.
 """
 
 from __future__ import annotations
@@ -11,19 +14,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from chatroom.client.auth import Credentials, redact_service_text
 from chatroom.client.formatting import strip_formatting
 from chatroom.client.model import SERVER_KEY, BufferKind
 from chatroom.client.state import ClientState
-from chatroom.protocol import MAX_LINE_BYTES, Message, casefold, is_valid_nick
+from chatroom.protocol import (
+    MAX_LINE_BYTES,
+    Message,
+    PeerProtocolError,
+    casefold,
+    is_valid_nick,
+    parse,
+)
 
 __all__ = [
     "COMMANDS",
     "Command",
     "CommandError",
     "CommandTarget",
+    "ban_mask",
     "complete",
     "complete_command",
     "normalise_room",
+    "redact_input",
     "run_input",
     "split_text",
 ]
@@ -70,6 +83,26 @@ class CommandTarget(Protocol):
 
     def reconnect(self) -> None:
         """Reconnect now."""
+        ...
+
+    def default_account(self) -> str:
+        """The account ``/login`` and ``/register`` mean when none is named."""
+        ...
+
+    def remembered_password(self, account: str) -> str | None:
+        """The password remembered for ``account`` on this server, if any."""
+        ...
+
+    def login(self, credentials: Credentials) -> None:
+        """Log in now (SASL, or NickServ); raises CommandError when it can't."""
+        ...
+
+    def register_account(self, credentials: Credentials) -> None:
+        """Register an account now; raises CommandError when it can't."""
+        ...
+
+    def logout(self) -> None:
+        """Log out (and stop logging in on reconnect)."""
         ...
 
 
@@ -278,9 +311,87 @@ def cmd_reconnect(target: CommandTarget, args: str) -> None:
     target.reconnect()
 
 
-def cmd_quote(target: CommandTarget, args: str) -> None:
-    from chatroom.protocol import PeerProtocolError, parse
+def _account_and_password(target: CommandTarget, args: str, usage: str) -> Credentials:
+    """``[ACCOUNT] PASSWORD``: one word is the password (the account is the default
+    one); with two or more, the first is the account and the rest the password."""
+    words = args.split()
+    if not words:
+        raise CommandError(f"Usage: {usage}")
+    if len(words) == 1:
+        return Credentials(target.default_account(), words[0])
+    account, _, password = args.strip().partition(" ")
+    return Credentials(account, password.strip())
 
+
+def cmd_login(target: CommandTarget, args: str) -> None:
+    if args.strip():
+        creds = _account_and_password(target, args, "/login [ACCOUNT] PASSWORD")
+    else:
+        account = target.default_account()
+        password = target.remembered_password(account)
+        if password is None:
+            raise CommandError(
+                f"No password remembered for {account} here. Usage: /login [ACCOUNT] PASSWORD"
+            )
+        creds = Credentials(account, password)
+    target.login(creds)
+
+
+def cmd_register(target: CommandTarget, args: str) -> None:
+    creds = _account_and_password(target, args, "/register [ACCOUNT] PASSWORD")
+    target.register_account(Credentials(creds.account, creds.password, register=True))
+
+
+def cmd_logout(target: CommandTarget, args: str) -> None:
+    target.logout()
+
+
+def ban_mask(text: str) -> str:
+    """What ``/ban`` bans: a nick becomes ``nick!*@*``; masks and extbans (``$a:acct``)
+    stay as typed.
+
+    >>> ban_mask("bob"), ban_mask("*!*@10.0.0.*"), ban_mask("$a:bob")
+    ('bob!*@*', '*!*@10.0.0.*', '$a:bob')
+    """
+    if text.startswith("$") or any(c in text for c in "!@*?"):
+        return text
+    return f"{text}!*@*"
+
+
+def _room_and_args(target: CommandTarget, args: str, usage: str) -> tuple[str, list[str]]:
+    """``[#ROOM] ARGS...``: the room named first, else the one shown."""
+    words = args.split()
+    if words and target.state.is_channel(words[0]):
+        room, words = words[0], words[1:]
+    else:
+        room = _active_room(target, usage.split()[0])
+    if not words:
+        raise CommandError(f"Missing argument. Usage: {usage}")
+    return room, words
+
+
+def _set_modes(target: CommandTarget, args: str, mode: str, usage: str) -> None:
+    room, words = _room_and_args(target, args, usage)
+    for word in words:
+        param = ban_mask(word) if mode[1] == "b" else word
+        _check_connected(target, target.send(Message.of("MODE", room, mode, param)))
+
+
+def _mode_command(mode: str, usage: str) -> Handler:
+    def handler(target: CommandTarget, args: str) -> None:
+        _set_modes(target, args, mode, usage)
+
+    return handler
+
+
+def cmd_kick(target: CommandTarget, args: str) -> None:
+    room, words = _room_and_args(target, args, "/kick NICK [REASON]")
+    nick, reason = words[0], " ".join(words[1:])
+    msg = Message.of("KICK", room, nick, reason) if reason else Message.of("KICK", room, nick)
+    _check_connected(target, target.send(msg))
+
+
+def cmd_quote(target: CommandTarget, args: str) -> None:
     try:
         msg = parse(_require(args, "/quote RAW IRC LINE"))
     except PeerProtocolError as exc:
@@ -308,9 +419,93 @@ COMMANDS: dict[str, Command] = {
         Command("quit", "/quit [REASON]", "leave the server and exit", cmd_quit),
         Command("reconnect", "/reconnect", "reconnect to the server now", cmd_reconnect),
         Command("quote", "/quote LINE", "send a raw IRC line", cmd_quote),
+        Command(
+            "login",
+            "/login [ACCOUNT] [PASSWORD]",
+            "log in to your account (no password: the remembered one)",
+            cmd_login,
+        ),
+        Command(
+            "register",
+            "/register [ACCOUNT] PASSWORD",
+            "register an account (ACCOUNT: your nick if left out)",
+            cmd_register,
+        ),
+        Command("logout", "/logout", "log out of your account", cmd_logout),
+        Command(
+            "op",
+            "/op NICK...",
+            "make people operators of this room",
+            _mode_command("+o", "/op NICK..."),
+        ),
+        Command(
+            "deop",
+            "/deop NICK...",
+            "take operator status away",
+            _mode_command("-o", "/deop NICK..."),
+        ),
+        Command(
+            "voice",
+            "/voice NICK...",
+            "let people speak in a moderated room",
+            _mode_command("+v", "/voice NICK..."),
+        ),
+        Command(
+            "devoice",
+            "/devoice NICK...",
+            "take voice away",
+            _mode_command("-v", "/devoice NICK..."),
+        ),
+        Command(
+            "ban",
+            "/ban NICK|MASK...",
+            "ban from this room (NICK: NICK!*@*; $a:ACCOUNT)",
+            _mode_command("+b", "/ban NICK|MASK..."),
+        ),
+        Command("unban", "/unban MASK...", "lift a ban", _mode_command("-b", "/unban MASK...")),
+        Command("kick", "/kick NICK [REASON]", "remove someone from this room", cmd_kick),
     )
 }
 ALIASES = {"j": "join", "leave": "part", "q": "query", "w": "whois", "exit": "quit", "raw": "quote"}
+
+
+# Raw lines whose parameters are secrets: /quote keeps them out of the input history.
+_SECRET_RAW_COMMANDS = frozenset({"PASS", "AUTHENTICATE", "REGISTER", "OPER"})
+
+
+def redact_input(line: str, active: str = "") -> str | None:
+    """``line`` as the input history may keep it (``active``: the shown window's name,
+    where plain text goes): no passwords; None to keep nothing of it.
+
+    >>> redact_input("/login alice hunter2"), redact_input("/login hunter2")
+    ('/login alice', '/login')
+    >>> redact_input("/msg NickServ IDENTIFY alice pw"), redact_input("IDENTIFY pw", "NickServ")
+    ('/msg NickServ IDENTIFY ••••••', 'IDENTIFY ••••••')
+    >>> redact_input("/quote PASS secret") is None, redact_input("hello", "#lan")
+    (True, 'hello')
+    """
+    if not line.startswith("/") or line.startswith("//"):
+        return redact_service_text(active, line)
+    word, _, args = line[1:].partition(" ")
+    name = ALIASES.get(word.lower(), word.lower())
+    if name in ("login", "register"):
+        words = args.split()
+        return f"/{word} {words[0]}" if len(words) >= 2 else f"/{word}"
+    if name in ("msg", "query"):
+        to, _, text = args.strip().partition(" ")
+        shown = redact_service_text(to, text)
+        return line if shown == text else f"/{word} {to} {shown}"
+    if name == "quote":
+        try:
+            msg = parse(args.strip())
+        except PeerProtocolError:
+            return line
+        if msg.command.upper() in _SECRET_RAW_COMMANDS:
+            return None
+        secret = redact_service_text(msg.param(0), msg.param(1)) != msg.param(1)
+        if msg.command.upper() in ("PRIVMSG", "NOTICE") and secret:
+            return None
+    return line
 
 
 def run_input(target: CommandTarget, line: str) -> None:

@@ -1,4 +1,5 @@
-"""Client settings on disk: the recent-servers list, and the defaults for a first run."""
+"""Client settings on disk: the recent-servers list, ``client.toml``, and the defaults
+for a first run. (Remembered passwords are :mod:`chatroom.client.passwords`' business.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import getpass
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+import tomllib
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from chatroom.protocol import is_valid_nick
@@ -15,16 +17,20 @@ from chatroom.protocol import is_valid_nick
 __all__ = [
     "CONFIG_DIR_ENV",
     "MAX_RECENT",
+    "SETTINGS_FILE",
+    "ClientSettings",
     "RecentServer",
     "config_dir",
     "default_nick",
     "load_recent",
+    "load_settings",
     "remember_server",
 ]
 
 # Overrides the per-user config directory (tests and screenshots use a temp dir).
 CONFIG_DIR_ENV = "CHATROOM_CONFIG_DIR"
 RECENT_FILE = "recent_servers.json"
+SETTINGS_FILE = "client.toml"
 # Servers shown on the connect screen, newest first.
 MAX_RECENT = 8
 # Nick used when the login name can't be made into a valid one.
@@ -34,11 +40,13 @@ DEFAULT_NICK_LEN = 9
 
 @dataclass(frozen=True)
 class RecentServer:
-    """A server the user connected to. Passwords are never written to disk."""
+    """A server the user connected to, and the account used there (if any).
+    Passwords are never written here (see :mod:`chatroom.client.passwords`)."""
 
     host: str
     port: int
     nick: str
+    account: str = ""
 
     @property
     def label(self) -> str:
@@ -66,7 +74,14 @@ def load_recent(directory: Path | None = None) -> list[RecentServer]:
     out: list[RecentServer] = []
     for item in raw if isinstance(raw, list) else []:
         with contextlib.suppress(KeyError, TypeError, ValueError):
-            out.append(RecentServer(str(item["host"]), int(item["port"]), str(item["nick"])))
+            out.append(
+                RecentServer(
+                    str(item["host"]),
+                    int(item["port"]),
+                    str(item["nick"]),
+                    str(item.get("account") or ""),
+                )
+            )
     return out[:MAX_RECENT]
 
 
@@ -80,6 +95,33 @@ def remember_server(server: RecentServer, directory: Path | None = None) -> None
         tmp = directory / (RECENT_FILE + ".tmp")
         tmp.write_text(json.dumps([asdict(s) for s in recent[:MAX_RECENT]], indent=1))
         tmp.replace(directory / RECENT_FILE)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """``client.toml`` in the config directory; every key optional.
+
+    ``allow_plain_sasl``: send the account password as it is (SASL PLAIN, or NickServ
+    on a server without SASL) over a link that is neither TLS nor loopback. Off by
+    default: anyone on the network path could read it. (``--allow-plain-sasl``.)
+    ``use_keyring``: remember passwords in the OS keyring when there is one (else in
+    a file only you can read). (``--no-keyring`` turns it off.)
+    """
+
+    allow_plain_sasl: bool = False
+    use_keyring: bool = True
+
+
+def load_settings(directory: Path | None = None) -> ClientSettings:
+    """``client.toml``; missing, damaged or mistyped values keep their defaults."""
+    path = (directory or config_dir()) / SETTINGS_FILE
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ClientSettings()
+    known = {f.name for f in fields(ClientSettings)}
+    values = {k: v for k, v in raw.items() if k in known and isinstance(v, bool)}
+    return ClientSettings(**values)
 
 
 def default_nick() -> str:

@@ -11,6 +11,12 @@ what we want *and it offered* (a REQ is all-or-nothing: one unknown name and the
 server NAKs the lot), then ``CAP END``. A server without CAP answers 421 and
 registers us anyway. What the capabilities mean is the session's business
 (:mod:`chatroom.client.history`, :mod:`chatroom.client.session`); here they are names.
+
+Logging in is part of registration: the connection's
+:class:`~chatroom.client.auth.Authenticator` speaks SASL (or REGISTER) between the
+capabilities' ACK and ``CAP END``, which waits for it at most
+:data:`~chatroom.client.auth.AUTH_TIMEOUT`, and NickServ after 001 where there is no
+SASL. ``/login``, ``/register`` and ``/logout`` go through it too (:meth:`Connection.login`).
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chatroom.client.auth import AUTH_TIMEOUT, Authenticator, Credentials, is_loopback
 from chatroom.client.events import (
     TRANSITIONS,
     ConnState,
     Event,
     LagMeasured,
+    LoggedIn,
     Notice,
     Received,
     Registered,
@@ -104,17 +112,24 @@ SERVER_LINE_BYTES = SERVER_TAGS_BYTES + SERVER_MESSAGE_BYTES
 # Capabilities we ask for when the server offers them: server-time (honour @time),
 # message-tags (msgids), echo-message (our lines come back, confirmed), batch and
 # draft/chathistory (history on join, scroll-back, gap fill), labeled-response (match
-# replies to requests), away-notify and multi-prefix (member list).
+# replies to requests), away-notify and multi-prefix (member list); sasl and
+# draft/account-registration (log in, register), account-notify, account-tag and
+# extended-join (who is logged in, shown beside nicks).
 WANTED_CAPS = frozenset(
     {
+        Cap.ACCOUNT_NOTIFY,
+        Cap.ACCOUNT_REGISTRATION,
+        Cap.ACCOUNT_TAG,
         Cap.AWAY_NOTIFY,
         Cap.BATCH,
         Cap.CHATHISTORY,
         Cap.DRAFT_CHATHISTORY,
         Cap.ECHO_MESSAGE,
+        Cap.EXTENDED_JOIN,
         Cap.LABELED_RESPONSE,
         Cap.MESSAGE_TAGS,
         Cap.MULTI_PREFIX,
+        Cap.SASL,
         Cap.SERVER_TIME,
     }
 )
@@ -124,17 +139,44 @@ BASIC_CAPS = frozenset({Cap.SERVER_TIME, Cap.MULTI_PREFIX})
 DEFAULT_NICKLEN = 9
 LAG_TOKEN_PREFIX = "lag"
 
+# Lines the authenticator follows (AUTHENTICATE itself is read apart: see _read_loop).
+_AUTH_COMMANDS = frozenset(
+    {
+        "ACCOUNT",
+        "FAIL",
+        "REGISTER",
+        Numeric.RPL_LOGGEDIN,
+        Numeric.ERR_NICKLOCKED,
+        Numeric.RPL_SASLSUCCESS,
+        Numeric.ERR_SASLFAIL,
+        Numeric.ERR_SASLTOOLONG,
+        Numeric.ERR_SASLABORTED,
+        Numeric.ERR_SASLALREADY,
+        Numeric.RPL_SASLMECHS,
+    }
+)
+
 _log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectionSettings:
-    """Who to connect to and as whom."""
+    """Who to connect to and as whom.
+
+    ``password`` is the server's (PASS); ``credentials`` the account to log in to (or
+    register) at every connect. ``allow_plain_sasl``: send a password as it is (SASL
+    PLAIN, NickServ) even where the link is neither TLS nor loopback. ``tls`` says the
+    link is encrypted (the client has no TLS yet: always False today).
+    """
 
     host: str
     port: int = DEFAULT_PORT
     nick: str = "guest"
     password: str | None = None
+    credentials: Credentials | None = None
+    allow_plain_sasl: bool = False
+    tls: bool = False
+    auth_timeout: float = AUTH_TIMEOUT
     username: str | None = None
     realname: str = "chatroom user"
     reconnect: bool = True
@@ -161,14 +203,17 @@ class Connection:
         self.preferred_nick = settings.nick
         self.caps: frozenset[str] = frozenset()
         self.lag: float | None = None
+        self.auth = Authenticator(settings.credentials, allow_plain=settings.allow_plain_sasl)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
         self._attempt = 0
         self._nicklen = DEFAULT_NICKLEN
-        self._cap_ls: set[str] = set()
+        self._cap_ls: dict[str, str] = {}  # offered capability -> its value ("" if none)
         self._cap_pending = False
+        self._cap_ready = False  # negotiation over: CAP END may go once auth is not busy
+        self._auth_deadline: float | None = None
         self._lag_sent: dict[str, float] = {}
         self._fatal: str | None = None
         self._nick_tries = 0
@@ -205,6 +250,18 @@ class Connection:
         if writer is not None and not writer.is_closing():
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
+
+    def login(self, credentials: Credentials) -> None:
+        """``/login`` once registered (SASL, or NickServ where there is none)."""
+        self._auth_flush(self.auth.login(credentials))
+
+    def register(self, credentials: Credentials) -> None:
+        """``/register`` once registered (REGISTER, or NickServ where there is none)."""
+        self._auth_flush(self.auth.register(credentials))
+
+    def logout(self) -> None:
+        """``/logout``: NickServ LOGOUT; reconnects no longer log in."""
+        self._auth_flush(self.auth.logout())
 
     def reconnect_now(self) -> None:
         """Skip the rest of a backoff delay (the user asked to reconnect)."""
@@ -320,6 +377,10 @@ class Connection:
             writer.close()
             return "closed"
         self._reader, self._writer = reader, writer
+        peer = writer.get_extra_info("peername")
+        secure = self.settings.tls or is_loopback(peer[0] if peer else None)
+        self.auth.reset(secure=secure)
+        self._auth_deadline = None
         pinger: asyncio.Task[None] | None = None
         try:
             self._set_state(ConnState.REGISTERING, "registering")
@@ -336,8 +397,9 @@ class Connection:
         s = self.settings
         self.nick = self.preferred_nick
         self._nick_tries = 0
-        self._cap_ls = set()
+        self._cap_ls = {}
         self._cap_pending = True
+        self._cap_ready = False
         self.caps = frozenset()
         self.send(Message.of("CAP", "LS", "302"))
         if s.password:
@@ -350,13 +412,20 @@ class Connection:
         buffer = LineBuffer(SERVER_LINE_BYTES, skip_long=True)
         register_deadline = time.monotonic() + REGISTER_TIMEOUT
         while True:
+            now = time.monotonic()
             if self.state is ConnState.REGISTERING:
-                timeout = max(0.0, register_deadline - time.monotonic())
+                timeout = max(0.0, register_deadline - now)
             else:
                 timeout = self.settings.ping_timeout
+            auth_deadline = self._auth_deadline
+            if auth_deadline is not None:
+                timeout = min(timeout, max(0.0, auth_deadline - now))
             try:
                 data = await asyncio.wait_for(reader.read(READ_CHUNK), timeout=timeout)
             except TimeoutError:
+                if auth_deadline is not None and time.monotonic() >= auth_deadline:
+                    self._auth_flush(self.auth.expire())
+                    continue
                 if self.state is ConnState.REGISTERING:
                     return "the server did not finish registration in time"
                 return f"no reply from the server for {timeout:.0f} s (ping timeout)"
@@ -374,6 +443,12 @@ class Connection:
                     continue
                 except PeerProtocolError:
                     # A server we can't read one line of is still worth talking to.
+                    continue
+                if message.command == "AUTHENTICATE":
+                    # SCRAM stretches the password (PBKDF2): off the loop, so the UI
+                    # stays live; the read waits, so the exchange stays in order.
+                    out = await asyncio.to_thread(self.auth.handle, message, self.nick)
+                    self._auth_flush(out)
                     continue
                 end = self._handle(message)
                 if end is not None:
@@ -411,7 +486,11 @@ class Connection:
             self.nick = msg.param(0, self.nick)
             self._attempt = 0
             self._set_state(ConnState.CONNECTED, "connected")
+            # NickServ and late REGISTER go before the session's JOINs; words after them.
+            for line in self.auth.welcomed():
+                self.send(line)
             self.on_event(Registered(self.nick, msg.source or self.settings.host, self.caps))
+            self._auth_flush([])
             self._send_lag_ping()
         elif command == Numeric.RPL_ISUPPORT:
             for token in msg.params[1:-1]:
@@ -428,6 +507,8 @@ class Connection:
             self._retry_nick(msg)
         elif command == Numeric.ERR_PASSWDMISMATCH:
             self._fatal = "wrong password: the server refused it (use --password)"
+        elif command in _AUTH_COMMANDS:
+            self._auth_flush(self.auth.handle(msg, self.nick))
         elif command == "ERROR":
             self.on_event(Received(msg))
             text = msg.param(0, "closing link")
@@ -459,26 +540,54 @@ class Connection:
             # Multi-line LS: "CAP * LS * :caps..." continues; the last line has no "*".
             more = len(msg.params) > 3 and msg.params[2] == "*"
             for item in msg.params[-1].split():
-                self._cap_ls.add(item.partition("=")[0])
+                name, _, value = item.partition("=")
+                self._cap_ls[name] = value
             if more or not self._cap_pending:
                 return
-            wanted = sorted(self.settings.wanted_caps & self._cap_ls)
+            wanted = sorted(self.settings.wanted_caps & self._cap_ls.keys())
             if wanted:
                 self.send(Message.of("CAP", "REQ", " ".join(wanted)))
             else:
-                self._end_cap()
+                self._caps_done()
         elif sub == "ACK":
             self.caps = self.caps | frozenset(msg.params[-1].split())
-            self._end_cap()
+            self._caps_done()
         elif sub == "NAK":
-            self._end_cap()
+            self._caps_done()
         elif sub == "NEW" or sub == "DEL":
             pass  # cap-notify: nothing we want changes at runtime yet
+
+    def _caps_done(self) -> None:
+        """Negotiation is over: log in (or register) first if we can, then CAP END."""
+        if self._cap_ready or not self._cap_pending:
+            return
+        self._cap_ready = True
+        self._auth_flush(self.auth.caps_ready(self.caps, self._cap_ls))
 
     def _end_cap(self) -> None:
         if self._cap_pending:
             self._cap_pending = False
             self.send(Message.of("CAP", "END"))
+
+    def _auth_flush(self, out: list[Message]) -> None:
+        """Send what the authenticator answered, pass its notices on, keep its deadline,
+        and end capability negotiation once it no longer holds registration up."""
+        for line in out:
+            self.send(line)
+        auth = self.auth
+        notices, auth.notices = auth.notices, []
+        for notice in notices:
+            self.on_event(notice)
+        if auth.confirmed is not None:
+            confirmed, auth.confirmed = auth.confirmed, None
+            self.on_event(LoggedIn(confirmed.account))
+        if auth.busy:
+            if self._auth_deadline is None:
+                self._auth_deadline = time.monotonic() + self.settings.auth_timeout
+            return
+        self._auth_deadline = None
+        if self._cap_ready:
+            self._end_cap()
 
     # --- lag -------------------------------------------------------------------------------
 

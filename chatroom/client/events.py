@@ -16,6 +16,7 @@ __all__ = [
     "ConnState",
     "Event",
     "LagMeasured",
+    "LoggedIn",
     "Notice",
     "Received",
     "Registered",
@@ -78,10 +79,23 @@ class LagMeasured:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """Something the user should read that is not a server message (nick retry...)."""
+    """Something the user should read that is not a server message (nick retry...).
+
+    ``active``: show it where the user is looking (an answer to what they just typed),
+    not in the server window.
+    """
 
     text: str
     error: bool = False
+    active: bool = False
 
 
-Event = StateChanged | Registered | Received | LagMeasured | Notice
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    """The server accepted the credentials the connection now logs in with (SASL,
+    NickServ or a registration): the app may remember their password."""
+
+    account: str
+
+
+Event = StateChanged | Registered | Received | LagMeasured | Notice | LoggedIn

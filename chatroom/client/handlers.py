@@ -27,9 +27,17 @@ from chatroom.protocol import Message, Numeric, casefold, split_source
 if TYPE_CHECKING:
     from chatroom.client.state import ClientState
 
-__all__ = ["HANDLERS", "Handler", "on_other"]
+__all__ = ["HANDLERS", "WHOX_QUERY", "WHOX_TOKEN", "Handler", "on_other"]
 
 Handler = Callable[["ClientState", Message], None]
+
+# IRCv3 WHOX (https://ircv3.net/specs/extensions/whox): after joining a room we ask
+# ``WHO #room %tcuhnfar,<token>`` for everyone's account; 354 answers carry the token
+# (so we know they are ours and not shown) and the fields in WHOX order: token,
+# channel, user, host, nick, flags, account (0: none), realname.
+RPL_WHOSPCRPL = "354"
+WHOX_TOKEN = "745"
+WHOX_QUERY = f"%tcuhnfar,{WHOX_TOKEN}"
 
 
 def _ignore(state: ClientState, msg: Message) -> None:
@@ -70,6 +78,8 @@ def _on_privmsg(state: ClientState, msg: Message) -> None:
             state.server_line(msg, text)  # a server's PRIVMSG to us
         return
     kind, nick, text = parts
+    if kind is EntryKind.MESSAGE and text != msg.param(1) and state.buffer(target) is None:
+        return  # the echo of a login the client sent NickServ (shown redacted): no window
     _live(state, _target_buffer(state, msg, target), kind, nick, text, msg)
 
 
@@ -94,6 +104,9 @@ def _on_notice(state: ClientState, msg: Message) -> None:
 
 def _on_join(state: ClientState, msg: Message) -> None:
     room, nick = msg.param(0), msg.nick or ""
+    if len(msg.params) >= 3:  # extended-join: JOIN #room <account|*> :realname
+        account = msg.param(1)
+        state.set_account(nick, None if account == "*" else account)
     buf = state.open(room, BufferKind.CHANNEL)
     if state.is_mine(nick):
         buf.name = room  # the server's spelling
@@ -150,12 +163,15 @@ def _on_quit(state: ClientState, msg: Message) -> None:
             buf.members.pop(folded, None)
             state.dirty_members.add(buf.key)
             state.add(buf, EntryKind.QUIT, nick, text, when=message_time(msg))
+    state.forget_account(nick)
 
 
 def _on_nick(state: ClientState, msg: Message) -> None:
     old, new = msg.nick or "", msg.param(0)
     old_f, new_f = casefold(old), casefold(new)
     mine = state.is_mine(old)
+    if old_f in state.accounts:  # the account goes with the person, not the nick
+        state.accounts[new_f] = state.accounts.pop(old_f)
     if mine:
         state.nick = new
         state.dirty_list = True
@@ -238,6 +254,58 @@ def _on_mode(state: ClientState, msg: Message) -> None:
     state.add(buf, EntryKind.MODE, by, text, when=message_time(msg))
 
 
+def _on_account(state: ClientState, msg: Message) -> None:
+    """account-notify: ``:nick!u@h ACCOUNT <account>`` logged in, ``ACCOUNT *`` out."""
+    account = msg.param(0)
+    state.set_account(msg.nick or "", None if account in ("", "*") else account)
+
+
+def _our_nick(state: ClientState, msg: Message) -> str:
+    nick = msg.param(0)
+    return state.nick if nick in ("", "*") else nick
+
+
+def _on_loggedin(state: ClientState, msg: Message) -> None:
+    """900 <nick> <nick!user@host> <account> :You are now logged in as <account>."""
+    account = msg.param(2)
+    state.accounts_supported = True
+    state.set_account(_our_nick(state, msg), account or None)
+    state.dirty_list = True
+    state.info(f"You are now logged in as {account}")
+
+
+def _on_loggedout(state: ClientState, msg: Message) -> None:
+    """901 <nick> <nick!user@host> :You are now logged out."""
+    state.set_account(_our_nick(state, msg), None)
+    state.dirty_list = True
+    state.info("You are now logged out")
+
+
+def _on_register(state: ClientState, msg: Message) -> None:
+    """draft/account-registration: ``REGISTER SUCCESS <account> :message`` (or
+    ``VERIFICATION_REQUIRED``: the server sent a code somewhere)."""
+    outcome, account, text = msg.param(0), msg.param(1), strip_formatting(msg.param(-1))
+    if outcome == "SUCCESS":
+        state.info(f"Registered the account {account} ({text})")
+    else:
+        state.info(f"The account {account} needs verifying: {text}")
+
+
+def _on_whox(state: ClientState, msg: Message) -> None:
+    """354, a WHOX row: ours (our token) updates accounts and away flags quietly."""
+    p = msg.params
+    if msg.param(1) != WHOX_TOKEN or len(p) < 9:
+        state.server_line(msg, " ".join(p[1:]))
+        return
+    room, nick, flags, account = p[2], p[5], p[6], p[7]
+    state.set_account(nick, None if account == "0" else account)
+    buf = state.buffers.get(casefold(room))
+    member = buf.members.get(casefold(nick)) if buf is not None else None
+    if buf is not None and member is not None and member.away != flags.startswith("G"):
+        member.away = flags.startswith("G")
+        state.dirty_members.add(buf.key)
+
+
 def _on_error(state: ClientState, msg: Message) -> None:
     state.server_line(msg, f"Server: {msg.param(0)}", error=True)
 
@@ -255,6 +323,7 @@ def _on_welcome(state: ClientState, msg: Message) -> None:
     state.nick = msg.param(0, state.nick)
     state.chathistory_limit = None  # a new connection: ISUPPORT follows
     state.msgreftypes = frozenset()
+    state.whox = False
     server = state.buffers[SERVER_KEY]
     if msg.source:
         state.server_name = server.name = msg.source
@@ -278,6 +347,8 @@ def _on_isupport(state: ClientState, msg: Message) -> None:
             state.chathistory_limit = int(value) if value.isdigit() else 0
         elif key == "MSGREFTYPES":
             state.msgreftypes = frozenset(v for v in value.split(",") if v)
+        elif key == "WHOX":
+            state.whox = True
 
 
 def _on_namreply(state: ClientState, msg: Message) -> None:
@@ -330,7 +401,15 @@ def _on_away(state: ClientState, msg: Message) -> None:
 
 def _on_standard_reply(state: ClientState, msg: Message) -> None:
     """IRCv3 standard replies: ``FAIL/WARN/NOTE <command> <code> [context...] :text``."""
-    text = f"{msg.param(0)}: {msg.param(-1)} ({msg.param(1)})"
+    command, code = msg.param(0), msg.param(1)
+    if command == "REGISTER" and msg.command == "FAIL":
+        account = msg.param(2) if len(msg.params) > 3 and msg.param(2) != "*" else "the account"
+        text = f"Could not register {account}: {msg.param(-1)} ({code})"
+        if code == "ACCOUNT_EXISTS":
+            text += "; if it is yours, log in instead: /login PASSWORD"
+        state.info(text, error=True)
+        return
+    text = f"{command}: {msg.param(-1)} ({code})"
     state.info(text, error=msg.command == "FAIL")
 
 
@@ -440,6 +519,8 @@ HANDLERS: dict[str, Handler] = {
     "BATCH": _ignore,  # framing; the session groups the lines
     "ACK": _ignore,  # labeled-response: a request with no reply
     "AWAY": _on_away,
+    "ACCOUNT": _on_account,
+    "REGISTER": _on_register,
     "FAIL": _on_standard_reply,
     "WARN": _on_standard_reply,
     "NOTE": _on_standard_reply,
@@ -459,4 +540,15 @@ HANDLERS: dict[str, Handler] = {
     Numeric.RPL_LISTSTART: _ignore,
     Numeric.RPL_ENDOFWHO: _ignore,
     Numeric.ERR_NOMOTD: _on_nomotd,  # an error by number only: no MOTD is fine
+    RPL_WHOSPCRPL: _on_whox,
+    Numeric.RPL_LOGGEDIN: _on_loggedin,
+    Numeric.RPL_LOGGEDOUT: _on_loggedout,
+    # The rest of SASL: the connection's authenticator tells the user how it went.
+    Numeric.ERR_NICKLOCKED: _ignore,
+    Numeric.RPL_SASLSUCCESS: _ignore,
+    Numeric.ERR_SASLFAIL: _ignore,
+    Numeric.ERR_SASLTOOLONG: _ignore,
+    Numeric.ERR_SASLABORTED: _ignore,
+    Numeric.ERR_SASLALREADY: _ignore,
+    Numeric.RPL_SASLMECHS: _ignore,
 }

@@ -33,6 +33,7 @@ __all__ = [
     "Entry",
     "EntryKind",
     "HistoryState",
+    "Ident",
     "Inserted",
     "Member",
     "message_time",
@@ -98,6 +99,16 @@ class HistoryState(StrEnum):
     FULL = "full"  # the backlog is at BACKLOG_LINES: older lines would push newer out
 
 
+class Ident(StrEnum):
+    """What we know of who wrote a line: how the nick beside it is marked."""
+
+    NONE = ""  # nothing known: the nick alone
+    VERIFIED = "verified"  # logged in to an account (the nick's own, or an unclaimed nick)
+    # The nick is an account we saw logged in this session, but whoever has it now is
+    # not logged in to it: perhaps someone else (a squatter) using the name.
+    UNVERIFIED = "unverified"
+
+
 class BufferKind(StrEnum):
     """What a buffer shows."""
 
@@ -113,7 +124,8 @@ class Entry:
     ``seq`` identifies the line for views (unique, but not in display order once
     history is inserted). ``msgid`` is the server's id, for de-duplication and as a
     chathistory reference. ``pending``: our own line, waiting for the server's echo;
-    ``failed``: that echo never came. ``history``: fetched, not seen live.
+    ``failed``: that echo never came. ``history``: fetched, not seen live. ``ident``:
+    whether the sender was logged in when the line came (see :class:`Ident`).
     """
 
     time: datetime
@@ -127,6 +139,7 @@ class Entry:
     pending: bool = False
     failed: bool = False
     history: bool = False
+    ident: Ident = Ident.NONE
 
 
 @dataclass(slots=True)

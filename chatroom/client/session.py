@@ -28,6 +28,7 @@ from chatroom.client.events import (
     Registered,
     StateChanged,
 )
+from chatroom.client.handlers import WHOX_QUERY
 from chatroom.client.history import (
     HISTORY_BATCH_TYPES,
     HISTORY_PAGE,
@@ -45,6 +46,8 @@ __all__ = ["ClientSession", "join_messages"]
 
 # End of the registration burst (end of MOTD, or no MOTD): ISUPPORT is known by then.
 _BURST_END = frozenset({Numeric.RPL_ENDOFMOTD, Numeric.ERR_NOMOTD})
+# Any of these means the server has accounts (the status line says if we are logged in).
+_ACCOUNT_CAPS = frozenset({Cap.SASL, Cap.ACCOUNT_NOTIFY, Cap.ACCOUNT_REGISTRATION})
 
 
 def join_messages(rooms: Iterable[str], keys: dict[str, str] | None = None) -> list[Message]:
@@ -91,6 +94,7 @@ class ClientSession:
         self.link = ConnState.IDLE
         self.link_detail = ""
         self.lag: float | None = None
+        self.caps: frozenset[str] = frozenset()
         self._first_rooms = list(rooms)
         self._pending_join: str | None = self._first_rooms[0] if self._first_rooms else None
 
@@ -112,14 +116,20 @@ class ClientSession:
         elif isinstance(event, LagMeasured):
             self.lag = event.seconds
         elif isinstance(event, Notice):
-            self.state.info(event.text, SERVER_KEY, error=event.error)
+            self.state.info(event.text, None if event.active else SERVER_KEY, error=event.error)
         return []
 
     def on_connected(self, nick: str, caps: frozenset[str]) -> list[Message]:
         """Registered as ``nick`` with ``caps``: JOINs for our rooms (or the first ones)."""
         state = self.state
+        account = state.account  # from a 900 before 001, under the nick we asked for
         state.nick = nick
+        if account and not state.account:
+            state.set_account(nick, account)
+        self.caps = caps
         state.echo_message = Cap.ECHO_MESSAGE in caps
+        state.account_tag = Cap.ACCOUNT_TAG in caps
+        state.accounts_supported = state.accounts_supported or bool(_ACCOUNT_CAPS & caps)
         self.batches.reset()
         self.history.configure(caps)
         rooms = state.joined_rooms() or self._first_rooms
@@ -177,6 +187,9 @@ class ClientSession:
             buf = state.buffer(room)
             if buf is not None:
                 out += self.history.joined(buf)
+                if state.whox and Cap.ACCOUNT_NOTIFY in self.caps:
+                    # Who is logged in now; account-notify keeps it true from here on.
+                    out.append(Message.of("WHO", buf.name, WHOX_QUERY))
             pending = self._pending_join
             if pending and casefold(room) == casefold(pending):
                 self._pending_join = None

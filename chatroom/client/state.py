@@ -7,6 +7,9 @@ repaint only what changed. No sockets, no widgets, no Textual. The types it hold
 in :mod:`chatroom.client.model`; every dict of nicks or rooms is keyed by
 :func:`~chatroom.protocol.casefold`.
 
+Accounts too: who is logged in (from extended-join, account-notify, account-tag, WHOX
+and 900/901 for ourselves), so lines and member lists can mark nicks (:class:`Ident`).
+
 History (IRCv3 chathistory) lands here too: :meth:`ClientState.insert_history` puts
 old lines into a backlog at a given place, dropping any whose msgid is already there.
 """
@@ -17,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 
+from chatroom.client.auth import redact_service_text
 from chatroom.client.formatting import contains_mention, strip_formatting
 from chatroom.client.handlers import HANDLERS, on_other
 from chatroom.client.model import (
@@ -33,6 +37,7 @@ from chatroom.client.model import (
     BufferKind,
     Entry,
     EntryKind,
+    Ident,
     Inserted,
     message_time,
     parse_time,
@@ -41,6 +46,10 @@ from chatroom.protocol import Message, casefold
 from chatroom.protocol import is_channel as protocol_is_channel
 
 __all__ = ["ClientState"]
+
+# Lines whose account-tag (or its absence) says whether the sender is logged in now.
+# Only these: a server may tag fewer kinds of line than the spec's "all".
+_ACCOUNT_TAGGED = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
 
 
 class ClientState:
@@ -54,6 +63,11 @@ class ClientState:
 
     With ``echo_message`` (the IRCv3 capability) our own lines are shown as pending
     until the server's copy comes back and confirms them (with its time and msgid).
+
+    ``accounts`` maps nicks (casefolded) to the account they are logged in to (None:
+    not logged in), for as long as we can follow them; ``known_accounts`` are the
+    accounts seen logged in this session, which a nick not logged in to may not pass
+    for (:meth:`identity`). Our own is :attr:`account`.
     """
 
     def __init__(self, nick: str, server_name: str = "server") -> None:
@@ -75,6 +89,13 @@ class ClientState:
         # (new nick, when), nicks casefolded. The server files private messages under
         # the nicks they were sent with, so its history still names the old one.
         self.renamed: dict[str, tuple[str, datetime]] = {}
+        self.accounts: dict[str, str | None] = {}
+        self.known_accounts: set[str] = set()
+        # IRCv3 account-tag is on: a user's line without the tag means "not logged in".
+        self.account_tag = False
+        # The server has accounts (the status line then says whether we are logged in).
+        self.accounts_supported = False
+        self.whox = False  # ISUPPORT WHOX: WHO tells accounts
         self.dirty_entries: set[str] = set()
         self.dirty_members: set[str] = set()
         self.dirty_list = True
@@ -123,6 +144,55 @@ class ClientState:
             seen.setdefault(buf.key, buf.name)
         seen.pop(casefold(self.nick), None)
         return list(seen.values())
+
+    # --- accounts --------------------------------------------------------------------------
+
+    @property
+    def account(self) -> str | None:
+        """The account we are logged in to; None when we are not (or don't know)."""
+        return self.accounts.get(casefold(self.nick))
+
+    def account_of(self, nick: str) -> str | None:
+        """The account ``nick`` is logged in to, as far as we know."""
+        return self.accounts.get(casefold(nick))
+
+    def set_account(self, nick: str, account: str | None) -> None:
+        """``nick`` is logged in to ``account`` now (None: not logged in)."""
+        folded = casefold(nick)
+        if account:
+            self.known_accounts.add(casefold(account))
+            self.accounts_supported = True
+        if folded in self.accounts and self.accounts[folded] == account:
+            return
+        self.accounts[folded] = account
+        for buf in self.buffers.values():
+            if folded in buf.members:
+                self.dirty_members.add(buf.key)
+
+    def forget_account(self, nick: str) -> None:
+        """``nick`` is gone (quit): whoever takes the nick next is someone new."""
+        self.accounts.pop(casefold(nick), None)
+
+    def ident_for(self, nick: str, account: str | None) -> Ident:
+        """How to mark ``nick`` when logged in to ``account`` (None: not logged in).
+
+        >>> state = ClientState("me")
+        >>> state.ident_for("alice", None), state.ident_for("alice", "alice")
+        (<Ident.NONE: ''>, <Ident.VERIFIED: 'verified'>)
+        >>> state.set_account("alice", "Alice")
+        >>> state.ident_for("alice", None), state.ident_for("ALICE", "mallory")
+        (<Ident.UNVERIFIED: 'unverified'>, <Ident.UNVERIFIED: 'unverified'>)
+        """
+        folded = casefold(nick)
+        if account and casefold(account) == folded:
+            return Ident.VERIFIED
+        if folded in self.known_accounts:
+            return Ident.UNVERIFIED  # someone else's account name, not logged in to it
+        return Ident.VERIFIED if account else Ident.NONE
+
+    def identity(self, nick: str) -> Ident:
+        """How to mark ``nick`` now."""
+        return self.ident_for(nick, self.accounts.get(casefold(nick)))
 
     def renamed_since(self, nick: str, when: datetime) -> bool:
         """True when our private window with ``nick`` became another nick's at or after
@@ -250,6 +320,7 @@ class ClientState:
             self._seq,
             msgid,
             pending,
+            ident=self.identity(nick) if nick and kind in CHAT_KINDS else Ident.NONE,
         )
         self._append(buf, entry)
         if kind in (EntryKind.MESSAGE, EntryKind.ACTION) and nick and not own:
@@ -285,6 +356,7 @@ class ClientState:
         """
         buf = self.open(target)
         kind = EntryKind.ACTION if action else EntryKind.MESSAGE
+        text = redact_service_text(target, text)  # IDENTIFY's password is never shown
         entry = self.add(buf, kind, self.nick, text, own=True, pending=self.echo_message)
         if self.echo_message:
             buf.pending.append(entry.seq)
@@ -336,6 +408,7 @@ class ClientState:
 
     def disconnected(self, reason: str) -> None:
         """The link dropped: members are unknown until we rejoin; unechoed lines failed."""
+        self.accounts.clear()
         for buf in self.buffers.values():
             if buf.pending:
                 self.fail_pending(buf)
@@ -357,6 +430,8 @@ class ClientState:
         kind, nick, text = parts
         own = self.is_mine(nick)
         self._seq += 1
+        # Only a tag says who it was back then (servers may not keep the tags: no mark).
+        account = msg.tags.get("account")
         return Entry(
             message_time(msg),
             kind,
@@ -367,6 +442,7 @@ class ClientState:
             self._seq,
             msg.tags.get("msgid", ""),
             history=True,
+            ident=self.ident_for(nick, account) if account else Ident.NONE,
         )
 
     def insert_history(
@@ -440,7 +516,12 @@ class ClientState:
 
     def handle(self, msg: Message) -> None:
         """Apply one server message to the model: its row of the table in
-        :mod:`chatroom.client.handlers`, or the fallback for numerics and the unknown."""
+        :mod:`chatroom.client.handlers`, or the fallback for numerics and the unknown.
+        With account-tag, a user's line also says whether they are logged in."""
+        if self.account_tag and msg.command in _ACCOUNT_TAGGED:
+            source = msg.source or ""
+            if "!" in source:
+                self.set_account(source.partition("!")[0], msg.tags.get("account") or None)
         HANDLERS.get(msg.command, on_other)(self, msg)
 
     def server_line(self, msg: Message, text: str, *, error: bool = False) -> None:
@@ -462,4 +543,6 @@ class ClientState:
         if text.startswith(CTCP):
             command, _, rest = text.strip(CTCP).partition(" ")
             return (EntryKind.ACTION, nick, rest) if command.upper() == "ACTION" else None
+        if self.is_mine(nick):
+            text = redact_service_text(msg.param(0), text)  # our IDENTIFY, echoed
         return EntryKind.MESSAGE, nick, text

@@ -2,6 +2,7 @@
 
 ``irc_server`` (tests/conftest.py) is our own server; ``ngircd`` starts a private
 ngircd on loopback for the interop tests and skips when ngircd is not installed.
+Every client test runs with the OS keyring switched off (``_no_real_keyring``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from ngircd_proc import Ngircd, available
+
+from chatroom.client.passwords import NO_KEYRING_ENV
+
+
+@pytest.fixture(autouse=True)
+def _no_real_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No client test may read or write the user's real keyring: remembered passwords
+    go to the file in the test's config dir, or to a backend the test hands over."""
+    monkeypatch.setenv(NO_KEYRING_ENV, "1")
 
 
 @pytest.fixture

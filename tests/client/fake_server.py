@@ -3,21 +3,36 @@
 It does just enough to be a server (registers a client with 001 once it has NICK and
 USER, answers PING, echoes JOIN with a one-name NAMES, follows NICK) and otherwise
 sends what the test tells it to, byte for byte: hostile lines included.
+
+Given ``caps`` it also negotiates capabilities (CAP LS/REQ/END, holding 001 until CAP
+END), and with ``accounts`` (account -> password) it logs people in with SASL (PLAIN and
+SCRAM-SHA-256, through chatroom.sasl's server side) and registers accounts (REGISTER).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from chatroom.protocol import Message, PeerProtocolError, parse
+from chatroom.sasl import MIN_ITERATIONS, SaslError, ScramServer, make_credentials, parse_plain
 
 __all__ = ["SERVER_NAME", "FakeLink", "FakeServer", "fake_server"]
 
 SERVER_NAME = "fake.example"
 USER_HOST = "127.0.0.1"
+# What a server with accounts offers: SASL (with its mechanisms), registration before
+# connecting, and the capabilities that say who is logged in.
+ACCOUNT_CAPS = {
+    "sasl": "PLAIN,SCRAM-SHA-256",
+    "draft/account-registration": "before-connect",
+    "account-notify": "",
+    "account-tag": "",
+    "extended-join": "",
+}
 
 
 class FakeLink:
@@ -29,6 +44,13 @@ class FakeLink:
         self.nick = "*"
         self.user = "user"
         self.registered = False
+        self.negotiating = False  # CAP LS seen, no CAP END yet: 001 waits
+        self.caps: set[str] = set()
+        self.account: str | None = None
+        self.mechanism: str | None = None  # SASL exchange in progress
+        self.chunks: list[str] = []
+        self.scram: ScramServer | None = None
+        self.scram_step = 0
 
     @property
     def source(self) -> str:
@@ -49,7 +71,18 @@ class FakeServer:
 
     host = "127.0.0.1"
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        caps: dict[str, str] | None = None,
+        accounts: dict[str, str] | None = None,
+        *,
+        mechanisms: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256"),
+        sasl_silent: bool = False,
+    ) -> None:
+        self.caps = caps
+        self.accounts = dict(accounts or {})
+        self.mechanisms = mechanisms
+        self.sasl_silent = sasl_silent  # never answer AUTHENTICATE (timeouts)
         self.links: list[FakeLink] = []
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -95,7 +128,9 @@ class FakeServer:
 
     def _answer(self, link: FakeLink, msg: Message) -> None:
         me = f":{SERVER_NAME}"
-        if msg.command == "NICK":
+        if self.caps is not None and msg.command in ("CAP", "AUTHENTICATE", "REGISTER"):
+            self._accounts(link, msg)
+        elif msg.command == "NICK":
             if link.registered:
                 link.send(f":{link.source} NICK :{msg.param(0)}")
             link.nick = msg.param(0)
@@ -112,15 +147,110 @@ class FakeServer:
                 )
         elif msg.command == "QUIT":
             link.writer.close()
-        if not link.registered and link.nick != "*" and link.got("USER"):
+        self._maybe_register(link)
+
+    def _maybe_register(self, link: FakeLink) -> None:
+        if not link.registered and not link.negotiating and link.nick != "*" and link.got("USER"):
             link.registered = True
-            link.send(f"{me} 001 {link.nick} :Welcome to the fake server, {link.nick}")
+            link.send(f":{SERVER_NAME} 001 {link.nick} :Welcome to the fake server, {link.nick}")
+
+    # --- capabilities and accounts (only with ``caps``) ---------------------------------
+
+    def _accounts(self, link: FakeLink, msg: Message) -> None:
+        me = f":{SERVER_NAME}"
+        assert self.caps is not None
+        if msg.command == "CAP":
+            sub = msg.param(0).upper()
+            if sub == "LS":
+                link.negotiating = True
+                offered = " ".join(f"{k}={v}" if v else k for k, v in self.caps.items())
+                link.send(f"{me} CAP {link.nick} LS :{offered}")
+            elif sub == "REQ":
+                wanted = msg.param(1).split()
+                verdict = "ACK" if all(w in self.caps for w in wanted) else "NAK"
+                if verdict == "ACK":
+                    link.caps.update(wanted)
+                link.send(f"{me} CAP {link.nick} {verdict} :{msg.param(1)}")
+            elif sub == "END":
+                link.negotiating = False
+                self._maybe_register(link)
+        elif msg.command == "REGISTER":
+            account, password = msg.param(0), msg.param(2)
+            if account in self.accounts:
+                link.send(f"FAIL REGISTER ACCOUNT_EXISTS {account} :Account already exists")
+            elif len(password) < 4:
+                link.send(f"FAIL REGISTER WEAK_PASSWORD {account} :Password too weak")
+            else:
+                self.accounts[account] = password
+                link.send(f"{me} REGISTER SUCCESS {account} :Account created")
+                self.logged_in(link, account)
+        elif not self.sasl_silent:
+            self._sasl(link, msg.param(0))
+
+    def logged_in(self, link: FakeLink, account: str) -> None:
+        """Tell ``link`` it is logged in (900), as after SASL or REGISTER."""
+        link.account = account
+        link.send(
+            f":{SERVER_NAME} 900 {link.nick} {link.source} {account} "
+            f":You are now logged in as {account}"
+        )
+
+    def _sasl(self, link: FakeLink, param: str) -> None:
+        me = f":{SERVER_NAME}"
+        if link.mechanism is None:
+            mechanism = param.upper()
+            if mechanism not in self.mechanisms:
+                listed = ",".join(self.mechanisms)
+                link.send(f"{me} 908 {link.nick} {listed} :are available SASL mechanisms")
+                link.send(f"{me} 904 {link.nick} :SASL authentication failed")
+                return
+            link.mechanism, link.chunks, link.scram_step = mechanism, [], 0
+            if mechanism == "SCRAM-SHA-256":
+                link.scram = ScramServer(self._lookup, fake_secret=b"fake")
+            link.send("AUTHENTICATE +")
+            return
+        if param == "*":
+            link.mechanism = None
+            link.send(f"{me} 906 {link.nick} :SASL authentication aborted")
+            return
+        if param != "+":
+            link.chunks.append(param)
+            if len(param) == 400:
+                return
+        data = base64.b64decode("".join(link.chunks))
+        link.chunks = []
+        try:
+            if link.mechanism == "PLAIN":
+                _, account, password = parse_plain(data)
+                if self.accounts.get(account) != password:
+                    raise SaslError("invalid-password")
+                self._sasl_success(link, account)
+            elif link.scram is not None and link.scram_step == 0:
+                link.scram_step = 1
+                link.send(f"AUTHENTICATE {base64.b64encode(link.scram.first(data)).decode()}")
+            elif link.scram is not None and link.scram_step == 1:
+                link.scram_step = 2
+                link.send(f"AUTHENTICATE {base64.b64encode(link.scram.final(data)).decode()}")
+            elif link.scram is not None:
+                self._sasl_success(link, link.scram.username)
+        except SaslError:
+            link.mechanism = None
+            link.send(f"{me} 904 {link.nick} :SASL authentication failed")
+
+    def _sasl_success(self, link: FakeLink, account: str) -> None:
+        link.mechanism = None
+        self.logged_in(link, account)
+        link.send(f":{SERVER_NAME} 903 {link.nick} :SASL authentication successful")
+
+    def _lookup(self, account: str):
+        password = self.accounts.get(account)
+        return None if password is None else make_credentials(password, MIN_ITERATIONS)
 
 
 @asynccontextmanager
-async def fake_server() -> AsyncIterator[FakeServer]:
-    """A started :class:`FakeServer`, closed at the end."""
-    server = await FakeServer().start()
+async def fake_server(**kwargs: object) -> AsyncIterator[FakeServer]:
+    """A started :class:`FakeServer` (``kwargs``: see its constructor), closed at the end."""
+    server = await FakeServer(**kwargs).start()  # type: ignore[arg-type]
     try:
         yield server
     finally:

@@ -299,9 +299,15 @@ async def test_private_window_fetches_its_history(irc_server, tmp_path: Path) ->
 
 async def test_reconnect_finds_conversations_that_went_on(server_factory, tmp_path: Path) -> None:
     # CHATHISTORY TARGETS after a reconnect: a private conversation from around the
-    # time the link dropped, with no window open, gets one (and its history).
-    server = server_factory(db=str(tmp_path / "history.db"))
-    async with run_client(server, tmp_path, "alice", ("lan",), backoff_base=0.1) as (app, pilot):
+    # time the link dropped, with no window open, gets one (and its history). Private
+    # history outlives a connection only for an account: alice registers at connect
+    # and logs in again on reconnecting.
+    server = server_factory(db=str(tmp_path / "history.db"), scram_iterations=4096)
+    login = {"account": "alice", "account_password": "alicepass1", "register": True}
+    async with run_client(server, tmp_path, "alice", ("lan",), backoff_base=0.1, **login) as (
+        app,
+        pilot,
+    ):
         await wait_until(pilot, lambda: app.state.active == "#lan")
         async with scripted_users(server, "bob") as (bob,):
             bob.say("alice", "psst")

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Input
 
-from chatroom.client.commands import complete
+from chatroom.client.commands import complete, redact_input
 from chatroom.client.formatting import strip_formatting
 from chatroom.client.model import BufferKind
 from chatroom.client.screens.dialogs import ConfirmScreen
@@ -139,6 +139,8 @@ class ChatScreen(Screen[None]):
             lag=session.lag,
             away=session.state.away,
             detail=session.link_detail,
+            account=session.state.account,
+            accounts=session.state.accounts_supported,
         )
 
     # --- actions --------------------------------------------------------------------------
@@ -183,7 +185,8 @@ class ChatScreen(Screen[None]):
     def _submitted(self, event: Input.Submitted) -> None:
         chat_input = self.query_one(ChatInput)
         line = event.value
-        chat_input.remember(line)
+        # Passwords (/login, NickServ IDENTIFY...) never go into the history.
+        chat_input.remember(redact_input(line, self.app.state.active_buffer.name) or "")
         chat_input.value = ""
         self.app.submit(line)
 

@@ -1,7 +1,8 @@
-"""The connect screen: host, port, nick, password, and the servers used recently."""
+"""The connect screen: server, nick, account, and the servers used recently."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,38 +12,64 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets import Button, Input, Label, OptionList, Static, Switch
 from textual.widgets.option_list import Option
 
 from chatroom.client.config import RecentServer, load_recent, parse_address
 from chatroom.client.connection import DEFAULT_PORT
 from chatroom.client.formatting import strip_formatting
-from chatroom.protocol import is_valid_nick
+from chatroom.protocol import casefold, is_valid_nick
 
 __all__ = ["ConnectDetails", "ConnectScreen"]
+
+# Placeholders of the account password field: what leaving it empty means.
+_PASSWORD_HINT = "optional"
+_REMEMBERED_HINT = "(remembered)"
 
 
 @dataclass(frozen=True)
 class ConnectDetails:
-    """Where to connect and as whom: what the connect screen starts with and answers."""
+    """Where to connect and as whom: what the connect screen starts with and answers.
+
+    ``password`` is the server's (PASS). ``account`` (empty: the nick) and
+    ``account_password`` log in; no account password means "the remembered one, if
+    any". ``register``: create the account first. ``remember``: keep the password
+    once it worked. ``forget``: the user turned "remember" off for an account whose
+    password is remembered: forget it.
+    """
 
     host: str
     port: int = DEFAULT_PORT
     nick: str = ""
     password: str | None = None
+    account: str = ""
+    account_password: str | None = None
+    register: bool = False
+    remember: bool = False
+    forget: bool = False
+
+
+# (host, port, account) -> True when a password is remembered for it.
+Remembered = Callable[[str, int, str], bool]
 
 
 class ConnectScreen(Screen[ConnectDetails]):
     """Asks where to connect; Enter in any field (or a recent server) dismisses the
-    screen with the :class:`ConnectDetails` chosen. ``config_dir`` has the recent list."""
+    screen with the :class:`ConnectDetails` chosen. ``config_dir`` has the recent list;
+    ``remembered`` says whether a password is remembered for a server and account."""
 
     BINDINGS = [Binding("escape", "app.quit", "Quit", show=False)]
 
-    def __init__(self, defaults: ConnectDetails, config_dir: Path) -> None:
+    def __init__(
+        self, defaults: ConnectDetails, config_dir: Path, remembered: Remembered | None = None
+    ) -> None:
         super().__init__()
         self.defaults = defaults
         self.config_dir = config_dir
+        self.remembered = remembered
         self._recent: list[RecentServer] = []
+        # (host, port, account) whose password is remembered, as last filled in.
+        self._known: tuple[str, int, str] | None = None
 
     def compose(self) -> ComposeResult:
         opts = self.defaults
@@ -55,22 +82,35 @@ class ConnectScreen(Screen[ConnectDetails]):
             with Horizontal(classes="field"):
                 yield Label("Server")
                 yield Input(opts.host, placeholder="host name or IP address", id="host")
-            with Horizontal(classes="field"):
-                yield Label("Port")
+                yield Label("Port", classes="second")
                 yield Input(
                     str(opts.port), placeholder=str(DEFAULT_PORT), id="port", type="integer"
                 )
             with Horizontal(classes="field"):
                 yield Label("Nick")
                 yield Input(opts.nick, placeholder="your name in the chat", id="nick")
-            with Horizontal(classes="field"):
-                yield Label("Password")
+                yield Label("Server pw", classes="second")
                 yield Input(
                     opts.password or "",
-                    placeholder="only if the server has one",
+                    placeholder="if it has one",
                     password=True,
                     id="password",
                 )
+            with Horizontal(classes="field"):
+                yield Label("Account")
+                yield Input(opts.account, placeholder="your nick", id="account")
+                yield Label("Password", classes="second")
+                yield Input(
+                    opts.account_password or "",
+                    placeholder=_PASSWORD_HINT,
+                    password=True,
+                    id="account-password",
+                )
+            with Horizontal(classes="field switches"):
+                yield Switch(opts.register, id="register")
+                yield Label("register this account", classes="switch-label")
+                yield Switch(opts.remember, id="remember")
+                yield Label("remember password", classes="switch-label")
             yield Static("", id="connect-error")
             yield Button("Connect", variant="primary", id="connect")
             yield Label("Recent servers", id="recent-title")
@@ -96,6 +136,14 @@ class ConnectScreen(Screen[ConnectDetails]):
         self.query_one("#host", Input).value = server.host
         self.query_one("#port", Input).value = str(server.port)
         self.query_one("#nick", Input).value = server.nick
+        self.query_one("#account", Input).value = server.account
+        where = (server.host, server.port, casefold(server.account or server.nick))
+        known = self.remembered is not None and self.remembered(*where)
+        self._known = where if known else None
+        password = self.query_one("#account-password", Input)
+        password.value = ""
+        password.placeholder = _REMEMBERED_HINT if known else _PASSWORD_HINT
+        self.query_one("#remember", Switch).value = known
 
     @on(OptionList.OptionSelected, "#recent")
     def _recent_chosen(self, event: OptionList.OptionSelected) -> None:
@@ -108,27 +156,49 @@ class ConnectScreen(Screen[ConnectDetails]):
     def _go(self) -> None:
         self.connect()
 
+    def _error(self, text: str, field: str) -> None:
+        self.query_one("#connect-error", Static).update(
+            Text(strip_formatting(text), style="bold red")
+        )
+        self.query_one(field).focus()
+
     def connect(self) -> None:
         """Validate the fields and answer with them, or say what is wrong."""
-        error = self.query_one("#connect-error", Static)
         try:
             host, port = parse_address(
                 self.query_one("#host", Input).value,
                 int(self.query_one("#port", Input).value or DEFAULT_PORT),
             )
         except ValueError as exc:
-            error.update(Text(strip_formatting(f"Server: {exc}"), style="bold red"))
-            self.query_one("#host", Input).focus()
+            self._error(f"Server: {exc}", "#host")
             return
         nick = self.query_one("#nick", Input).value.strip()
         if not is_valid_nick(nick):
-            error.update(
-                Text(
-                    "Nick: letters, digits and -[]\\`_^{|}, not starting with a digit or -",
-                    style="bold red",
-                )
+            self._error(
+                "Nick: letters, digits and -[]\\`_^{|}, not starting with a digit or -", "#nick"
             )
-            self.query_one("#nick", Input).focus()
             return
-        password = self.query_one("#password", Input).value or None
-        self.dismiss(ConnectDetails(host, port, nick, password))
+        account = self.query_one("#account", Input).value.strip()
+        if " " in account:
+            self._error("Account: one word, no spaces", "#account")
+            return
+        account_password = self.query_one("#account-password", Input).value or None
+        register = self.query_one("#register", Switch).value
+        remember = self.query_one("#remember", Switch).value
+        forget = not remember and self._known == (host, port, casefold(account or nick))
+        if register and not account_password:
+            self._error("Register: choose a password for the new account", "#account-password")
+            return
+        self.dismiss(
+            ConnectDetails(
+                host,
+                port,
+                nick,
+                self.query_one("#password", Input).value or None,
+                account=account,
+                account_password=account_password,
+                register=register,
+                remember=remember,
+                forget=forget,
+            )
+        )

@@ -106,7 +106,7 @@ class HelpScreen(ModalScreen[None]):
         text.append("Mentions of your nick and private messages light up the room list.\n\n")
         text.append("Commands\n", Style(bold=True, underline=True))
         for command in COMMANDS.values():
-            text.append(f"  {command.usage:<24}", Style(color="#5fafd7", bold=True))
+            text.append(f"  {command.usage:<29}", Style(color="#5fafd7", bold=True))
             text.append(f"{command.summary}\n")
         text.append("\nKeys\n", Style(bold=True, underline=True))
         for key, what in self.keys:

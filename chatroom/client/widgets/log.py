@@ -27,11 +27,12 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from chatroom.client.formatting import irc_to_text, nick_colour, strip_formatting
-from chatroom.client.model import BACKLOG_TRIM, Buffer, Entry, EntryKind, HistoryState
+from chatroom.client.model import BACKLOG_TRIM, Buffer, Entry, EntryKind, HistoryState, Ident
 
 __all__ = [
     "DIVIDER_TEXT",
     "HEADER_TEXT",
+    "IDENT_MARKS",
     "NICK_WIDTH",
     "Marker",
     "MessageLog",
@@ -68,6 +69,13 @@ HEADER_TEXT = {
     HistoryState.UNAVAILABLE: "older history unavailable",
     HistoryState.FULL: "older messages are not kept in this window",
 }
+# Beside a nick: logged in (to the nick's own account, or a nick no account we know
+# of is called), or "?": the nick is an account seen logged in this session, but
+# whoever has it now is not logged in to it (see model.Ident). One cell each.
+IDENT_MARKS: dict[Ident, tuple[str, Style]] = {
+    Ident.VERIFIED: ("✓", Style(color="#5faf5f", bold=True)),
+    Ident.UNVERIFIED: ("?", Style(color="#d7af5f", bold=True)),
+}
 _MARKERS = {
     EntryKind.JOIN: ("-->", Style(color="#5faf5f", dim=True)),
     EntryKind.PART: ("<--", Style(color="#af5f5f", dim=True)),
@@ -81,9 +89,20 @@ _MARKERS = {
 }
 
 
-def _fit_nick(nick: str) -> str:
+def _fit_nick(nick: str, width: int = NICK_WIDTH) -> str:
     nick = strip_formatting(nick)
-    return nick if len(nick) <= NICK_WIDTH else nick[: NICK_WIDTH - 1] + "+"
+    return nick if len(nick) <= width else nick[: width - 1] + "+"
+
+
+def _nick_label(prefix: Text, label: str, style: Style, entry: Entry) -> None:
+    """``label`` right-aligned in the nick column, with the sender's mark after it."""
+    mark = IDENT_MARKS.get(entry.ident)
+    width = NICK_WIDTH - (1 if mark else 0)
+    label = _fit_nick(label, width)
+    prefix.append(" " * (width - len(label)))
+    prefix.append(label, style)
+    if mark:
+        prefix.append(*mark)
 
 
 def _prefix(entry: Entry) -> Text:
@@ -92,17 +111,14 @@ def _prefix(entry: Entry) -> Text:
     kind = entry.kind
     nick = entry.nick or ""
     if kind is EntryKind.MESSAGE:
-        label = _fit_nick(nick)
         style = Style(color=nick_colour(nick), bold=entry.own or entry.mention)
         if entry.mention:
             style += Style(reverse=True)
-        prefix.append(" " * (NICK_WIDTH - len(label)))
-        prefix.append(label, style)
+        _nick_label(prefix, nick, style, entry)
     elif kind is EntryKind.ACTION:
         prefix.append("*".rjust(NICK_WIDTH), Style(color=nick_colour(nick), bold=True))
     elif kind is EntryKind.NOTICE:
-        label = _fit_nick(f"-{nick}-")
-        prefix.append(label.rjust(NICK_WIDTH), _NOTICE_STYLE)
+        _nick_label(prefix, f"-{nick}-", _NOTICE_STYLE, entry)
     else:
         marker, style = _MARKERS.get(kind, ("--", _SYSTEM_STYLE))
         prefix.append(marker.rjust(NICK_WIDTH), style)
@@ -126,6 +142,9 @@ def _plain_body(entry: Entry) -> Text:
     if kind is EntryKind.ACTION:
         nick = entry.nick or ""
         body = Text(strip_formatting(nick), Style(color=nick_colour(nick), italic=True), end="")
+        mark = IDENT_MARKS.get(entry.ident)
+        if mark:
+            body.append(*mark)
         body.append(" ")
         body.append_text(irc_to_text(entry.text, Style(italic=True)))
         if entry.mention:
@@ -169,7 +188,9 @@ def _body_plain(entry: Entry) -> str:
     """The body's text as :func:`_body` will show it, without building styles."""
     suffix = FAILED_SUFFIX if entry.failed else ""
     if entry.kind is EntryKind.ACTION:
-        return strip_formatting(entry.nick or "") + " " + strip_formatting(entry.text) + suffix
+        mark = IDENT_MARKS[entry.ident][0] if entry.ident in IDENT_MARKS else ""
+        nick = strip_formatting(entry.nick or "") + mark
+        return nick + " " + strip_formatting(entry.text) + suffix
     return strip_formatting(entry.text) + suffix
 
 

@@ -14,6 +14,8 @@ from textual.widgets import Static
 from chatroom.client.formatting import irc_to_text, nick_colour, strip_formatting
 from chatroom.client.model import Buffer, BufferKind
 from chatroom.client.state import ClientState
+from chatroom.client.widgets.log import IDENT_MARKS
+from chatroom.protocol import casefold
 
 __all__ = ["MemberList", "RoomList", "StatusLine", "TopicBar"]
 
@@ -120,10 +122,12 @@ class MemberList(Widget):
                 text.append(prefix, Style(color="#5faf5f", bold=True))
                 # away-notify: people who are away are greyed out.
                 style = Style(color=nick_colour(m.nick), dim=m.away or None, italic=m.away or None)
-                text.append(strip_formatting(m.nick) + "\n", style)
+                text.append(strip_formatting(m.nick), style)
+                _mark(text, state, m.nick)
         elif buf.kind is BufferKind.QUERY:
             text.append("Private chat\n", _HEADER)
-            text.append(" " + strip_formatting(buf.name) + "\n", Style(color=nick_colour(buf.name)))
+            text.append(" " + strip_formatting(buf.name), Style(color=nick_colour(buf.name)))
+            _mark(text, state, buf.name)
         text.rstrip()
         text.no_wrap = True
         text.overflow = "ellipsis"
@@ -141,6 +145,15 @@ class MemberList(Widget):
 
     def get_content_height(self, container, viewport, width: int) -> int:  # type: ignore[override]
         return self._lines
+
+
+def _mark(text: Text, state: ClientState, nick: str) -> None:
+    """The end of a member's line: their login mark now (see model.Ident), if any."""
+    mark = IDENT_MARKS.get(state.identity(nick))
+    if mark:
+        text.append(" ")
+        text.append(*mark)
+    text.append("\n")
 
 
 class TopicBar(Static):
@@ -175,8 +188,11 @@ class StatusLine(Static):
         lag: float | None,
         away: bool,
         detail: str = "",
+        account: str | None = None,
+        accounts: bool = False,
     ) -> None:
-        """Redraw with these values."""
+        """Redraw with these values (``account``: ours, if logged in; ``accounts``: the
+        server has accounts, so "not logged in" is worth saying)."""
         colour = {"connected": "#5faf5f", "waiting": "#ff5f5f", "closed": "#ff5f5f"}.get(
             state, "#d7af5f"
         )
@@ -189,6 +205,12 @@ class StatusLine(Static):
         text.append(strip_formatting(server))
         text.append("  │  ", _DIM)
         text.append(strip_formatting(nick), Style(bold=True, color=nick_colour(nick)))
+        if account:
+            text.append(" ✓", Style(color="#5faf5f", bold=True))
+            if casefold(account) != casefold(nick):  # logged in to another name
+                text.append(" " + strip_formatting(account), Style(color="#5faf5f"))
+        elif accounts:
+            text.append(" (not logged in)", _DIM)
         if away:
             text.append(" (away)", _DIM)
         text.append("  │  ", _DIM)
