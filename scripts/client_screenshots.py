@@ -65,6 +65,10 @@ async def chat_and_help(out: Path, port: int, config: Path) -> None:
     erin = await ScriptedUser(host, port, "erin").connect()
     users = [bob, carol, dave, erin]
     try:
+        # bob and carol have accounts (a check mark beside their nicks); dave and erin not
+        for user in (bob, carol):
+            user.say("NickServ", "REGISTER lanparty2026")
+            await user.sync()
         await bob.join("#lan")  # first in: bob is the room's operator
         bob.send(Message.of("TOPIC", "#lan", "LAN party \x02tonight\x02 at 8 — bring snacks"))
         await bob.join("#games")
@@ -78,7 +82,16 @@ async def chat_and_help(out: Path, port: int, config: Path) -> None:
         await carol.sync()
         dave.say("#lan", "me, bringing the spare monitor")
         await dave.sync()
-        app = make_app(host, port, "alice", ("lan", "games"), config_dir=config)
+        app = make_app(
+            host,
+            port,
+            "alice",
+            ("lan", "games"),
+            config_dir=config,
+            account="alice",
+            account_password="alicepass2026",
+            register=True,
+        )
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             await until(pilot, lambda: app.state.active == "#lan", "alice in #lan")
             await until(pilot, lambda: len(app.state.buffer("#lan").members) == 5, "members")
