@@ -198,7 +198,7 @@ servers = (
 );
 chatnets = {{
   lan = {{
-    type = "IRC";
+    type = "IRC";{chatnet}
     # irssi spaces queued commands 2.2 s apart by default; 5 at once, then 100 ms
     # apart, is still well inside the server's flood control (burst 10, 4 lines/s).
     cmdmax = "5";
@@ -220,10 +220,12 @@ settings = {{
 """
 
 
-def start_irssi(session: TmuxSession, host: str, port: int) -> list[str]:
+def start_irssi(session: TmuxSession, host: str, port: int, chatnet: str = "") -> list[str]:
+    """irssi on our server; ``chatnet``: more settings of its network (SASL)."""
     home = session.workdir / "irssi-home"
     home.mkdir()
-    config = IRSSI_CONFIG.format(host=host, port=port, room=ROOM, nick=IRSSI_NICK)
+    extra = f"\n    {chatnet}" if chatnet else ""
+    config = IRSSI_CONFIG.format(host=host, port=port, room=ROOM, nick=IRSSI_NICK, chatnet=extra)
     (home / "config").write_text(config)
     assert IRSSI is not None
     argv = [IRSSI, f"--home={home}"]
@@ -231,7 +233,10 @@ def start_irssi(session: TmuxSession, host: str, port: int) -> list[str]:
     return argv
 
 
-def start_weechat(session: TmuxSession, host: str, port: int) -> list[str]:
+def start_weechat(
+    session: TmuxSession, host: str, port: int, settings: Sequence[str] = ()
+) -> list[str]:
+    """WeeChat on our server; ``settings``: more commands run before it connects."""
     home = session.workdir / "weechat-home"
     home.mkdir()
     commands = [
@@ -249,6 +254,7 @@ def start_weechat(session: TmuxSession, host: str, port: int) -> list[str]:
         "/set irc.server.test.anti_flood_prio_high 0",
         "/set irc.server.test.anti_flood_prio_low 0",
         "/set irc.server.test.anti_flood 0",
+        *settings,
         "/connect test",
     ]
     assert WEECHAT is not None

@@ -123,7 +123,8 @@ def log_in(s: Session, account: str) -> None:
         user.account = account
         if changed:
             _notify_account(s, account)
-    source = user.source if user.nick != "*" else f"*!*@{user.host}"
+    # before registration there may be no nick or username yet
+    source = f"{user.nick}!{user.username or '*'}@{user.host}"
     s.reply(N.RPL_LOGGEDIN, source, account, f"You are now logged in as {account}")
     opers = {casefold(a) for a in s.cfg.oper_accounts}
     made_oper = casefold(account) in opers and reg.set_user_mode(user, "o", True)
@@ -266,7 +267,9 @@ def _scram(s: Session, exchange: SaslExchange, data: bytes) -> None:
     except sasl.SaslError as e:
         if scram.username and e.reason in ("invalid-proof", "unknown-user"):
             login_failed(s, scram.username)
-        _fail(s)
+            _fail(s, "SASL authentication failed: Invalid account name or password")
+        else:
+            _fail(s)
         return
     if scram.authenticated:
         if exchange.account is None:  # cannot happen: a fake account never verifies
