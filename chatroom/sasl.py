@@ -299,7 +299,8 @@ class ScramServer:
 
     ``lookup`` maps a username, as the client sent it, to stored credentials or None.
     ``fake_secret`` keys the stand-in credentials of unknown users; keep it stable for
-    the server's lifetime so repeated attempts see the same salt. ``nonce`` (the
+    the server's lifetime so repeated attempts see the same salt; ``fake_iterations``
+    is what new accounts get, so the stand-ins look like them. ``nonce`` (the
     server's part of the nonce) is for test vectors only.
     """
 
@@ -308,10 +309,12 @@ class ScramServer:
         lookup: Callable[[str], Credentials | None],
         *,
         fake_secret: bytes,
+        fake_iterations: int = DEFAULT_ITERATIONS,
         nonce: str | None = None,
     ) -> None:
         self._lookup = lookup
         self._fake_secret = fake_secret
+        self._fake_iterations = fake_iterations
         self._server_nonce = _own_nonce(nonce)
         self._step = _Step.START
         self._creds: Credentials | None = None
@@ -381,7 +384,7 @@ class ScramServer:
         creds = self._lookup(username)
         if creds is None:
             # Same shape of reply as a real account; the exchange fails at final().
-            creds = fake_credentials(username, self._fake_secret)
+            creds = fake_credentials(username, self._fake_secret, self._fake_iterations)
             self._unknown = True
         self._creds = creds
         self.username = username

@@ -70,12 +70,14 @@ class AccountStore:
     # --- accounts -----------------------------------------------------------------------
 
     def exists(self, name: str) -> bool:
+        """Whether the name is an account's, or was one that was dropped."""
         return bool(self._read("SELECT 1 FROM accounts WHERE key = ?", (casefold(name),)))
 
     def get(self, name: str) -> AccountInfo | None:
+        """The account, unless there is none or it was dropped."""
         rows = self._read(
             "SELECT name, salt, iterations, stored_key, server_key, created"
-            " FROM accounts WHERE key = ?",
+            " FROM accounts WHERE key = ? AND dropped IS NULL",
             (casefold(name),),
         )
         if not rows:
@@ -88,7 +90,7 @@ class AccountStore:
         return bool(
             self._write(
                 (
-                    "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
                     (
                         casefold(name),
                         name,
@@ -107,7 +109,7 @@ class AccountStore:
             self._write(
                 (
                     "UPDATE accounts SET salt = ?, iterations = ?, stored_key = ?, server_key = ?"
-                    " WHERE key = ?",
+                    " WHERE key = ? AND dropped IS NULL",
                     (
                         creds.salt,
                         creds.iterations,
@@ -120,7 +122,9 @@ class AccountStore:
         )
 
     def drop(self, name: str) -> bool:
-        """Delete the account, the rooms it founded and its places in access lists."""
+        """Drop the account: its credentials, the rooms it founded and its places in
+        access lists go; its name stays taken (Ergo's rule), so whoever registered it
+        next would not read the private conversations it left."""
         key = casefold(name)
         rooms = [
             r for (r,) in self._read("SELECT key FROM registered_rooms WHERE founder = ?", (key,))
@@ -129,7 +133,13 @@ class AccountStore:
         for room in rooms:
             statements += self._unregister_statements(room)
         statements.append(("DELETE FROM room_access WHERE account = ?", (key,)))
-        statements.append(("DELETE FROM accounts WHERE key = ?", (key,)))
+        statements.append(
+            (
+                "UPDATE accounts SET stored_key = x'', server_key = x'', dropped = ?"
+                " WHERE key = ? AND dropped IS NULL",
+                (time.time(), key),
+            )
+        )
         return bool(self._write(*statements))
 
     # --- registered rooms -----------------------------------------------------------------

@@ -495,33 +495,35 @@ class Registry:
 
     # -- rooms -------------------------------------------------------------------------
 
-    def create_room(
+    def build_room(
         self,
         name: str,
-        founder: User,
         saved: RoomState | None = None,
         registration: RoomRegistration | None = None,
     ) -> Channel:
-        """A new room with ``founder`` as its operator, or the one the database kept
-        (``saved``, after a restart) with its topic, modes and key. A new room gets
-        none of the history of an earlier room of its name (that one emptied). A
-        registered room (``registration``) comes back with its mask lists, and its
-        first member is operator only by its access list."""
+        """A room not yet open: new, or the one the database kept (``saved``, after a
+        restart) with its topic, modes and key. A new room gets none of the history of
+        an earlier room of its name (that one emptied). A registered room
+        (``registration``) comes back with its mask lists, and its first member is
+        operator only by its access list."""
+        if saved is not None:
+            chan = Channel.restore(saved)
+        else:
+            chan = Channel(name, history_from=self.last_message_id)
+        if registration is not None:
+            chan.registration = registration
+            for letter, mask, set_by, set_at in registration.lists:
+                if letter in chan.lists:
+                    chan.add_mask(letter, mask, set_by, self.config.listmodes_max, set_at)
+        return chan
+
+    def open_room(self, chan: Channel, founder: User, saved: bool) -> None:
+        """Put a built room in the registry with its first member."""
         with self.lock:
-            if saved is not None:
-                chan = Channel.restore(saved)
-            else:
-                chan = Channel(name, history_from=self.last_message_id)
-            if registration is not None:
-                chan.registration = registration
-                for letter, mask, set_by, set_at in registration.lists:
-                    if letter in chan.lists:
-                        chan.add_mask(letter, mask, set_by, self.config.listmodes_max, set_at)
             self.channels[chan.folded] = chan
             self._add_member(founder, chan, chan.status_on_join(founder, first=True))
-            if saved is None:
+            if not saved:
                 self.save_room(chan)
-            return chan
 
     def join(self, user: User, chan: Channel) -> None:
         """Add a member to an existing room; its invitation, if any, is used up."""

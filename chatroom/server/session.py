@@ -567,6 +567,9 @@ class Session:
         self.send_isupport()
         for command in ("LUSERS", "MOTD"):  # the burst ends as those commands answer
             COMMANDS[command].handler(self, Message(command))
+        if self.user.is_oper:  # an operator account logged in before registering
+            self.send(Message.of("MODE", self.user.nick, "+o", source=self.user.source))
+            self.reply(N.RPL_YOUREOPER, "You are now an IRC operator")
         problem = self.history.problem if self.history is not None else None
         if problem:  # those already here were told when it began; tell the newcomer
             self.notice(f"*** {problem}")

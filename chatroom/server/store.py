@@ -94,7 +94,9 @@ MIGRATIONS: list[str] = [
         iterations INTEGER NOT NULL,
         stored_key BLOB NOT NULL,
         server_key BLOB NOT NULL,
-        created    REAL NOT NULL
+        created    REAL NOT NULL,
+        dropped    REAL              -- when it was dropped: the name stays taken, so
+                                     -- nobody reads the private history it left
     );
     CREATE TABLE registered_rooms (
         key        TEXT PRIMARY KEY,  -- casefolded room name

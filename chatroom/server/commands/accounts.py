@@ -145,6 +145,25 @@ def log_out(s: Session) -> None:
     guard_nick(s)
 
 
+def log_out_everywhere(s: Session, account: str) -> None:
+    """``account`` was dropped: this user's other connections logged in to it are
+    logged out too (901, and ACCOUNT * to those who follow them)."""
+    key, reg = casefold(account), s.reg
+    with reg.lock:
+        for u in list(reg.registered_users()):
+            if u is s.user or u.account is None or casefold(u.account) != key:
+                continue
+            u.account = None
+            text = "You are now logged out: the account was dropped"
+            u.send(serialize(Message(N.RPL_LOGGEDOUT, (u.nick, u.source, text), s.server)))
+            peers = reg.peers_of(u)
+            peers.add(u)
+            sinks = sinks_with(peers, Cap.ACCOUNT_NOTIFY)
+            if sinks:
+                _, _, variants = T.stamp(Message.of("ACCOUNT", "*", source=u.source))
+                reg.multicast(variants, sinks)
+
+
 def _notify_account(s: Session, account: str) -> None:
     """account-notify: ACCOUNT to those sharing a room (lock held)."""
     user = s.user
@@ -217,7 +236,9 @@ def _start(s: Session, mechanism: str) -> None:
             exchange.account = info.name
             return info.credentials
 
-        exchange.scram = sasl.ScramServer(lookup, fake_secret=s.reg.fake_secret)
+        exchange.scram = sasl.ScramServer(
+            lookup, fake_secret=s.reg.fake_secret, fake_iterations=s.cfg.scram_iterations
+        )
     s.sasl = exchange
     s.send(Message.of("AUTHENTICATE", "+"))
 
@@ -377,7 +398,7 @@ def create_account(s: Session, name: str, password: str) -> tuple[str, str] | No
     creds = sasl.make_credentials(password, s.cfg.scram_iterations)
     try:
         if not accounts.create(name, creds):
-            return "ACCOUNT_EXISTS", "That account exists already"
+            return "ACCOUNT_EXISTS", "That name is taken: an account has it, or had it"
     except AccountStoreError:
         return "TEMPORARILY_UNAVAILABLE", "Accounts cannot be saved just now; try later"
     if limited:
@@ -416,7 +437,7 @@ def guard_nick(s: Session) -> None:
     if owns(user, user.nick):
         return
     try:
-        if not accounts.exists(user.nick):
+        if accounts.get(user.nick) is None:  # no account, or a dropped one: nobody's
             return
     except AccountStoreError:
         return  # unknown: leave them be rather than rename anyone by mistake

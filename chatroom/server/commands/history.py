@@ -24,6 +24,7 @@ from chatroom.protocol import Numeric as N
 from chatroom.server import tags as T
 from chatroom.server.records import (
     ID_TIME_SHIFT,
+    AccountStoreError,
     History,
     HistoryReadError,
     StoredMessage,
@@ -187,14 +188,16 @@ def _partner(history: History, me: str, key: str, display: str, times: list[int]
 
 def partner_identity(s: Session, nick: str) -> str:
     """Who ``nick`` is in private history (registry.User.identity): the account of
-    whoever has the nick now, else the account of that name, else the bare nick."""
-    peer = s.reg.find_user(nick)
-    if peer is not None:
-        return peer.identity
+    that name (a registered nick is its account's, whoever uses it now), else the
+    account of whoever has the nick now, else the bare nick."""
     accounts = s.reg.accounts
-    if accounts is not None and accounts.exists(nick):
-        return "~" + casefold(nick)
-    return casefold(nick)
+    try:
+        if accounts is not None and accounts.exists(nick):
+            return "~" + casefold(nick)
+    except AccountStoreError:
+        pass  # logged; fall back to who has the nick now
+    peer = s.reg.find_user(nick)
+    return peer.identity if peer is not None else casefold(nick)
 
 
 def private_floor(s: Session) -> int:

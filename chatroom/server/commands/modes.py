@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from chatroom.protocol import Message, casefold, is_channel, parse_int
 from chatroom.protocol import Numeric as N
-from chatroom.server.registry import FLAG_MODES, LIST_MODES, STATUS_MODES, Channel, canonical_mask
+from chatroom.server.records import AccountStoreError
+from chatroom.server.registry import (
+    FLAG_MODES,
+    LIST_MODES,
+    STATUS_MODES,
+    Channel,
+    ListEntry,
+    canonical_mask,
+)
 from chatroom.server.session import INT32_MAX, IRCError
 
 if TYPE_CHECKING:
@@ -40,6 +48,8 @@ class _Change:
     applied: list[tuple[str, str]] = field(default_factory=list)  # ("+", "o"), ...
     out_params: list[str] = field(default_factory=list)  # parameters of the relayed MODE
     used: int = 0  # parameters taken (at most modes_per_line)
+    # mask list changes (letter, entry, added), saved for a registered room after the lock
+    list_changes: list[tuple[str, ListEntry, bool]] = field(default_factory=list)
 
     def take(self) -> str | None:
         return self.params.pop(0) if self.params else None
@@ -125,6 +135,7 @@ def _mask(c: _Change, letter: str, adding: bool) -> None:
         removed = c.chan.remove_mask(letter, mask)
         if removed is not None:
             c.done(adding, letter, removed.mask)
+            c.list_changes.append((letter, removed, False))
         return
     if len(mask) > c.s.cfg.masklen or casefold(mask) in c.chan.lists[letter]:
         return
@@ -133,6 +144,7 @@ def _mask(c: _Change, letter: str, adding: bool) -> None:
         c.s.reply(N.ERR_BANLISTFULL, c.chan.name, letter, "Channel list is full")
     else:
         c.done(adding, letter, mask)
+        c.list_changes.append((letter, entry, True))
 
 
 def _flag(c: _Change, letter: str, adding: bool) -> None:
@@ -230,6 +242,19 @@ def _channel_mode(s: Session, name: str, args: tuple[str, ...]) -> None:
             )
             if any(ch not in STATUS_MODES for _, ch in change.applied):
                 reg.save_room(chan)
+    if change.list_changes and chan.registration is not None and reg.accounts is not None:
+        _save_lists(s, chan, change.list_changes)
+
+
+def _save_lists(s: Session, chan: Channel, changes: list[tuple[str, ListEntry, bool]]) -> None:
+    """A registered room keeps its mask lists (in the database, outside the lock)."""
+    accounts = s.reg.accounts
+    assert accounts is not None
+    try:
+        for letter, e, added in changes:
+            accounts.set_list_entry(chan.folded, letter, e.mask, e.set_by, e.set_at, added)
+    except AccountStoreError:
+        s.notice(f"*** The lists of {chan.name} could not be saved: they last until a restart")
 
 
 def modestring(applied: list[tuple[str, str]]) -> str:

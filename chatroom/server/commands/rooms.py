@@ -87,12 +87,19 @@ def _join(s: Session, name: str, key: str | None) -> None:
             raise IRCError(N.ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
         if chan is None:
             # A new room, or one brought back from the database after a restart, with
-            # its topic, modes and key. The key still guards it; +i and +l need members
-            # to mean anything, so the first to return gets in (and is operator).
+            # its topic, modes and key. The key still guards it, and a registered
+            # room's bans and +i with its +I masks; +l needs members to mean anything.
+            # An unregistered room's first to return gets in (and is operator).
             if saved is not None and saved.room_key is not None and key != saved.room_key:
                 raise IRCError(N.ERR_BADCHANNELKEY, saved.name, "Cannot join channel (+k)")
-            chan = reg.create_room(name, user, saved, registration)
-            if chan.registration is UNKNOWN_REGISTRATION:
+            chan = reg.build_room(name, saved, registration)
+            if registration is not None and registration is not UNKNOWN_REGISTRATION:
+                refused = chan.join_refused(user, key)
+                if refused is not None:
+                    numeric, text = JOIN_REFUSALS[refused]
+                    raise IRCError(numeric, chan.name, text)
+            reg.open_room(chan, user, saved is not None)
+            if chan.registration is UNKNOWN_REGISTRATION:  # nobody was made operator
                 chan.registration = None
         else:
             refused = chan.join_refused(user, key)

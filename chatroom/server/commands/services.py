@@ -163,11 +163,16 @@ def ns_drop(s: Session, args: list[str], say: Say) -> None:
     accounts = s.reg.accounts
     assert accounts is not None
     accounts.drop(account)
-    with s.reg.lock:  # rooms it founded are no longer registered
+    A.log_out_everywhere(s, account)
+    key = casefold(account)
+    with s.reg.lock:  # rooms it founded are no longer registered; it is off access lists
         for chan in s.reg.channels.values():
             reg = chan.registration
-            if reg is not None and reg.founder == casefold(account):
+            if reg is not None and reg.founder == key:
                 chan.registration = None
+            elif reg is not None and key in reg.access:
+                access = {k: v for k, v in reg.access.items() if k != key}
+                chan.registration = reg._replace(access=access)
     A.log_out(s)
     say(f"Account {account} dropped.")
 
