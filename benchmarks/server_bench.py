@@ -152,6 +152,7 @@ class Server:
                 "--port",
                 str(self.port),
                 "--no-flood-limit",
+                "--no-tls",  # no certificate in the user's data directory, no port 6697
                 "--log-level",
                 "WARNING",
             ]

@@ -89,6 +89,7 @@ def server_flags(port: int, db: Path) -> list[str]:
         "--port",
         str(port),
         "--no-flood-limit",
+        "--no-tls",  # no certificate in the user's data directory, no port 6697
         "--db",
         str(db),
         "--log-level",

@@ -29,6 +29,25 @@ def server_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", help="address to listen on (default 0.0.0.0; '::' = IPv4+IPv6)")
     p.add_argument("--port", type=int, help="TCP port (default 6667)")
+    p.add_argument("--no-tls", action="store_true", help="no TLS port (clear text only)")
+    p.add_argument("--tls-port", type=int, metavar="PORT", help="TLS port (default 6697)")
+    p.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="a real certificate (PEM, with its chain) instead of the self-signed one",
+    )
+    p.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM)")
+    p.add_argument(
+        "--tls-dir",
+        metavar="DIR",
+        help="where the self-signed certificate and key are kept (default: beside the"
+        " database, else your data directory)",
+    )
+    p.add_argument(
+        "--plaintext",
+        choices=("on", "loopback", "off"),
+        help="the clear-text port: on (default), loopback (this machine only) or off",
+    )
     p.add_argument("--name", dest="server_name", help="server name shown to clients")
     p.add_argument("--motd", type=Path, metavar="FILE", help="message of the day file")
     p.add_argument("--password", help="server password clients must send with PASS")
@@ -86,14 +105,68 @@ def build_config(args: argparse.Namespace) -> Config:
         log_level=args.log_level,
         db=args.db,
         password_min_length=args.password_min_length,
+        tls_port=args.tls_port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_dir=args.tls_dir,
+        plaintext=args.plaintext,
     )
+    if args.no_tls:
+        config = config.with_overrides(tls=False)
     if args.no_accounts:
         config = config.with_overrides(accounts=False)
     if args.no_flood_limit:
         config = config.with_overrides(flood_limit=False)
     if args.no_history:
         config = config.with_overrides(history=False)
+    config.check()
     return config
+
+
+def fingerprint_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="chatroom-server fingerprint",
+        description="Print the SHA-256 fingerprint of the server's TLS certificate, as"
+        " `openssl x509 -noout -fingerprint -sha256` does.",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--tls-dir", metavar="DIR", help="the server's --tls-dir")
+    where.add_argument("--tls-cert", metavar="FILE", help="the server's --tls-cert")
+    p.add_argument("--db", metavar="PATH", help="the server's --db (the TLS dir is beside it)")
+    p.add_argument("--config", type=Path, metavar="FILE.toml", help="the server's settings file")
+    return p
+
+
+def fingerprint_main(argv: list[str]) -> int:
+    """``chatroom-server fingerprint``: the certificate the server uses (or would make)."""
+    from chatroom.server.tls import certificate_fingerprint, openssl_line, tls_files
+
+    args = fingerprint_parser().parse_args(argv)
+    try:
+        config = Config.from_toml(args.config) if args.config else Config()
+    except (OSError, ValueError) as e:
+        print(f"chatroom-server fingerprint: {e}", file=sys.stderr)
+        return 2
+    config = config.with_overrides(db=args.db, tls_dir=args.tls_dir)
+    if args.tls_cert:
+        cert = Path(args.tls_cert)
+    elif config.tls_cert:
+        cert = Path(config.tls_cert)
+    else:
+        cert = tls_files(config.with_overrides(tls_key=""))[0]
+    if not cert.exists():
+        print(
+            f"chatroom-server fingerprint: no certificate at {cert} (the server makes one"
+            " when it first starts with TLS on)",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        print(openssl_line(certificate_fingerprint(cert)))
+    except (OSError, ValueError) as e:
+        print(f"chatroom-server fingerprint: {cert}: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def export_parser() -> argparse.ArgumentParser:
@@ -178,6 +251,8 @@ def server_main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["export"]:
         return export_main(argv[1:])
+    if argv[:1] == ["fingerprint"]:
+        return fingerprint_main(argv[1:])
     args = server_parser().parse_args(argv)
     try:
         config = build_config(args)
@@ -192,15 +267,21 @@ def server_main(argv: list[str] | None = None) -> int:
 
     from chatroom.server.server import ChatServer, how_to_reach
     from chatroom.server.store import HistoryOpenError
+    from chatroom.server.tls import TLSSetupError, openssl_line
 
     try:
         server = ChatServer(config)
     except HistoryOpenError as e:  # names the file and what to do
         print(f"chatroom-server: {e}", file=sys.stderr)
         return 1
+    except TLSSetupError as e:  # names the file and what to do
+        print(f"chatroom-server: TLS: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
+        tls = f" or {config.host}:{config.tls_port} (TLS)" if config.tls else ""
         print(
-            f"chatroom-server: cannot listen on {config.host}:{config.port}: {e}", file=sys.stderr
+            f"chatroom-server: cannot listen on {config.host}:{config.port}{tls}: {e}",
+            file=sys.stderr,
         )
         return 1
     except (sqlite3.Error, RuntimeError) as e:
@@ -217,12 +298,27 @@ def server_main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     server.start()
+    ports = []
+    if server.port is not None:
+        plain_host = "127.0.0.1" if config.plaintext == "loopback" else config.host
+        ports.append(f"{plain_host}:{server.port}")
+    if server.tls is not None:
+        ports.append(f"{config.host}:{server.tls_port} (TLS)")
     print(
-        f"chatroom-server {VERSION} listening on {config.host}:{server.port}"
+        f"chatroom-server {VERSION} listening on {' and '.join(ports)}"
         f" as {config.server_name}; Ctrl-C stops it",
         flush=True,
     )
-    for line in how_to_reach(config.host, server.port):
+    if server.tls is not None:
+        print(f"TLS certificate {server.tls.cert_path}", flush=True)
+        print(openssl_line(server.tls.fingerprint), flush=True)
+    for line in how_to_reach(
+        config.host,
+        server.port,
+        tls_port=server.tls_port,
+        fingerprint=server.tls.fingerprint if server.tls is not None else "",
+        plaintext=config.plaintext,
+    ):
         logging.getLogger("chatroom.server").info("%s", line)
     while not stop.wait(0.5):
         if server.stopping.is_set():

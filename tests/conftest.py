@@ -25,9 +25,16 @@ REPLY_TIMEOUT = 5.0
 
 
 def make_config(**overrides: object) -> Config:
-    """Server settings for tests: loopback, ephemeral port, no MOTD surprises."""
+    """Server settings for tests: loopback, ephemeral port, no MOTD surprises, and TLS
+    off (a test about TLS turns it on, with ``tls_port=0`` and ``tls_dir=tmp_path``:
+    otherwise a certificate would be made in the real data directory)."""
     base = Config(
-        host="127.0.0.1", port=0, server_name="test.server", motd="Welcome to tests", db=":memory:"
+        host="127.0.0.1",
+        port=0,
+        server_name="test.server",
+        motd="Welcome to tests",
+        db=":memory:",
+        tls=False,
     )
     return dataclasses.replace(base, **overrides)
 
@@ -202,10 +209,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Flags that make a test about TLS: without one of them, a server process gets --no-tls.
+TLS_FLAGS = ("--tls-port", "--tls-dir", "--tls-cert", "--tls-key", "--no-tls")
+
+
+def without_tls(args: tuple[str, ...]) -> tuple[str, ...]:
+    """``args`` plus ``--no-tls`` unless they say something about TLS."""
+    if any(a.split("=")[0] in TLS_FLAGS for a in args):
+        return args
+    return (*args, "--no-tls")
+
+
 class ServerProcess:
-    """``chatroom-server`` as its own process (signals, kill -9), on 127.0.0.1."""
+    """``chatroom-server`` as its own process (signals, kill -9), on 127.0.0.1; TLS off
+    unless ``args`` configure it (then they must give ``--tls-dir`` or a certificate)."""
 
     def __init__(self, *args: str, port: int | None = None) -> None:
+        args = without_tls(args)
         self.port = port or free_port()
         self.proc = subprocess.Popen(
             [
@@ -258,6 +278,23 @@ def server_process() -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for sp in started:
         sp.stop(9)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A safety net: whatever a test forgets to point elsewhere (a history database, a
+    TLS certificate, a client's config) lands in a temporary directory, never in the
+    user's real ones. platformdirs follows these on Linux; server processes inherit them."""
+    base = tmp_path_factory.mktemp("user-dirs")
+    saved = {k: os.environ.get(k) for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}
+    os.environ["XDG_DATA_HOME"] = str(base / "data")
+    os.environ["XDG_CONFIG_HOME"] = str(base / "config")
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _open_fds() -> int:

@@ -36,12 +36,35 @@ def _default_name() -> str:
     return host if "." in host else f"{host}.lan"
 
 
+# The clear-text port: everywhere the server listens, on loopback only, or not at all.
+PLAINTEXT_MODES = ("on", "loopback", "off")
+
+
 @dataclass(frozen=True)
 class Config:
     """All server settings. ``metadata["doc"]`` is the documented meaning of each."""
 
     host: str = field(default="0.0.0.0", metadata={"doc": "address to listen on; '::' = v4+v6"})
     port: int = field(default=6667, metadata={"doc": "TCP port (IRC's registered port)"})
+    # --- TLS (tls.py) ------------------------------------------------------------------
+    tls: bool = field(default=True, metadata={"doc": "serve TLS on tls_port (--no-tls: off)"})
+    # 6697: the IRC-over-TLS port (RFC 7194)
+    tls_port: int = field(default=6697, metadata={"doc": "TLS port (0: any free port)"})
+    tls_cert: str = field(
+        default="", metadata={"doc": "certificate (PEM) to use instead of the self-signed one"}
+    )
+    tls_key: str = field(default="", metadata={"doc": "its private key (PEM), with tls_cert"})
+    tls_dir: str = field(
+        default="",
+        metadata={"doc": "where the self-signed pair lives ('' = beside db, else the data dir)"},
+    )
+    plaintext: str = field(
+        default="on",
+        metadata={"doc": "the clear-text port: on, loopback (127.0.0.1/::1 only) or off"},
+    )
+    tls_handshake_timeout: float = field(
+        default=10.0, metadata={"doc": "seconds a TLS handshake may take before the close"}
+    )
     server_name: str = field(default_factory=_default_name, metadata={"doc": "shown in replies"})
     network: str = field(default="chatroom", metadata={"doc": "NETWORK in ISUPPORT"})
     motd: str | None = field(
@@ -208,6 +231,17 @@ class Config:
                 else []
             ),
         ]
+
+    def check(self) -> None:
+        """Raise ValueError for settings that cannot go together."""
+        if self.plaintext not in PLAINTEXT_MODES:
+            raise ValueError(
+                f"plaintext = {self.plaintext!r}: expected one of {', '.join(PLAINTEXT_MODES)}"
+            )
+        if self.plaintext == "off" and not self.tls:
+            raise ValueError("--plaintext off with --no-tls leaves no port to connect to")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("--tls-cert and --tls-key go together: give both, or neither")
 
     def with_overrides(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, ignoring those that are None."""

@@ -23,6 +23,12 @@ An entry the writer cannot handle (a bug where it was posted) is logged with its
 traceback, counted (:attr:`Writer.errors`) and skipped; a client whose buffers it
 cannot send is dropped. If the loop itself fails anyway, the writer says so at
 CRITICAL and calls ``on_death``: the server then stops rather than stay up and mute.
+
+TLS (tls.py) changes one step: where a flush joins a client's queued lines into the
+bytes it sends, a TLS client's lines are encrypted instead (:meth:`TLSStream.seal`,
+under the stream's lock, shared with the reader thread), and what is sent is every
+record made since, in order. Everything else (SendQ, coalescing, closing) is the same;
+a plain client pays one ``is None`` test per flush.
 """
 
 from __future__ import annotations
@@ -36,9 +42,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import repeat
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from chatroom.server.records import Multicast
+
+if TYPE_CHECKING:
+    from chatroom.server.tls import TLSStream
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,14 @@ class Close(NamedTuple):
 
 class ReaderDone(NamedTuple):
     """``outbox``'s reader thread no longer touches the socket: it may be closed."""
+
+    outbox: Outbox
+
+
+class Flush(NamedTuple):
+    """``outbox`` has TLS records to send that its reader thread made (an alert, such as
+    the one refusing a renegotiation): flush it even with no line queued. (It passes
+    through the history thread like every entry, which keeps nothing out of order.)"""
 
     outbox: Outbox
 
@@ -102,11 +119,15 @@ class Outbox:
         "reader_done",
         "registered",
         "sock",
+        "tls",
         "writer",
     )
 
-    def __init__(self, sock: socket.socket, writer: Writer, limit: int) -> None:
+    def __init__(
+        self, sock: socket.socket, writer: Writer, limit: int, tls: TLSStream | None = None
+    ) -> None:
         self.sock = sock
+        self.tls = tls  # None: plain text
         self.writer = writer
         self.limit = limit  # the SendQ: what the kernel has not taken, after a flush
         self._variant = 0
@@ -149,6 +170,10 @@ class Outbox:
     def reader_finished(self) -> None:
         """The reader thread no longer touches the socket: the writer may close it."""
         self.writer.post(ReaderDone(self))
+
+    def records_made(self) -> None:
+        """The reader thread made TLS records: the writer must send them (in order)."""
+        self.writer.post(Flush(self))
 
 
 class Inbox:
@@ -463,9 +488,13 @@ class Writer(Inbox):
                     ob.final = len(ob.chunks)
                     ob.deadline = time.monotonic() + self.close_linger
                 self._closing.add(ob)
+            elif kind is Flush:
+                dirty.add(entry.outbox)
 
     def _overflow(self, ob: Outbox) -> None:
-        """SendQ exceeded: drop what is queued, try to say why, cut the connection."""
+        """SendQ exceeded: drop what is queued, try to say why, cut the connection.
+        (A TLS client keeps its ``pending`` records: a stream cut inside a record could
+        not carry the ERROR after it.)"""
         ob.chunks.clear()
         ob.chunks.append(_SENDQ_ERROR)
         ob.final = 1
@@ -506,14 +535,19 @@ class Writer(Inbox):
             return
         if ob.final is not None:
             del chunks[ob.final :]  # nothing after the last line before a close
-        sock = ob.sock
+        sock, tls = ob.sock, ob.tls
         while True:
             data = ob.pending
             if not data:
-                if not chunks:
+                if tls is not None:
+                    data = tls.seal(chunks)  # the lines encrypted, after any other records
+                    if not data:
+                        break
+                elif not chunks:
                     break
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
+                else:
+                    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                    chunks.clear()
                 if ob.final is not None:
                     ob.final = 0
             try:
@@ -535,7 +569,8 @@ class Writer(Inbox):
             ob.pending = data[n:] if n < len(data) else b""
             if ob.pending:
                 if ob.close_reason != "SendQ exceeded" and ob.queued > ob.limit:
-                    ob.pending = b""
+                    if tls is None:
+                        ob.pending = b""
                     self._overflow(ob)
                     continue  # one try to get the ERROR line out
                 if not ob.registered:
@@ -579,6 +614,8 @@ class Writer(Inbox):
             if not (flushed or now >= ob.deadline):
                 return
             ob.fin_sent = True
+            if flushed and ob.tls is not None:
+                _goodbye(ob)
             # a graceful FIN after the last line; after a SendQ overflow or a
             # timeout, cut both ways at once so the reader thread wakes up
             _shutdown(ob.sock, socket.SHUT_WR if flushed else socket.SHUT_RDWR)
@@ -597,6 +634,16 @@ class Writer(Inbox):
         self._closing.discard(ob)
         try:
             ob.sock.close()
+        except OSError:
+            pass
+
+
+def _goodbye(ob: Outbox) -> None:
+    """TLS close_notify before the FIN, if the kernel takes it at once."""
+    data = ob.tls.goodbye()  # type: ignore[union-attr]
+    if data:
+        try:
+            ob.sock.send(data, socket.MSG_DONTWAIT)
         except OSError:
             pass
 

@@ -5,6 +5,15 @@ thread; :meth:`stop` stops accepting, says ``ERROR :Server shutting down`` to
 everyone, waits (bounded) for every connection thread, then stops its own threads.
 Nothing it starts outlives :meth:`stop`.
 
+Listening: the ChatServer is itself the socketserver of the plain-text port; every
+other listening socket (the TLS port, and ``::1`` beside ``127.0.0.1`` for
+``--plaintext loopback`` on ``::``) is a small :class:`Listener` with its own accept
+thread that hands each connection to :meth:`ChatServer.process_request` with its
+handler class (:class:`TLSHandler` on the TLS port). So every connection, whatever
+the port, is one thread of this server, tracked, stopped and joined the same way, with
+one registry, one writer and one history pipeline. (One accept loop over several
+sockets would save a thread but means rewriting socketserver's shutdown handshake.)
+
 If the writer or the history store thread stops on an error, the server could accept
 and read but never deliver: it logs CRITICAL, sets :attr:`ChatServer.fault` and stops
 itself (the command line then exits non-zero). When history cannot be saved, every
@@ -28,14 +37,52 @@ from typing import Any
 from chatroom.protocol import Message, serialize
 from chatroom.server.accounts import AccountStore
 from chatroom.server.config import Config, default_db_path
-from chatroom.server.handler import Handler
+from chatroom.server.handler import Handler, TLSHandler
 from chatroom.server.outbox import Writer
 from chatroom.server.pipeline import HistoryPipeline
-from chatroom.server.registry import Registry
+from chatroom.server.registry import Registry, is_loopback
 from chatroom.server.session import Session
 from chatroom.server.store import MEMORY, HistoryStore
+from chatroom.server.tls import TLSMaterial, load_or_create
 
 log = logging.getLogger("chatroom.server")
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+class Listener(socketserver.TCPServer):
+    """One more listening socket of a ChatServer: it only accepts; each connection is
+    handed to the ChatServer, to be served by ``handler_class`` in a thread of its own."""
+
+    allow_reuse_address = True
+
+    def __init__(
+        self, chat: ChatServer, address: tuple[str, int], handler_class: type[Handler]
+    ) -> None:
+        self.chat = chat
+        self.address_family = _family(address[0])
+        self.request_queue_size = chat.config.listen_backlog
+        super().__init__(address, handler_class)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6 and self.server_address[0] in ("::", ""):
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.chat.process_request(request, client_address, self.RequestHandlerClass)
+
+    def shutdown_request(self, request: Any) -> None:
+        """The connection's thread (or the writer) closes it."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("error on connection from %s", client_address[0])
 
 
 class ChatServer(socketserver.ThreadingTCPServer):
@@ -48,11 +95,17 @@ class ChatServer(socketserver.ThreadingTCPServer):
     tick_interval = 1.0
     # how long a shutdown waits for clients to take their ERROR and close
     shutdown_linger = 1.0
+    # how often the accept loops of the other listeners (TLS) look for a stop
+    accept_poll = 0.5
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
+        self.config.check()
+        # the certificate first: a refused key must stop the start before any port opens
+        self.tls: TLSMaterial | None = load_or_create(self.config) if self.config.tls else None
         host = self.config.host
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        plain_hosts = plaintext_hosts(host, self.config.plaintext)
+        self.address_family = _family(plain_hosts[0] if plain_hosts else host)
         self.request_queue_size = self.config.listen_backlog
         self.stopping = threading.Event()
         self.stopped = threading.Event()  # stop() has finished
@@ -61,7 +114,23 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self._sessions: set[Session] = set()
         self._conn_threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
-        super().__init__((host, self.config.port), Handler)
+        # TLS connections still in their handshake (not sessions yet), and per address
+        self._handshakes: set[socket.socket] = set()
+        self._handshakes_from: dict[str, int] = {}
+        self._listeners: list[Listener] = []
+        self._listener_threads: list[threading.Thread] = []
+        self._tls_listener: Listener | None = None
+        self._plain = bool(plain_hosts)
+        super().__init__(
+            (plain_hosts[0] if plain_hosts else host, self.config.port),
+            Handler,
+            bind_and_activate=self._plain,
+        )
+        try:
+            self._open_listeners(plain_hosts[1:])
+        except BaseException:
+            self.server_close()
+            raise
         # a client may take in a quarter of its SendQ between two flushes (outbox.py)
         self.writer = Writer(
             self.config.close_linger,
@@ -111,7 +180,26 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self._acceptor: threading.Thread | None = None
         self._timers = threading.Thread(target=self._tick_loop, name="chatroom-timers", daemon=True)
 
+    def _open_listeners(self, more_plain_hosts: list[str]) -> None:
+        if not self._plain:
+            self.socket.close()  # made by TCPServer, never bound: no plain-text port
+        for extra in more_plain_hosts:  # ::1 beside 127.0.0.1 (--plaintext loopback on ::)
+            try:
+                self._listeners.append(Listener(self, (extra, self.server_address[1]), Handler))
+            except OSError as e:
+                log.warning("plain text not served on %s: %s", extra, e.strerror or e)
+        if self.tls is not None:
+            self._tls_listener = Listener(
+                self, (self.config.host, self.config.tls_port), TLSHandler
+            )
+            self._listeners.append(self._tls_listener)
+
     # --- socketserver hooks --------------------------------------------------------------
+
+    def server_close(self) -> None:
+        super().server_close()
+        for listener in self._listeners:
+            listener.server_close()
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6 and self.config.host in ("::", ""):
@@ -119,10 +207,12 @@ class ChatServer(socketserver.ThreadingTCPServer):
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         super().server_bind()
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def process_request(
+        self, request: Any, client_address: Any, handler_class: type[Handler] | None = None
+    ) -> None:
         t = threading.Thread(
             target=self._run_connection,
-            args=(request, client_address),
+            args=(request, client_address, handler_class or self.RequestHandlerClass),
             name=f"chatroom-conn-{client_address[0]}:{client_address[1]}",
             daemon=True,
         )
@@ -130,9 +220,11 @@ class ChatServer(socketserver.ThreadingTCPServer):
             self._conn_threads.add(t)
         t.start()
 
-    def _run_connection(self, request: socket.socket, client_address: Any) -> None:
+    def _run_connection(
+        self, request: socket.socket, client_address: Any, handler_class: type[Handler]
+    ) -> None:
         try:
-            self.finish_request(request, client_address)
+            handler_class(request, client_address, self)
         except Exception:
             log.exception("connection from %s failed", client_address[0])
             try:
@@ -158,6 +250,30 @@ class ChatServer(socketserver.ThreadingTCPServer):
     def untrack(self, session: Session) -> None:
         with self._lock:
             self._sessions.discard(session)
+
+    def begin_handshake(self, sock: socket.socket, host: str) -> str | None:
+        """A TLS connection starts its handshake: None, or why it may not (stopping, or
+        more handshakes under way from ``host`` than it may have connections)."""
+        cfg = self.config
+        with self._lock:
+            if self.stopping.is_set():
+                return "server shutting down"
+            count = self._handshakes_from.get(host, 0)
+            if count >= cfg.max_per_address and not (cfg.exempt_loopback and is_loopback(host)):
+                return "too many TLS handshakes from this address"
+            self._handshakes_from[host] = count + 1
+            self._handshakes.add(sock)
+        return None
+
+    def end_handshake(self, sock: socket.socket, host: str) -> None:
+        with self._lock:
+            if sock in self._handshakes:
+                self._handshakes.discard(sock)
+                left = self._handshakes_from.get(host, 1) - 1
+                if left > 0:
+                    self._handshakes_from[host] = left
+                else:
+                    self._handshakes_from.pop(host, None)
 
     def _tick_loop(self) -> None:
         while not self.stopping.wait(self.tick_interval):
@@ -203,21 +319,39 @@ class ChatServer(socketserver.ThreadingTCPServer):
     # --- life cycle ----------------------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        return self.server_address[1]
+    def port(self) -> int | None:
+        """The plain-text port (None with ``plaintext = "off"``)."""
+        return self.server_address[1] if self._plain else None
+
+    @property
+    def tls_port(self) -> int | None:
+        """The TLS port (None with TLS off)."""
+        return self._tls_listener.port if self._tls_listener is not None else None
 
     def start(self) -> None:
-        """Start the writer, the timers and the accept loop, each in its own thread."""
+        """Start the writer, the timers and the accept loops, each in its own thread."""
         self.writer.start()
         if self.pipeline is not None:
             self.pipeline.start()
         self._timers.start()
-        self._acceptor = threading.Thread(
-            target=self.serve_forever, name="chatroom-acceptor", daemon=True
-        )
-        self._acceptor.start()
-        host, port = self.server_address[:2]
-        log.info("listening on %s port %s as %s", host, port, self.config.server_name)
+        if self._plain:
+            self._acceptor = threading.Thread(
+                target=self.serve_forever, name="chatroom-acceptor", daemon=True
+            )
+            self._acceptor.start()
+            host, port = self.server_address[:2]
+            log.info("listening on %s port %s as %s", host, port, self.config.server_name)
+        for listener in self._listeners:
+            t = threading.Thread(
+                target=listener.serve_forever,
+                args=(self.accept_poll,),
+                name=f"chatroom-acceptor-{listener.port}",
+                daemon=True,
+            )
+            self._listener_threads.append(t)
+            t.start()
+            kind = "TLS" if listener is self._tls_listener else "plain text"
+            log.info("listening on %s port %s (%s)", *listener.server_address[:2], kind)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting, tell everyone, close every connection; bounded by ``timeout``.
@@ -231,11 +365,37 @@ class ChatServer(socketserver.ThreadingTCPServer):
         finally:
             self.stopped.set()
 
-    def _stop(self, timeout: float) -> None:
+    def _stop_accepting(self, timeout: float) -> None:
+        """Stop every accept loop (together: each takes up to its poll interval to
+        notice), then close every listening socket and cut the handshakes under way."""
+        running: list[tuple[socketserver.BaseServer, threading.Thread]] = list(
+            zip(self._listeners, self._listener_threads, strict=False)
+        )
         if self._acceptor is not None:
-            self.shutdown()
-            self._acceptor.join(timeout)
+            running.append((self, self._acceptor))
+        stoppers = [
+            threading.Thread(target=srv.shutdown, name="chatroom-stop-accept", daemon=True)
+            for srv, _ in running[:-1]
+        ]
+        for t in stoppers:
+            t.start()
+        if running:
+            running[-1][0].shutdown()  # the last one in this thread
+        for t in stoppers:
+            t.join(timeout)
+        for _, t in running:
+            t.join(timeout)
         self.server_close()
+        with self._lock:
+            handshaking = list(self._handshakes)
+        for sock in handshaking:  # wakes their threads, which close them
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _stop(self, timeout: float) -> None:
+        self._stop_accepting(timeout)
         with self.registry.lock:
             users = list(self.registry.connections)
             for u in users:
@@ -290,8 +450,10 @@ class ChatServer(socketserver.ThreadingTCPServer):
 
 # --- how to reach the server (printed at start by the command line) ----------------------
 
-# The IRC port: clients assume it, so commands need not name it.
+# The IRC port and the IRC-over-TLS port: clients assume them, so commands need not
+# name them.
 IRC_PORT = 6667
+IRCS_PORT = 6697
 # `ip -o addr` answers at once; this only bounds a wedged one.
 IP_COMMAND_TIMEOUT = 2.0
 
@@ -433,7 +595,58 @@ def connect_commands(address: str, port: int) -> tuple[str, str]:
     return client, f"/connect {address} {port}"
 
 
-def how_to_reach(host: str, port: int, candidates: list[str] | None = None) -> list[str]:
+def plaintext_hosts(host: str, plaintext: str) -> list[str]:
+    """Where the plain-text port listens: ``host``; for ``loopback``, the loopback
+    address of its family (both for ``::``, which serves IPv4 and IPv6); for ``off``,
+    nowhere.
+
+    >>> plaintext_hosts("0.0.0.0", "on"), plaintext_hosts("0.0.0.0", "loopback")
+    (['0.0.0.0'], ['127.0.0.1'])
+    >>> plaintext_hosts("::", "loopback"), plaintext_hosts("fd00::20", "loopback")
+    (['127.0.0.1', '::1'], ['::1'])
+    >>> plaintext_hosts("::", "off")
+    []
+    """
+    if plaintext == "off":
+        return []
+    if plaintext == "loopback":
+        if host in ("", "::"):
+            return ["127.0.0.1", "::1"]
+        return ["::1"] if ":" in host else ["127.0.0.1"]
+    return [host]
+
+
+def tls_commands(address: str, port: int, fingerprint: str) -> list[str]:
+    """The chatroom-client, irssi and WeeChat commands that reach ``address``:``port``
+    over TLS, pinning the certificate by its fingerprint where the client can.
+
+    >>> for line in tls_commands("192.168.1.20", 6697, "AB:CD"):
+    ...     print(line)
+    join with TLS: chatroom-client ircs://192.168.1.20
+      irssi: /connect -tls -tls_pinned_cert AB:CD 192.168.1.20 6697
+      WeeChat: /server add lan 192.168.1.20/6697 -tls -tls_fingerprint=abcd
+      (WeeChat before 4.0: -ssl -ssl_fingerprint=abcd)
+    """
+    shown = f"[{address}]" if ":" in address else address
+    client = f"chatroom-client ircs://{shown}" + (f":{port}" if port != IRCS_PORT else "")
+    hexdigits = fingerprint.replace(":", "").lower()
+    return [
+        f"join with TLS: {client}",
+        f"  irssi: /connect -tls -tls_pinned_cert {fingerprint} {address} {port}",
+        f"  WeeChat: /server add lan {address}/{port} -tls -tls_fingerprint={hexdigits}",
+        f"  (WeeChat before 4.0: -ssl -ssl_fingerprint={hexdigits})",
+    ]
+
+
+def how_to_reach(
+    host: str,
+    port: int | None,
+    candidates: list[str] | None = None,
+    *,
+    tls_port: int | None = None,
+    fingerprint: str = "",
+    plaintext: str = "on",
+) -> list[str]:
     """Lines for the log at start: where the server can be reached, and the commands.
 
     >>> for line in how_to_reach("0.0.0.0", 6667, ["127.0.0.1", "192.168.1.20", "10.0.0.7"]):
@@ -444,6 +657,17 @@ def how_to_reach(host: str, port: int, candidates: list[str] | None = None) -> l
     ...     print(line)
     reachable from this machine only (listening on 127.0.0.1; --host 0.0.0.0 opens it to the LAN)
     join with: chatroom-client 127.0.0.1:7000  (irssi: /connect 127.0.0.1 7000)
+    >>> for line in how_to_reach(
+    ...     "0.0.0.0", 6667, ["192.168.1.20"], tls_port=6697, fingerprint="AB", plaintext="loopback"
+    ... ):
+    ...     print(line)
+    reachable on the LAN at 192.168.1.20
+    plain text from this machine only: chatroom-client 127.0.0.1  (irssi: /connect 127.0.0.1 6667)
+    TLS on port 6697, certificate SHA256 Fingerprint=AB
+    join with TLS: chatroom-client ircs://192.168.1.20
+      irssi: /connect -tls -tls_pinned_cert AB 192.168.1.20 6697
+      WeeChat: /server add lan 192.168.1.20/6697 -tls -tls_fingerprint=ab
+      (WeeChat before 4.0: -ssl -ssl_fingerprint=ab)
     """
     addresses = lan_addresses(host, candidates)
     if addresses:
@@ -458,6 +682,13 @@ def how_to_reach(host: str, port: int, candidates: list[str] | None = None) -> l
             " --host 0.0.0.0 opens it to the LAN)"
         ]
         address = host
-    client, irssi = connect_commands(address, port)
-    lines.append(f"join with: {client}  (irssi: {irssi})")
+    if port and plaintext == "loopback":
+        client, irssi = connect_commands("127.0.0.1", port)
+        lines.append(f"plain text from this machine only: {client}  (irssi: {irssi})")
+    elif port:
+        client, irssi = connect_commands(address, port)
+        lines.append(f"join with: {client}  (irssi: {irssi})")
+    if tls_port:
+        lines.append(f"TLS on port {tls_port}, certificate SHA256 Fingerprint={fingerprint}")
+        lines.extend(tls_commands(address, tls_port, fingerprint))
     return lines

@@ -21,6 +21,8 @@ __all__ = ["NGIRCD", "Ngircd", "free_port", "start_server", "stop_server"]
 NGIRCD = os.environ.get("CHATROOM_NGIRCD", "/usr/sbin/ngircd")
 # How long ngircd may take to start listening.
 START_TIMEOUT = 10.0
+# Flags that configure TLS; without one, our server is started with --no-tls.
+TLS_FLAGS = ("--tls-port", "--tls-dir", "--tls-cert", "--tls-key", "--no-tls")
 STOP_TIMEOUT = 5.0
 
 _CONF = """\
@@ -152,6 +154,10 @@ def start_server(kind: str, *args: str) -> tuple[object, int]:
     if "--db" not in args and "--no-history" not in args:
         # never the user's own history file: scripts and benchmarks start afresh each run
         args = (*args, "--db", ":memory:")
+    if not any(a.split("=")[0] in TLS_FLAGS for a in args):
+        # nor a certificate in the user's data directory, nor port 6697: TLS only when
+        # the caller configures it (with --tls-dir or --tls-cert/--tls-key)
+        args = (*args, "--no-tls")
     code = "import sys; from chatroom.cli import server_main; sys.exit(server_main(sys.argv[1:]))"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--host", "127.0.0.1", "--port", str(port), *args],

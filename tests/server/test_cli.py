@@ -56,7 +56,7 @@ def test_port_in_use_is_a_clear_error(capsys):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        assert server_main(["--host", "127.0.0.1", "--port", str(port)]) == 1
+        assert server_main(["--host", "127.0.0.1", "--port", str(port), "--no-tls"]) == 1
     assert "cannot listen" in capsys.readouterr().err
 
 

@@ -353,6 +353,7 @@ class FuzzServer:
                 f"{OPER[0]}:{OPER[1]}",
                 "--log-level",
                 "WARNING",
+                "--no-tls",
             ],
             stdout=subprocess.DEVNULL,
             stderr=self._log,

@@ -43,7 +43,7 @@ def free_port() -> int:
 
 
 def config(db: Path) -> Config:
-    return Config(host="127.0.0.1", port=0, server_name="test.server", db=str(db))
+    return Config(host="127.0.0.1", port=0, server_name="test.server", db=str(db), tls=False)
 
 
 def msg(n: int, target: str = "#r", *, msgid: str | None = None, **changes) -> StoredMessage:
@@ -114,6 +114,7 @@ def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
             "127.0.0.1",
             "--port",
             str(free_port()),
+            "--no-tls",
             *args,
         ],
         capture_output=True,
@@ -255,6 +256,7 @@ def test_the_command_line_exits_non_zero_when_a_stage_dies(tmp_path):
             "--db",
             str(tmp_path / "h.sqlite3"),
             "--no-flood-limit",
+            "--no-tls",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -549,7 +551,10 @@ def test_a_read_only_file_system_is_named_in_the_error(tmp_path):
         pytest.skip("needs unshare and a private mount namespace for a read-only tmpfs")
     path = readonly / "history.sqlite3"
     port = str(free_port())
-    cli = f"'{sys.executable}' -c '{SERVER_MAIN}' --host 127.0.0.1 --port {port} --db '{path}'"
+    cli = (
+        f"'{sys.executable}' -c '{SERVER_MAIN}' --host 127.0.0.1 --port {port}"
+        f" --db '{path}' --no-tls"
+    )
     done = subprocess.run(
         ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o ro tmpfs '{readonly}' && exec {cli}"],
         capture_output=True,
@@ -578,6 +583,7 @@ def test_the_port_is_still_named_when_it_is_the_port_that_fails(db):
                 str(port),
                 "--db",
                 str(db),
+                "--no-tls",
             ],
             capture_output=True,
             text=True,

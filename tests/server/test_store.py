@@ -409,6 +409,6 @@ def test_a_server_refuses_a_newer_database_without_leaking(tmp_path):
     with sqlite3.connect(path) as raw:
         raw.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     raw.close()
-    config = Config(host="127.0.0.1", port=0, server_name="test.server", db=str(path))
+    config = Config(host="127.0.0.1", port=0, server_name="test.server", db=str(path), tls=False)
     with pytest.raises(RuntimeError, match="newer"):
         ChatServer(config)
