@@ -14,6 +14,13 @@ Accounts: the connection logs in with the credentials the connect screen (or
 ``--account`` and a remembered password) gave; when the user asked to remember the
 password, the app stores it (:mod:`chatroom.client.passwords`) once the server accepted
 it (a :class:`~chatroom.client.events.LoggedIn` event).
+
+TLS: the connection asks the app about a certificate it sees for the first time
+(:meth:`ChatApp.ask_trust` shows :class:`~chatroom.client.screens.dialogs.TrustScreen`
+and waits for the answer without blocking anything), keeps trusted fingerprints in the
+config directory (:class:`~chatroom.client.trust.KnownServers`), and reports a changed
+certificate with a :class:`~chatroom.client.events.TrustRefused` event, which the app
+shows with :class:`~chatroom.client.screens.dialogs.TrustRefusedScreen`.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from chatroom.client.config import (
     default_nick,
     load_settings,
     remember_server,
+    tls_by_default,
 )
 from chatroom.client.connection import (
     BACKOFF_BASE,
@@ -48,16 +56,22 @@ from chatroom.client.connection import (
     Event,
     StateChanged,
 )
-from chatroom.client.events import LoggedIn
+from chatroom.client.events import LoggedIn, TrustRefused
 from chatroom.client.formatting import strip_formatting
 from chatroom.client.history import HISTORY_PAGE, HISTORY_REQUEST_TIMEOUT
 from chatroom.client.model import SERVER_KEY
 from chatroom.client.passwords import Passwords, open_passwords
 from chatroom.client.screens.chat import ChatScreen
 from chatroom.client.screens.connect import ConnectDetails, ConnectScreen
-from chatroom.client.screens.dialogs import HelpScreen, key_help
+from chatroom.client.screens.dialogs import (
+    HelpScreen,
+    TrustRefusedScreen,
+    TrustScreen,
+    key_help,
+)
 from chatroom.client.session import ClientSession
 from chatroom.client.state import ClientState
+from chatroom.client.trust import KnownServers, TrustQuestion, normalise_fingerprint
 from chatroom.client.widgets.chat_input import ChatInput
 from chatroom.protocol import Cap, Message, UnserializableMessage, casefold
 
@@ -79,6 +93,9 @@ class ClientOptions:
     ``account`` (None: the nick) logs in with ``account_password``, or with its
     remembered password (``--account``); ``register`` and ``remember`` are the connect
     screen's switches. ``allow_plain_sasl`` and ``use_keyring`` add to ``client.toml``.
+    ``tls`` (None: on for port 6697 only, see :func:`~chatroom.client.config.tls_by_default`);
+    ``trust_fingerprint`` (normalised): the only certificate to accept, without asking;
+    ``expected_fingerprint``: the one the server announced (discovery), shown when asking.
     """
 
     host: str | None = None
@@ -92,6 +109,9 @@ class ClientOptions:
     remember: bool = False
     allow_plain_sasl: bool = False
     use_keyring: bool = True
+    tls: bool | None = None
+    trust_fingerprint: str | None = None
+    expected_fingerprint: str | None = None
     auth_timeout: float = AUTH_TIMEOUT
     config_dir: Path | None = None
     lag_interval: float = LAG_INTERVAL
@@ -124,6 +144,7 @@ class ChatApp(App[int]):
         self.session = self._make_session(options.host or "server")
         self.connection: Connection | None = None
         self.chat_screen: ChatScreen | None = None
+        self.known_servers = KnownServers(self.config_dir)
         self._flush_pending = False
         self._last_flush = 0.0
 
@@ -198,9 +219,14 @@ class ChatApp(App[int]):
                 account_password=opts.account_password,
                 register=opts.register,
                 remember=opts.remember,
+                tls=opts.tls,
+                expected_fingerprint=opts.expected_fingerprint,
             )
         else:
-            defaults = ConnectDetails("", opts.port, opts.nick, opts.password, opts.account or "")
+            tls = tls_by_default(opts.port) if opts.tls is None else opts.tls
+            defaults = ConnectDetails(
+                "", opts.port, opts.nick, opts.password, opts.account or "", tls=tls
+            )
             screen = ConnectScreen(defaults, self.config_dir, self._has_password)
             self.push_screen(screen, self._connect_chosen)
 
@@ -224,6 +250,8 @@ class ChatApp(App[int]):
             account_password=details.account_password,
             register=details.register,
             remember=details.remember,
+            tls=details.tls,
+            expected_fingerprint=details.expected_fingerprint,
         )
 
     def start_chat(
@@ -238,17 +266,30 @@ class ChatApp(App[int]):
         account_password: str | None = None,
         register: bool = False,
         remember: bool = False,
+        tls: bool | None = None,
+        expected_fingerprint: str | None = None,
     ) -> None:
         """Show the chat screen and connect (reconnecting by itself from then on).
 
         ``account`` (None: the nick) logs in with ``account_password``, or with its
         remembered password when none is given; ``register`` creates it first.
-        ``remember``: store the password once the server accepted it.
+        ``remember``: store the password once the server accepted it. ``tls`` (None:
+        on for port 6697 only); ``expected_fingerprint``: the certificate fingerprint
+        the server announced on the network (a hint shown when asking, not proof).
         """
-        remember_server(RecentServer(host, port, nick, account or ""), self.config_dir)
+        tls = tls_by_default(port) if tls is None else tls
+        if expected_fingerprint is not None:
+            try:
+                expected_fingerprint = normalise_fingerprint(expected_fingerprint)
+            except ValueError:
+                expected_fingerprint = None  # a hint we cannot read is no hint
+        remember_server(RecentServer(host, port, nick, account or "", tls), self.config_dir)
         self.options = replace(self.options, host=host, port=port, nick=nick, password=password)
         self.session = self._make_session(
-            host, f"{host}:{port}", [normalise_room(r) for r in rooms]
+            # "(TLS)": the status line and "Connected to" say the link is encrypted.
+            host,
+            f"{host}:{port}" + (" (TLS)" if tls else ""),
+            [normalise_room(r) for r in rooms],
         )
         self._account, self._remember, self._remembered = account, remember, None
         login = account or nick
@@ -278,11 +319,19 @@ class ChatApp(App[int]):
             password=password,
             credentials=credentials,
             allow_plain_sasl=self.allow_plain_sasl,
+            tls=tls,
+            trust_fingerprint=self.options.trust_fingerprint,
+            expected_fingerprint=expected_fingerprint,
             auth_timeout=self.options.auth_timeout,
             lag_interval=self.options.lag_interval,
             backoff_base=self.options.backoff_base,
         )
-        self.connection = Connection(settings, self._on_connection_event)
+        self.connection = Connection(
+            settings,
+            self._on_connection_event,
+            ask_trust=self.ask_trust,
+            known=self.known_servers,
+        )
         self.chat_screen = ChatScreen()
         self.push_screen(self.chat_screen)
         self.connection.start()
@@ -301,14 +350,35 @@ class ChatApp(App[int]):
     def _on_connection_event(self, event: Event) -> None:
         if isinstance(event, LoggedIn):
             self._remember_password()
+        elif isinstance(event, TrustRefused):
+            self.push_screen(TrustRefusedScreen(event))
         self._send_all(self.session.on_event(event))
         if (
             isinstance(event, StateChanged)
             and event.state is ConnState.CLOSED
             and event.reason != "closed"
+            and not isinstance(self.screen, TrustRefusedScreen)  # it says it all
         ):
             self.notify(event.reason, title="Disconnected", severity="error", markup=False)
         self._schedule_flush()
+
+    async def ask_trust(self, question: TrustQuestion) -> bool:
+        """First contact with a certificate no authority vouches for: ask the user
+        (a modal dialog) and wait for the answer, on the loop, blocking nothing."""
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def answered(trusted: bool | None) -> None:
+            if not answer.done():
+                answer.set_result(bool(trusted))
+
+        screen = TrustScreen(question)
+        self.push_screen(screen, answered)
+        try:
+            return await answer
+        finally:
+            if answer.cancelled() and screen.is_active:  # the connection closed meanwhile
+                with contextlib.suppress(Exception):
+                    screen.dismiss(False)
 
     def _remember_password(self) -> None:
         """The server accepted our credentials: store the password if asked to."""
@@ -491,6 +561,9 @@ def make_app(
     remember: bool = False,
     allow_plain_sasl: bool = False,
     use_keyring: bool = True,
+    tls: bool | None = None,
+    trust_fingerprint: str | None = None,
+    expected_fingerprint: str | None = None,
     auth_timeout: float = AUTH_TIMEOUT,
     config_dir: Path | None = None,
     lag_interval: float = LAG_INTERVAL,
@@ -498,7 +571,13 @@ def make_app(
     history_page: int = HISTORY_PAGE,
     history_timeout: float = HISTORY_REQUEST_TIMEOUT,
 ) -> ChatApp:
-    """Build the client app: with ``host`` it connects at once, else it asks."""
+    """Build the client app: with ``host`` it connects at once, else it asks.
+
+    ``tls`` None: on for port 6697 only. ``trust_fingerprint`` (any case, colons or
+    not): accept only the certificate with this SHA-256 fingerprint, without asking.
+    """
+    if trust_fingerprint is not None:
+        trust_fingerprint = normalise_fingerprint(trust_fingerprint)
     options = ClientOptions(
         host=host,
         port=port,
@@ -511,6 +590,9 @@ def make_app(
         remember=remember,
         allow_plain_sasl=allow_plain_sasl,
         use_keyring=use_keyring,
+        tls=tls,
+        trust_fingerprint=trust_fingerprint,
+        expected_fingerprint=expected_fingerprint,
         auth_timeout=auth_timeout,
         config_dir=config_dir,
         lag_interval=lag_interval,

@@ -24,7 +24,10 @@ __all__ = [
     "default_nick",
     "load_recent",
     "load_settings",
+    "parse_address",
+    "parse_server",
     "remember_server",
+    "tls_by_default",
 ]
 
 # Overrides the per-user config directory (tests and screenshots use a temp dir).
@@ -33,6 +36,10 @@ RECENT_FILE = "recent_servers.json"
 SETTINGS_FILE = "client.toml"
 # Servers shown on the connect screen, newest first.
 MAX_RECENT = 8
+# The standard ports (RFC 7194: 6697 for IRC over TLS).
+PLAIN_PORT = 6667
+TLS_PORT = 6697
+SCHEMES = {"irc": False, "ircs": True}
 # Nick used when the login name can't be made into a valid one.
 FALLBACK_NICK = "guest"
 DEFAULT_NICK_LEN = 9
@@ -41,17 +48,19 @@ DEFAULT_NICK_LEN = 9
 @dataclass(frozen=True)
 class RecentServer:
     """A server the user connected to, and the account used there (if any).
-    Passwords are never written here (see :mod:`chatroom.client.passwords`)."""
+    Passwords are never written here (see :mod:`chatroom.client.passwords`).
+    ``tls``: the connection used TLS (the connect screen's switch follows it)."""
 
     host: str
     port: int
     nick: str
     account: str = ""
+    tls: bool = False
 
     @property
     def label(self) -> str:
-        """'nick @ host:port'."""
-        return f"{self.nick} @ {self.host}:{self.port}"
+        """'nick @ host:port', and 'TLS' after it when it used TLS."""
+        return f"{self.nick} @ {self.host}:{self.port}" + (" TLS" if self.tls else "")
 
 
 def config_dir() -> Path:
@@ -80,6 +89,7 @@ def load_recent(directory: Path | None = None) -> list[RecentServer]:
                     int(item["port"]),
                     str(item["nick"]),
                     str(item.get("account") or ""),
+                    item.get("tls") is True,
                 )
             )
     return out[:MAX_RECENT]
@@ -156,6 +166,42 @@ def parse_address(text: str, default_port: int) -> tuple[str, int]:
     if not host:
         raise ValueError("no host given")
     return host, port
+
+
+def tls_by_default(port: int) -> bool:
+    """Whether to use TLS when the user did not say: on for port 6697, off otherwise.
+
+    >>> tls_by_default(6697), tls_by_default(6667), tls_by_default(7000)
+    (True, False, False)
+    """
+    return port == TLS_PORT
+
+
+def parse_server(text: str, default_port: int | None = None) -> tuple[str, int, bool | None]:
+    """A server as typed: ``ircs://host[:port]`` (TLS), ``irc://host[:port]``
+    (plaintext) or ``host[:port]`` (TLS not said: None). Without a port,
+    ``default_port``, else the scheme's: 6697 for ircs, 6667 otherwise. ValueError if
+    it is none of these.
+
+    >>> parse_server("ircs://chat.lan"), parse_server("irc://[::1]:7000/")
+    (('chat.lan', 6697, True), ('::1', 7000, False))
+    >>> parse_server("chat.lan:6697")
+    ('chat.lan', 6697, None)
+    """
+    text = text.strip()
+    tls: bool | None = None
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        if scheme.lower() not in SCHEMES:
+            raise ValueError(f"{scheme}:// is not irc:// or ircs://")
+        tls = SCHEMES[scheme.lower()]
+        text = rest.rstrip("/")
+        if "/" in text:
+            raise ValueError("a server address has no path (rooms go in --join)")
+    if default_port is None:
+        default_port = TLS_PORT if tls else PLAIN_PORT
+    host, port = parse_address(text, default_port)
+    return host, port, tls
 
 
 def _port(text: str) -> int:

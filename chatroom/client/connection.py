@@ -17,6 +17,14 @@ Logging in is part of registration: the connection's
 capabilities' ACK and ``CAP END``, which waits for it at most
 :data:`~chatroom.client.auth.AUTH_TIMEOUT`, and NickServ after 001 where there is no
 SASL. ``/login``, ``/register`` and ``/logout`` go through it too (:meth:`Connection.login`).
+
+TLS (``settings.tls``): a certificate that validates against the system's authorities
+and the host name is accepted as it is. Otherwise the connection connects again without
+verifying, takes the certificate's fingerprint and asks :mod:`chatroom.client.trust`:
+one trusted before (or given with ``--trust-fingerprint``) is accepted; one never seen
+goes to ``ask_trust`` (the app's dialog) on first contact; any other is refused for good
+(a :class:`~chatroom.client.events.TrustRefused` event, then CLOSED), reconnects
+included: a changed certificate never turns into a reconnect loop.
 """
 
 from __future__ import annotations
@@ -25,8 +33,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from chatroom.client.auth import AUTH_TIMEOUT, Authenticator, Credentials, is_loopback
@@ -40,6 +49,16 @@ from chatroom.client.events import (
     Received,
     Registered,
     StateChanged,
+    TrustRefused,
+)
+from chatroom.client.trust import (
+    KnownServers,
+    TrustQuestion,
+    Verdict,
+    fingerprint_of,
+    forget_command,
+    judge,
+    server_address,
 )
 from chatroom.protocol import (
     MAX_LINE_BYTES,
@@ -61,6 +80,7 @@ __all__ = [
     "BASIC_CAPS",
     "CONNECT_TIMEOUT",
     "DEFAULT_PORT",
+    "DEFAULT_TLS_PORT",
     "LAG_INTERVAL",
     "PING_TIMEOUT",
     "SERVER_LINE_BYTES",
@@ -76,9 +96,17 @@ __all__ = [
     "Received",
     "Registered",
     "StateChanged",
+    "TrustAsker",
 ]
 
 DEFAULT_PORT = 6667
+# IRC over TLS (RFC 7194).
+DEFAULT_TLS_PORT = 6697
+# How long closing waits for the socket to close (TLS: the peer's close_notify) before
+# it closes it abruptly; asyncio's own default for TLS is 30 s.
+CLOSE_TIMEOUT = 2.0
+# TLS older than 1.2 is refused (RFC 8996 deprecates 1.0 and 1.1).
+TLS_MIN_VERSION = ssl.TLSVersion.TLSv1_2
 # How long a TCP connect may take before we call the host unreachable (a LAN answers
 # in milliseconds; a missing host would otherwise hang for the OS default of minutes).
 CONNECT_TIMEOUT = 10.0
@@ -158,6 +186,34 @@ _AUTH_COMMANDS = frozenset(
 
 _log = logging.getLogger(__name__)
 
+# Asks the user whether to trust a certificate seen for the first time (True: trust).
+TrustAsker = Callable[[TrustQuestion], Awaitable[bool]]
+# (verifying, not verifying): made once, in a thread (loading the system's CAs takes a while).
+_tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext] | None = None
+
+
+def _make_tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    verifying = ssl.create_default_context()
+    verifying.minimum_version = TLS_MIN_VERSION
+    unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    unverified.minimum_version = TLS_MIN_VERSION
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE  # the fingerprint is checked instead
+    return verifying, unverified
+
+
+async def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """The client's SSL contexts: one that verifies against the system's CAs and the
+    host name, one that takes any certificate (for pinning by fingerprint)."""
+    global _tls_contexts
+    if _tls_contexts is None:
+        _tls_contexts = await asyncio.to_thread(_make_tls_contexts)
+    return _tls_contexts
+
+
+class _Refused(Exception):
+    """The certificate is not to be trusted: the connection ends for good."""
+
 
 @dataclass(frozen=True, slots=True)
 class ConnectionSettings:
@@ -165,8 +221,12 @@ class ConnectionSettings:
 
     ``password`` is the server's (PASS); ``credentials`` the account to log in to (or
     register) at every connect. ``allow_plain_sasl``: send a password as it is (SASL
-    PLAIN, NickServ) even where the link is neither TLS nor loopback. ``tls`` says the
-    link is encrypted (the client has no TLS yet: always False today).
+    PLAIN, NickServ) even where the link is neither TLS nor loopback. ``tls``: connect
+    with TLS. ``trust_fingerprint`` (normalised, see
+    :func:`~chatroom.client.trust.normalise_fingerprint`): accept the certificate with
+    this fingerprint and no other, without asking or looking at the authorities.
+    ``expected_fingerprint``: the one the server announced on the network (discovery),
+    shown beside the presented one when the user is asked.
     """
 
     host: str
@@ -176,6 +236,8 @@ class ConnectionSettings:
     credentials: Credentials | None = None
     allow_plain_sasl: bool = False
     tls: bool = False
+    trust_fingerprint: str | None = None
+    expected_fingerprint: str | None = None
     auth_timeout: float = AUTH_TIMEOUT
     username: str | None = None
     realname: str = "chatroom user"
@@ -191,12 +253,28 @@ class Connection:
     """One IRC connection that keeps itself alive until :meth:`close`.
 
     ``on_event`` is called on the loop's thread for every event, in order. It must not
-    block; it may call :meth:`send`.
+    block; it may call :meth:`send`. ``ask_trust`` asks the user about a TLS certificate
+    seen for the first time (None: such a certificate is refused); ``known`` keeps the
+    fingerprints trusted (None: nothing is kept between runs).
     """
 
-    def __init__(self, settings: ConnectionSettings, on_event: Callable[[Event], None]) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        on_event: Callable[[Event], None],
+        *,
+        ask_trust: TrustAsker | None = None,
+        known: KnownServers | None = None,
+    ) -> None:
         self.settings = settings
         self.on_event = on_event
+        self.ask_trust = ask_trust
+        self.known = known
+        # The fingerprint accepted for this server in this run (reconnects must match it
+        # even when the trust file could not be written).
+        self.accepted_fingerprint: str | None = None
+        # The link in use is TLS (None: not connected yet).
+        self.tls_version: str | None = None
         self.state = ConnState.IDLE
         self.nick = settings.nick
         # The nick to ask for on the next registration: the user's latest /nick.
@@ -277,7 +355,15 @@ class Connection:
                 self._writer.write(serialize(Message.of("QUIT", reason)))
                 await asyncio.wait_for(self._writer.drain(), timeout=1.0)
         self._set_state(ConnState.CLOSED, "closed")
+        writer = self._writer
         self._close_socket()
+        if writer is not None:
+            # TLS says goodbye (close_notify) before the socket closes: give it a moment,
+            # then close it anyway, so nothing is left open when the loop stops.
+            try:
+                await asyncio.wait_for(writer.wait_closed(), timeout=CLOSE_TIMEOUT)
+            except Exception:
+                writer.transport.abort()
         task = self._task
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -363,14 +449,21 @@ class Connection:
     async def _session(self) -> str:
         """One connection from TCP connect to loss; returns why it ended, in words."""
         s = self.settings
+        self.tls_version = None
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(s.host, s.port), timeout=CONNECT_TIMEOUT
-            )
+            if s.tls:
+                reader, writer = await self._open_tls()
+            else:
+                reader, writer = await self._open()
+        except _Refused as exc:
+            self._fatal = str(exc)
+            return self._fatal
         except ConnectionRefusedError:
             return f"connection refused by {s.host}:{s.port} (is the server running?)"
         except TimeoutError:
             return f"no answer from {s.host}:{s.port} within {CONNECT_TIMEOUT:.0f} s"
+        except ssl.SSLError as exc:
+            return self._tls_failed(exc)
         except OSError as exc:
             return f"cannot connect to {s.host}:{s.port}: {exc.strerror or exc}"
         if self.state is ConnState.CLOSED:
@@ -378,7 +471,7 @@ class Connection:
             return "closed"
         self._reader, self._writer = reader, writer
         peer = writer.get_extra_info("peername")
-        secure = self.settings.tls or is_loopback(peer[0] if peer else None)
+        secure = self.tls_version is not None or is_loopback(peer[0] if peer else None)
         self.auth.reset(secure=secure)
         self._auth_deadline = None
         pinger: asyncio.Task[None] | None = None
@@ -392,6 +485,133 @@ class Connection:
                 pinger.cancel()
             self._close_socket()
             self._lag_sent.clear()
+
+    # --- opening the link -------------------------------------------------------------------
+
+    async def _open(
+        self, context: ssl.SSLContext | None = None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        s = self.settings
+        if context is None:
+            connecting = asyncio.open_connection(s.host, s.port)
+        else:
+            connecting = asyncio.open_connection(
+                s.host,
+                s.port,
+                ssl=context,
+                server_hostname=s.host,
+                ssl_handshake_timeout=CONNECT_TIMEOUT,
+                ssl_shutdown_timeout=CLOSE_TIMEOUT,
+            )
+        return await asyncio.wait_for(connecting, timeout=CONNECT_TIMEOUT)
+
+    async def _open_tls(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A TLS link whose certificate is trusted, or :class:`_Refused`.
+
+        The authorities first (unless ``--trust-fingerprint`` says which certificate):
+        a valid certificate for the host name needs no question. Otherwise a second
+        handshake that verifies nothing, and the certificate's fingerprint decides.
+        """
+        s = self.settings
+        verifying, unverified = await tls_contexts()
+        why = ""
+        if s.trust_fingerprint is None:
+            try:
+                reader, writer = await self._open(verifying)
+            except ssl.SSLCertVerificationError as exc:
+                why = exc.verify_message or str(exc.reason or "")
+            else:
+                self._secured(writer, "valid for this host name (certificate authority)")
+                return reader, writer
+        reader, writer = await self._open(unverified)
+        try:
+            await self._trust(writer, why)
+        except BaseException:
+            writer.transport.abort()  # nothing to say to a server we do not trust
+            raise
+        return reader, writer
+
+    async def _trust(self, writer: asyncio.StreamWriter, why: str) -> None:
+        """Decide on the certificate of an unverified link; :class:`_Refused` if not."""
+        s = self.settings
+        address = server_address(s.host, s.port)
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            raise _Refused(f"{address} sent no certificate")
+        known = self.known
+
+        def look() -> tuple[str, str | None, str]:
+            presented = fingerprint_of(der)
+            stored = known.get(address) if known is not None else None
+            if stored is None:
+                return presented, None, ""
+            return presented, stored.fingerprint, stored.trusted
+
+        presented, stored, since = await asyncio.to_thread(look)
+        pinned = s.trust_fingerprint is not None
+        trusted = s.trust_fingerprint or stored or self.accepted_fingerprint
+        verdict = judge(presented, trusted)
+        if verdict is Verdict.REFUSE:
+            assert trusted is not None
+            self.on_event(TrustRefused(address, presented, trusted, pinned, since))
+            if pinned:
+                raise _Refused(
+                    f"the certificate of {address} is SHA-256 {presented}, not the "
+                    f"{trusted} given with --trust-fingerprint"
+                )
+            raise _Refused(
+                f"the certificate of {address} has changed: SHA-256 {presented}, not the "
+                f"{trusted} trusted for it; if the new one is right: {forget_command(address)}"
+            )
+        if verdict is Verdict.ASK:
+            if self.ask_trust is None:
+                raise _Refused(
+                    f"the certificate of {address} (SHA-256 {presented}) is not trusted "
+                    "yet; --trust-fingerprint accepts it"
+                )
+            question = TrustQuestion(address, presented, s.expected_fingerprint, why)
+            if not await self.ask_trust(question):
+                raise _Refused(f"you did not trust the certificate of {address}")
+            if known is not None:
+                try:
+                    await asyncio.to_thread(known.trust, address, presented)
+                except OSError as exc:
+                    self.on_event(
+                        Notice(
+                            f"Could not keep the fingerprint in {known.path} ({exc}); you "
+                            "will be asked again next time",
+                            error=True,
+                        )
+                    )
+            how = "trusted by you now"
+        elif pinned:
+            how = "the one given with --trust-fingerprint"
+        else:
+            how = "trusted on first use" + (f" ({since})" if since else "")
+        self.accepted_fingerprint = presented
+        self._secured(writer, f"SHA-256 {presented}, {how}")
+
+    def _secured(self, writer: asyncio.StreamWriter, how: str) -> None:
+        ssl_object = writer.get_extra_info("ssl_object")
+        self.tls_version = ssl_object.version() if ssl_object is not None else "TLS"
+        self.on_event(Notice(f"Encrypted with {self.tls_version}; the certificate is {how}"))
+
+    def _tls_failed(self, exc: ssl.SSLError) -> str:
+        """A handshake that failed for another reason than trust, in words."""
+        s = self.settings
+        where = f"{s.host}:{s.port}"
+        if isinstance(exc, ssl.SSLEOFError):
+            return f"{where} closed the connection during the TLS handshake"
+        reason = exc.reason or exc.__class__.__name__
+        if reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"):
+            # The port speaks plaintext: retrying will not change that.
+            self._fatal = (
+                f"{where} does not speak TLS ({reason}); plaintext IRC is usually on port "
+                f"{DEFAULT_PORT}, TLS on {DEFAULT_TLS_PORT}"
+            )
+            return self._fatal
+        return f"TLS handshake with {where} failed: {reason}"
 
     def _begin_registration(self) -> None:
         s = self.settings

@@ -21,6 +21,7 @@ __all__ = [
     "Received",
     "Registered",
     "StateChanged",
+    "TrustRefused",
 ]
 
 
@@ -98,4 +99,18 @@ class LoggedIn:
     account: str
 
 
-Event = StateChanged | Registered | Received | LagMeasured | Notice | LoggedIn
+@dataclass(frozen=True, slots=True)
+class TrustRefused:
+    """The server at ``address`` (``host:port``) presented a certificate with another
+    fingerprint than the one trusted for it: the connection is refused and stays
+    closed. ``expected`` is the trusted one: stored on first use, or given with
+    ``--trust-fingerprint`` (``pinned``)."""
+
+    address: str
+    presented: str
+    expected: str
+    pinned: bool = False
+    trusted_since: str = ""
+
+
+Event = StateChanged | Registered | Received | LagMeasured | Notice | LoggedIn | TrustRefused

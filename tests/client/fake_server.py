@@ -7,6 +7,9 @@ sends what the test tells it to, byte for byte: hostile lines included.
 Given ``caps`` it also negotiates capabilities (CAP LS/REQ/END, holding 001 until CAP
 END), and with ``accounts`` (account -> password) it logs people in with SASL (PLAIN and
 SCRAM-SHA-256, through chatroom.sasl's server side) and registers accounts (REGISTER).
+
+Given ``tls`` (a server SSLContext) it speaks TLS, and ``port`` puts it on a port of the
+test's choosing (a second server on the port of the first, as after a restart).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -78,6 +82,8 @@ class FakeServer:
         *,
         mechanisms: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256"),
         sasl_silent: bool = False,
+        tls: ssl.SSLContext | None = None,
+        port: int = 0,
     ) -> None:
         self.caps = caps
         self.accounts = dict(accounts or {})
@@ -85,7 +91,8 @@ class FakeServer:
         self.sasl_silent = sasl_silent  # never answer AUTHENTICATE (timeouts)
         self.links: list[FakeLink] = []
         self._server: asyncio.Server | None = None
-        self.port = 0
+        self.tls = tls
+        self.port = port
 
     @property
     def link(self) -> FakeLink:
@@ -97,7 +104,9 @@ class FakeServer:
         self.link.send(*lines)
 
     async def start(self) -> FakeServer:
-        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self._server = await asyncio.start_server(
+            self._serve, self.host, self.port, ssl=self.tls, reuse_address=True
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

@@ -1,4 +1,10 @@
-"""The connect screen: server, nick, account, and the servers used recently."""
+"""The connect screen: server, nick, account, TLS, and the servers used recently.
+
+The TLS switch follows a simple rule unless the user flips it: on for port 6697, off
+for 6667, and as it was last time for a recent server. Flipping it moves the port
+between the two standard ones. ``ircs://host`` (or ``irc://``) in the server field
+says it too.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,13 @@ from textual.screen import Screen
 from textual.widgets import Button, Input, Label, OptionList, Static, Switch
 from textual.widgets.option_list import Option
 
-from chatroom.client.config import RecentServer, load_recent, parse_address
+from chatroom.client.config import (
+    PLAIN_PORT,
+    TLS_PORT,
+    RecentServer,
+    load_recent,
+    parse_server,
+)
 from chatroom.client.connection import DEFAULT_PORT
 from chatroom.client.formatting import strip_formatting
 from chatroom.protocol import casefold, is_valid_nick
@@ -25,6 +37,13 @@ __all__ = ["ConnectDetails", "ConnectScreen"]
 # Placeholders of the account password field: what leaving it empty means.
 _PASSWORD_HINT = "optional"
 _REMEMBERED_HINT = "(remembered)"
+# Beside the switch (one line), and its tooltip (the whole rule).
+TLS_LABEL = f"TLS, encrypted (on for port {TLS_PORT}, off for {PLAIN_PORT})"
+TLS_HELP = (
+    f"TLS encrypts the connection. It is on for port {TLS_PORT}, off for {PLAIN_PORT}, "
+    "and as it was last time for a recent server; ircs:// in the server field turns it "
+    "on. The first time, you are shown the server's certificate fingerprint to check."
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +54,9 @@ class ConnectDetails:
     ``account_password`` log in; no account password means "the remembered one, if
     any". ``register``: create the account first. ``remember``: keep the password
     once it worked. ``forget``: the user turned "remember" off for an account whose
-    password is remembered: forget it.
+    password is remembered: forget it. ``tls``: connect with TLS.
+    ``expected_fingerprint``: the certificate fingerprint the server announced on the
+    network (discovery), shown beside the real one when the user is asked to trust it.
     """
 
     host: str
@@ -47,6 +68,8 @@ class ConnectDetails:
     register: bool = False
     remember: bool = False
     forget: bool = False
+    tls: bool = False
+    expected_fingerprint: str | None = None
 
 
 # (host, port, account) -> True when a password is remembered for it.
@@ -70,6 +93,11 @@ class ConnectScreen(Screen[ConnectDetails]):
         self._recent: list[RecentServer] = []
         # (host, port, account) whose password is remembered, as last filled in.
         self._known: tuple[str, int, str] | None = None
+        # The port and TLS switch as last made to agree (see _port_changed): a change
+        # we made ourselves must not move the other one back.
+        self._synced_port = str(defaults.port)
+        self._synced_tls = defaults.tls
+        self._expected_fingerprint = defaults.expected_fingerprint
 
     def compose(self) -> ComposeResult:
         opts = self.defaults
@@ -107,6 +135,9 @@ class ConnectScreen(Screen[ConnectDetails]):
                     id="account-password",
                 )
             with Horizontal(classes="field switches"):
+                yield Switch(opts.tls, id="tls", tooltip=TLS_HELP)
+                yield Label(TLS_LABEL, classes="switch-label", id="tls-help")
+            with Horizontal(classes="field switches"):
                 yield Switch(opts.register, id="register")
                 yield Label("register this account", classes="switch-label")
                 yield Switch(opts.remember, id="remember")
@@ -132,9 +163,54 @@ class ConnectScreen(Screen[ConnectDetails]):
             self._fill(self._recent[0])
         self.query_one("#host", Input).focus()
 
+    def _set_tls(self, port: str, tls: bool) -> None:
+        """Set the port and the switch together (their Changed events then do nothing)."""
+        self._synced_port, self._synced_tls = port, tls
+        self.query_one("#port", Input).value = port
+        self.query_one("#tls", Switch).value = tls
+
+    # Both handlers read the widgets, not the event: a Changed event may be older than
+    # the value (one we set ourselves since), and acting on it would undo the newer one.
+
+    @on(Input.Changed, "#port")
+    def _port_changed(self) -> None:
+        """Port 6697 turns TLS on, 6667 off; other ports leave the switch alone."""
+        port = self.query_one("#port", Input).value
+        if port == self._synced_port:
+            return
+        tls = self.query_one("#tls", Switch).value
+        if port == str(TLS_PORT):
+            tls = True
+        elif port == str(PLAIN_PORT):
+            tls = False
+        self._set_tls(port, tls)
+
+    @on(Switch.Changed, "#tls")
+    def _tls_changed(self) -> None:
+        """Flipping TLS moves a standard port to the other standard one."""
+        tls = self.query_one("#tls", Switch).value
+        if tls == self._synced_tls:
+            return
+        port = self.query_one("#port", Input).value
+        if tls and port == str(PLAIN_PORT):
+            port = str(TLS_PORT)
+        elif not tls and port == str(TLS_PORT):
+            port = str(PLAIN_PORT)
+        self._set_tls(port, tls)
+
+    def choose(
+        self, host: str, port: int, *, tls: bool = True, fingerprint: str | None = None
+    ) -> None:
+        """Fill in a server found some other way (discovery): its address, TLS, and the
+        certificate fingerprint it announced, shown beside the real one if we ask."""
+        self.query_one("#host", Input).value = host
+        self._set_tls(str(port), tls)
+        self._expected_fingerprint = fingerprint
+
     def _fill(self, server: RecentServer) -> None:
         self.query_one("#host", Input).value = server.host
-        self.query_one("#port", Input).value = str(server.port)
+        self._set_tls(str(server.port), server.tls)
+        self._expected_fingerprint = None
         self.query_one("#nick", Input).value = server.nick
         self.query_one("#account", Input).value = server.account
         where = (server.host, server.port, casefold(server.account or server.nick))
@@ -164,14 +240,19 @@ class ConnectScreen(Screen[ConnectDetails]):
 
     def connect(self) -> None:
         """Validate the fields and answer with them, or say what is wrong."""
+        text = self.query_one("#host", Input).value
+        tls = self.query_one("#tls", Switch).value
         try:
-            host, port = parse_address(
-                self.query_one("#host", Input).value,
-                int(self.query_one("#port", Input).value or DEFAULT_PORT),
-            )
+            if "://" in text:  # ircs://host (or irc://): TLS or not, and its own port
+                host, port, scheme_tls = parse_server(text)
+            else:
+                default = int(self.query_one("#port", Input).value or DEFAULT_PORT)
+                host, port, scheme_tls = parse_server(text, default)
         except ValueError as exc:
             self._error(f"Server: {exc}", "#host")
             return
+        if scheme_tls is not None:
+            tls = scheme_tls
         nick = self.query_one("#nick", Input).value.strip()
         if not is_valid_nick(nick):
             self._error(
@@ -200,5 +281,7 @@ class ConnectScreen(Screen[ConnectDetails]):
                 register=register,
                 remember=remember,
                 forget=forget,
+                tls=tls,
+                expected_fingerprint=self._expected_fingerprint,
             )
         )

@@ -1,4 +1,4 @@
-"""Modal screens: the paste confirmation and the help."""
+"""Modal screens: the paste confirmation, the help, and the TLS trust questions."""
 
 from __future__ import annotations
 
@@ -13,9 +13,29 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from chatroom.client.events import TrustRefused
 from chatroom.client.formatting import strip_formatting
+from chatroom.client.trust import TrustQuestion, forget_command
 
-__all__ = ["ConfirmScreen", "HelpScreen", "key_help", "key_label"]
+__all__ = [
+    "ConfirmScreen",
+    "HelpScreen",
+    "TrustRefusedScreen",
+    "TrustScreen",
+    "key_help",
+    "key_label",
+]
+
+_BOLD = Style(bold=True)
+_DIM = Style(dim=True)
+_GOOD = Style(color="#5faf5f", bold=True)
+_BAD = Style(color="#ff5f5f", bold=True)
+_FINGERPRINT = Style(color="#d7af5f", bold=True)
+# Where a careful user finds the real fingerprint to compare with.
+_WHERE_TO_CHECK = (
+    "Ask whoever runs the server for its fingerprint: the server prints it when it "
+    "starts, and `chatroom-server fingerprint` prints it again."
+)
 
 # Key names as the help writes them, where capitalising the name is not enough.
 _KEY_NAMES = {"pageup": "PageUp", "pagedown": "PageDown", "escape": "Esc"}
@@ -118,4 +138,129 @@ class HelpScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         """Back to the chat."""
+        self.dismiss(None)
+
+
+def _fingerprint_lines(fingerprint: str) -> str:
+    """A fingerprint in two halves of 16 bytes, so it fits a dialog and reads in chunks."""
+    return fingerprint[:47] + "\n" + fingerprint[48:]
+
+
+class TrustScreen(ModalScreen[bool]):
+    """First contact with a server whose certificate no authority vouches for: its
+    fingerprint, the one it announced on the network (if any, and whether they match),
+    and "Trust this server?" like ssh. Dismisses with True for Trust.
+
+    Cancel has the focus: trusting is a decision, not something Enter does by habit.
+    """
+
+    BINDINGS = [
+        Binding("t", "answer(True)", "Trust"),
+        Binding("c,escape", "answer(False)", "Cancel"),
+    ]
+
+    def __init__(self, question: TrustQuestion) -> None:
+        super().__init__()
+        self.question = question
+
+    def text(self) -> Text:
+        """What the dialog says (every part of it ours or checked: no markup)."""
+        q = self.question
+        text = Text(end="")
+        text.append(f"First connection to {q.address} with TLS.\n\n", _BOLD)
+        text.append("Its certificate is not signed by an authority this computer trusts")
+        text.append(f" ({q.why})" if q.why else "")
+        text.append(
+            ", as is usual for a server on your own network. Check that it is the server "
+            "you mean by its SHA-256 fingerprint:\n\n"
+        )
+        text.append(_fingerprint_lines(q.fingerprint) + "\n\n", _FINGERPRINT)
+        matches = q.announced_matches
+        if matches is True:
+            text.append("✓ It matches the fingerprint the server announced on the network", _GOOD)
+            text.append(" (a good sign, but anyone on the network can announce).\n\n")
+        elif matches is False:
+            assert q.announced is not None
+            text.append("✗ It does NOT match the fingerprint announced on the network:\n", _BAD)
+            text.append(_fingerprint_lines(q.announced) + "\n", _FINGERPRINT)
+            text.append("Someone may be pretending to be that server.\n\n", _BAD)
+        text.append(_WHERE_TO_CHECK + "\n\n", _DIM)
+        text.append("Trust this server? ", _BOLD)
+        text.append("Its fingerprint will be remembered for this host and port.")
+        return text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="trust"):
+            yield Static(self.text(), id="question")
+            with Horizontal(id="buttons"):
+                yield Button("Trust (t)", variant="warning", id="trust")
+                yield Button("Cancel (c)", variant="primary", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "trust")
+
+    def action_answer(self, trust: bool) -> None:
+        """Keyboard answer."""
+        self.dismiss(trust)
+
+
+class TrustRefusedScreen(ModalScreen[None]):
+    """The server presented another certificate than the one trusted for it: the
+    connection was refused. Both fingerprints, and how to forget the old one when the
+    change is known to be right. One button, Close: there is no "continue anyway"."""
+
+    BINDINGS = [Binding("escape,enter", "close", "Close")]
+
+    def __init__(self, refused: TrustRefused) -> None:
+        super().__init__()
+        self.refused = refused
+
+    def text(self) -> Text:
+        """What the screen says."""
+        r = self.refused
+        text = Text(end="")
+        if r.pinned:
+            title = f"Refused: {r.address} did not present the expected certificate"
+        else:
+            title = f"Refused: the certificate of {r.address} has changed"
+        text.append(title + "\n\n", _BAD)
+        if r.pinned:
+            text.append("Expected (--trust-fingerprint):\n", _BOLD)
+        else:
+            since = f" since {r.trusted_since}" if r.trusted_since else ""
+            text.append(f"Trusted{since}:\n", _BOLD)
+        text.append(_fingerprint_lines(r.expected) + "\n\n", _FINGERPRINT)
+        text.append("Presented now:\n", _BOLD)
+        text.append(_fingerprint_lines(r.presented) + "\n\n", _FINGERPRINT)
+        text.append(
+            "Either the server has a new certificate (reinstalled, or its data directory "
+            "was lost), or someone is intercepting the connection. Nothing was sent to it.\n\n"
+        )
+        text.append(_WHERE_TO_CHECK + "\n\n", _DIM)
+        if r.pinned:
+            text.append("If the new one is right, run again with it in --trust-fingerprint.")
+        else:
+            text.append("If the new one is right, forget the old one, then connect again:\n\n")
+            text.append("  " + forget_command(r.address), _BOLD)
+        return text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="trust"):
+            yield Static(self.text(), id="question")
+            with Horizontal(id="buttons"):
+                yield Button("Close", variant="error", id="close")
+
+    def on_mount(self) -> None:
+        self.query_one("#close", Button).focus()
+
+    @on(Button.Pressed, "#close")
+    def _pressed(self) -> None:
+        self.dismiss(None)
+
+    def action_close(self) -> None:
+        """Back to the (closed) chat."""
         self.dismiss(None)
