@@ -153,6 +153,7 @@ class Server:
                 str(self.port),
                 "--no-flood-limit",
                 "--no-tls",  # no certificate in the user's data directory, no port 6697
+                "--no-announce",  # a benchmark says nothing on the LAN
                 "--log-level",
                 "WARNING",
             ]

@@ -90,6 +90,7 @@ def server_flags(port: int, db: Path) -> list[str]:
         str(port),
         "--no-flood-limit",
         "--no-tls",  # no certificate in the user's data directory, no port 6697
+        "--no-announce",  # a benchmark says nothing on the LAN
         "--db",
         str(db),
         "--log-level",

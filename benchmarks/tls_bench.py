@@ -102,6 +102,7 @@ class Server:
             "--tls-dir",
             str(self.tls_dir),
             "--no-history",
+            "--no-announce",  # a benchmark says nothing on the LAN
             "--no-flood-limit",
             "--log-level",
             "WARNING",

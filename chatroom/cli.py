@@ -30,6 +30,11 @@ def server_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (default 0.0.0.0; '::' = IPv4+IPv6)")
     p.add_argument("--port", type=int, help="TCP port (default 6667)")
     p.add_argument("--no-tls", action="store_true", help="no TLS port (clear text only)")
+    p.add_argument(
+        "--no-announce",
+        action="store_true",
+        help="do not announce the server on the LAN (mDNS/DNS-SD)",
+    )
     p.add_argument("--tls-port", type=int, metavar="PORT", help="TLS port (default 6697)")
     p.add_argument(
         "--tls-cert",
@@ -113,6 +118,8 @@ def build_config(args: argparse.Namespace) -> Config:
     )
     if args.no_tls:
         config = config.with_overrides(tls=False)
+    if args.no_announce:
+        config = config.with_overrides(announce=False)
     if args.no_accounts:
         config = config.with_overrides(accounts=False)
     if args.no_flood_limit:

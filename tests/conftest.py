@@ -22,6 +22,10 @@ from chatroom.server.server import ChatServer
 # Generous bounds: the machine is shared and slow at times; tests never sleep this long
 # unless something is broken.
 REPLY_TIMEOUT = 5.0
+# No test speaks mDNS on the machine's real interfaces: every server and client it
+# starts (in this process or a child) stays silent, whatever its settings. The
+# discovery tests lift this only inside a network namespace of their own.
+os.environ["CHATROOM_NO_MDNS"] = "1"
 
 
 def make_config(**overrides: object) -> Config:
@@ -35,6 +39,7 @@ def make_config(**overrides: object) -> Config:
         motd="Welcome to tests",
         db=":memory:",
         tls=False,
+        announce=False,
     )
     return dataclasses.replace(base, **overrides)
 
@@ -214,7 +219,10 @@ TLS_FLAGS = ("--tls-port", "--tls-dir", "--tls-cert", "--tls-key", "--no-tls")
 
 
 def without_tls(args: tuple[str, ...]) -> tuple[str, ...]:
-    """``args`` plus ``--no-tls`` unless they say something about TLS."""
+    """``args`` plus ``--no-tls`` unless they say something about TLS, and
+    ``--no-announce`` (CHATROOM_NO_MDNS says the same; this says it on the command line)."""
+    if "--no-announce" not in args:
+        args = (*args, "--no-announce")
     if any(a.split("=")[0] in TLS_FLAGS for a in args):
         return args
     return (*args, "--no-tls")

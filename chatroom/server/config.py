@@ -46,6 +46,10 @@ class Config:
 
     host: str = field(default="0.0.0.0", metadata={"doc": "address to listen on; '::' = v4+v6"})
     port: int = field(default=6667, metadata={"doc": "TCP port (IRC's registered port)"})
+    announce: bool = field(
+        default=True,
+        metadata={"doc": "announce the server on the LAN (mDNS/DNS-SD; --no-announce: off)"},
+    )
     # --- TLS (tls.py) ------------------------------------------------------------------
     tls: bool = field(default=True, metadata={"doc": "serve TLS on tls_port (--no-tls: off)"})
     # 6697: the IRC-over-TLS port (RFC 7194)

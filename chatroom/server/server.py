@@ -36,7 +36,8 @@ from typing import Any
 
 from chatroom.protocol import Message, serialize
 from chatroom.server.accounts import AccountStore
-from chatroom.server.config import Config, default_db_path
+from chatroom.server.announce import Announcer
+from chatroom.server.config import VERSION, Config, default_db_path
 from chatroom.server.handler import Handler, TLSHandler
 from chatroom.server.outbox import Writer
 from chatroom.server.pipeline import HistoryPipeline
@@ -178,6 +179,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
             accounts=self.accounts,
         )
         self._acceptor: threading.Thread | None = None
+        self.announcer: Announcer | None = None
         self._timers = threading.Thread(target=self._tick_loop, name="chatroom-timers", daemon=True)
 
     def _open_listeners(self, more_plain_hosts: list[str]) -> None:
@@ -352,6 +354,25 @@ class ChatServer(socketserver.ThreadingTCPServer):
             t.start()
             kind = "TLS" if listener is self._tls_listener else "plain text"
             log.info("listening on %s port %s (%s)", *listener.server_address[:2], kind)
+        if self.config.announce:
+            self._announce()
+
+    def _announce(self) -> None:
+        """DNS-SD over mDNS (announce.py): never fatal, withdrawn by stop()."""
+        config = self.config
+        wildcard = config.host in ("", "0.0.0.0", "::")
+        self.announcer = Announcer(
+            server_name=config.server_name,
+            network=config.network,
+            version=VERSION,
+            host_addresses=lan_addresses(config.host),
+            # plain text kept to this machine is not for the LAN
+            plain_port=self.port if config.plaintext == "on" else None,
+            tls_port=self.tls_port,
+            fingerprint=self.tls.fingerprint if self.tls is not None else None,
+            interfaces=None if wildcard else [config.host],
+        )
+        self.announcer.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting, tell everyone, close every connection; bounded by ``timeout``.
@@ -395,6 +416,8 @@ class ChatServer(socketserver.ThreadingTCPServer):
                 pass
 
     def _stop(self, timeout: float) -> None:
+        if self.announcer is not None:  # goodbye packets first: the server is leaving
+            self.announcer.stop()
         self._stop_accepting(timeout)
         with self.registry.lock:
             users = list(self.registry.connections)

@@ -158,6 +158,8 @@ def start_server(kind: str, *args: str) -> tuple[object, int]:
         # nor a certificate in the user's data directory, nor port 6697: TLS only when
         # the caller configures it (with --tls-dir or --tls-cert/--tls-key)
         args = (*args, "--no-tls")
+    if "--no-announce" not in args:  # scripts and tests say nothing on the LAN
+        args = (*args, "--no-announce")
     code = "import sys; from chatroom.cli import server_main; sys.exit(server_main(sys.argv[1:]))"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--host", "127.0.0.1", "--port", str(port), *args],

@@ -191,8 +191,7 @@ servers = (
     address = "{host}";
     port = "{port}";
     chatnet = "lan";
-    use_tls = "no";
-    tls_verify = "no";
+    {tls}
     autoconnect = "yes";
   }}
 );
@@ -220,12 +219,20 @@ settings = {{
 """
 
 
-def start_irssi(session: TmuxSession, host: str, port: int, chatnet: str = "") -> list[str]:
-    """irssi on our server; ``chatnet``: more settings of its network (SASL)."""
+PLAIN_SERVER = 'use_tls = "no";\n    tls_verify = "no";'
+
+
+def start_irssi(
+    session: TmuxSession, host: str, port: int, chatnet: str = "", tls: str = PLAIN_SERVER
+) -> list[str]:
+    """irssi on our server; ``chatnet``: more settings of its network (SASL); ``tls``:
+    the server entry's TLS settings (clear text by default)."""
     home = session.workdir / "irssi-home"
     home.mkdir()
     extra = f"\n    {chatnet}" if chatnet else ""
-    config = IRSSI_CONFIG.format(host=host, port=port, room=ROOM, nick=IRSSI_NICK, chatnet=extra)
+    config = IRSSI_CONFIG.format(
+        host=host, port=port, room=ROOM, nick=IRSSI_NICK, chatnet=extra, tls=tls
+    )
     (home / "config").write_text(config)
     assert IRSSI is not None
     argv = [IRSSI, f"--home={home}"]
