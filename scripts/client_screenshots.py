@@ -30,6 +30,7 @@ from ngircd_proc import start_server, stop_server  # noqa: E402
 
 from chatroom.client.app import make_app  # noqa: E402
 from chatroom.client.config import RecentServer, remember_server  # noqa: E402
+from chatroom.client.discovery import DiscoveredServer  # noqa: E402
 from chatroom.client.scripted import ScriptedUser  # noqa: E402
 from chatroom.protocol import Message  # noqa: E402
 
@@ -48,10 +49,22 @@ async def until(pilot, predicate, what: str) -> None:
         await pilot.pause(0.05)
 
 
+class ShownServers:
+    """Stands in for LAN discovery on the connect screen (the script sends no mDNS):
+    the server another machine would see announced."""
+
+    async def start(self, on_change) -> None:
+        fp = ":".join(f"{b:02X}" for b in bytes(range(0x3A, 0x5A)))
+        on_change([DiscoveredServer("lan.chatroom", "192.168.1.20", 6667, 6697, fp, "LAN", None)])
+
+    async def stop(self) -> None:
+        pass
+
+
 async def connect_screen(out: Path, port: int, config: Path) -> None:
     remember_server(RecentServer("127.0.0.1", port, "alice"), config)
     remember_server(RecentServer("chat.lan", 6667, "alice"), config)
-    app = make_app(nick="alice", config_dir=config)
+    app = make_app(nick="alice", config_dir=config, discovery=ShownServers)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await pilot.pause(0.3)
         app.save_screenshot(str(out / "connect.svg"))
@@ -91,6 +104,7 @@ async def chat_and_help(out: Path, port: int, config: Path) -> None:
             account="alice",
             account_password="alicepass2026",
             register=True,
+            discovery=None,
         )
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             await until(pilot, lambda: app.state.active == "#lan", "alice in #lan")
@@ -148,6 +162,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
+    os.environ["CHATROOM_NO_MDNS"] = "1"  # nothing on the LAN from a script
     server, port = start_server(args.server, *SERVER_ARGS)
     try:
         asyncio.run(run(args.out, port))

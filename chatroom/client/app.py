@@ -21,6 +21,11 @@ and waits for the answer without blocking anything), keeps trusted fingerprints 
 config directory (:class:`~chatroom.client.trust.KnownServers`), and reports a changed
 certificate with a :class:`~chatroom.client.events.TrustRefused` event, which the app
 shows with :class:`~chatroom.client.screens.dialogs.TrustRefusedScreen`.
+
+LAN discovery: while the connect screen is shown, a browser made by the ``discovery``
+factory (:class:`~chatroom.client.discovery.Discovery` unless a test gives a fake)
+lists the servers announced on the network; a server chosen there carries the
+fingerprint it announced to the trust question.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from textual.notifications import SeverityLevel
 from chatroom.client.auth import AUTH_TIMEOUT, SERVICES, Credentials
 from chatroom.client.commands import CommandError, normalise_room, run_input, say
 from chatroom.client.config import (
+    PLAIN_PORT,
+    TLS_PORT,
     RecentServer,
     config_dir,
     default_nick,
@@ -56,6 +63,7 @@ from chatroom.client.connection import (
     Event,
     StateChanged,
 )
+from chatroom.client.discovery import Discovery
 from chatroom.client.events import LoggedIn, TrustRefused
 from chatroom.client.formatting import strip_formatting
 from chatroom.client.history import HISTORY_PAGE, HISTORY_REQUEST_TIMEOUT
@@ -73,6 +81,7 @@ from chatroom.client.session import ClientSession
 from chatroom.client.state import ClientState
 from chatroom.client.trust import KnownServers, TrustQuestion, normalise_fingerprint
 from chatroom.client.widgets.chat_input import ChatInput
+from chatroom.client.widgets.lan import BrowserFactory
 from chatroom.protocol import Cap, Message, UnserializableMessage, casefold
 
 __all__ = ["FLUSH_INTERVAL", "ChatApp", "ClientOptions", "make_app"]
@@ -96,6 +105,7 @@ class ClientOptions:
     ``tls`` (None: on for port 6697 only, see :func:`~chatroom.client.config.tls_by_default`);
     ``trust_fingerprint`` (normalised): the only certificate to accept, without asking;
     ``expected_fingerprint``: the one the server announced (discovery), shown when asking.
+    ``discovery`` makes the connect screen's LAN browser (None: do not look).
     """
 
     host: str | None = None
@@ -112,6 +122,7 @@ class ClientOptions:
     tls: bool | None = None
     trust_fingerprint: str | None = None
     expected_fingerprint: str | None = None
+    discovery: BrowserFactory | None = Discovery
     auth_timeout: float = AUTH_TIMEOUT
     config_dir: Path | None = None
     lag_interval: float = LAG_INTERVAL
@@ -227,7 +238,8 @@ class ChatApp(App[int]):
             defaults = ConnectDetails(
                 "", opts.port, opts.nick, opts.password, opts.account or "", tls=tls
             )
-            screen = ConnectScreen(defaults, self.config_dir, self._has_password)
+            browser = opts.discovery() if opts.discovery is not None else None
+            screen = ConnectScreen(defaults, self.config_dir, self._has_password, browser)
             self.push_screen(screen, self._connect_chosen)
 
     # --- starting and stopping ------------------------------------------------------------
@@ -550,7 +562,7 @@ class ChatApp(App[int]):
 
 def make_app(
     host: str | None = None,
-    port: int = DEFAULT_PORT,
+    port: int | None = None,
     nick: str | None = None,
     rooms: tuple[str, ...] | list[str] = (),
     password: str | None = None,
@@ -564,6 +576,7 @@ def make_app(
     tls: bool | None = None,
     trust_fingerprint: str | None = None,
     expected_fingerprint: str | None = None,
+    discovery: BrowserFactory | None = Discovery,
     auth_timeout: float = AUTH_TIMEOUT,
     config_dir: Path | None = None,
     lag_interval: float = LAG_INTERVAL,
@@ -573,9 +586,15 @@ def make_app(
 ) -> ChatApp:
     """Build the client app: with ``host`` it connects at once, else it asks.
 
+    ``port`` None: 6697 with TLS, 6667 without; TLS not said either: 6667 to a
+    ``host``, and 6697 on the connect screen (our servers offer TLS by default).
     ``tls`` None: on for port 6697 only. ``trust_fingerprint`` (any case, colons or
     not): accept only the certificate with this SHA-256 fingerprint, without asking.
+    ``discovery``: makes the connect screen's browser of the servers on this network,
+    each time that screen is shown (None: it does not look).
     """
+    if port is None:
+        port = TLS_PORT if (host is None if tls is None else tls) else PLAIN_PORT
     if trust_fingerprint is not None:
         trust_fingerprint = normalise_fingerprint(trust_fingerprint)
     options = ClientOptions(
@@ -593,6 +612,7 @@ def make_app(
         tls=tls,
         trust_fingerprint=trust_fingerprint,
         expected_fingerprint=expected_fingerprint,
+        discovery=discovery,
         auth_timeout=auth_timeout,
         config_dir=config_dir,
         lag_interval=lag_interval,

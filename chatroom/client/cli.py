@@ -1,12 +1,14 @@
 """``chatroom-client`` command line: parse arguments, build the app, run it.
 
-``--forget-fingerprint HOST:PORT`` edits the trusted certificates and exits without
-starting the app (nor loading Textual).
+``--forget-fingerprint HOST:PORT`` edits the trusted certificates and ``--discover``
+lists the servers announced on this network; both exit without starting the app (nor
+loading Textual).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -19,10 +21,22 @@ from chatroom.client.config import (
     parse_server,
     tls_by_default,
 )
+from chatroom.client.discovery import DISCOVER_SECONDS, DiscoveryError, discover, format_servers
 from chatroom.client.trust import KnownServers, normalise_fingerprint, server_address
 from chatroom.protocol import is_valid_nick
 
-__all__ = ["Target", "build_parser", "forget_fingerprint", "main", "resolve_target"]
+__all__ = [
+    "Target",
+    "build_parser",
+    "discover_servers",
+    "forget_fingerprint",
+    "main",
+    "resolve_target",
+]
+
+# Longest --timeout for --discover, in seconds: servers answer within a second or two;
+# anything longer is a typo, not patience.
+MAX_DISCOVER_SECONDS = 60.0
 
 
 class Target(NamedTuple):
@@ -108,6 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="forget the certificate fingerprint trusted for this server (after it made a "
         "new certificate), then exit; the next connection asks again",
     )
+    parser.add_argument(
+        "--discover",
+        action="store_true",
+        help="list the chatroom servers announced on this network (name, address, ports, "
+        "certificate fingerprint), then exit",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"with --discover: seconds to listen (default {DISCOVER_SECONDS:g})",
+    )
     return parser
 
 
@@ -116,16 +143,19 @@ def resolve_target(address: str | None, port: int | None = None, tls: bool | Non
 
     The scheme says TLS or not (``ircs://``, ``irc://``); else ``--tls``/``--no-tls``;
     else the port: on for 6697, off for any other. The port: HOST:PORT, else ``--port``,
-    else 6697 with TLS and 6667 without.
+    else 6697 with TLS and 6667 without. Without HOST (the connect screen asks), TLS
+    and 6697 unless told otherwise: our servers offer TLS by default.
 
     >>> [tuple(resolve_target(a)) for a in ("ircs://lan", "lan", "lan:6697", "irc://lan")]
     [('lan', 6697, True), ('lan', 6667, False), ('lan', 6697, True), ('lan', 6667, False)]
     >>> tuple(resolve_target("lan", tls=True)), tuple(resolve_target("lan:6697", tls=False))
     (('lan', 6697, True), ('lan', 6697, False))
+    >>> [tuple(resolve_target(None, p, t)) for p, t in ((None, None), (None, False), (6667, None))]
+    [(None, 6697, True), (None, 6667, False), (None, 6667, False)]
     """
     default_port = port if port is not None else (TLS_PORT if tls else None)
     if address is None:
-        chosen = default_port or PLAIN_PORT
+        chosen = default_port or (PLAIN_PORT if tls is False else TLS_PORT)
         return Target(None, chosen, tls_by_default(chosen) if tls is None else tls)
     host, chosen, scheme_tls = parse_server(address, default_port)
     if scheme_tls is not None and tls is not None and scheme_tls != tls:
@@ -158,10 +188,31 @@ def forget_fingerprint(text: str, directory: Path | None = None) -> tuple[int, s
     )
 
 
+def discover_servers(timeout: float = DISCOVER_SECONDS) -> tuple[int, str]:
+    """``--discover``: (exit code, what to print): the servers heard from in ``timeout``
+    seconds, one a line, or why mDNS cannot run here (exit 1)."""
+    try:
+        servers = asyncio.run(discover(timeout))
+    except DiscoveryError as exc:
+        return 1, f"chatroom-client: cannot look for servers on this network: {exc}"
+    return 0, format_servers(servers)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the client; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.timeout is not None and not args.discover:
+        parser.error("--timeout goes with --discover")
+    if args.discover:
+        if args.address is not None:
+            parser.error("--discover takes no server: it lists them")
+        timeout = DISCOVER_SECONDS if args.timeout is None else args.timeout
+        if not (0 < timeout <= MAX_DISCOVER_SECONDS):
+            parser.error(f"--timeout: seconds, more than 0 and at most {MAX_DISCOVER_SECONDS:g}")
+        code, text = discover_servers(timeout)
+        print(text, file=sys.stdout if code == 0 else sys.stderr)
+        return code
     if args.forget_fingerprint is not None:
         code, text = forget_fingerprint(args.forget_fingerprint)
         print(text, file=sys.stdout if code == 0 else sys.stderr)

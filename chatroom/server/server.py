@@ -361,11 +361,16 @@ class ChatServer(socketserver.ThreadingTCPServer):
         """DNS-SD over mDNS (announce.py): never fatal, withdrawn by stop()."""
         config = self.config
         wildcard = config.host in ("", "0.0.0.0", "::")
+        addresses = lan_addresses(config.host)
+        if not addresses and is_loopback(config.host):
+            # this machine only: announced on the loopback interface alone (interfaces
+            # below), for clients on this machine
+            addresses = [config.host]
         self.announcer = Announcer(
             server_name=config.server_name,
             network=config.network,
             version=VERSION,
-            host_addresses=lan_addresses(config.host),
+            host_addresses=addresses,
             # plain text kept to this machine is not for the LAN
             plain_port=self.port if config.plaintext == "on" else None,
             tls_port=self.tls_port,

@@ -2,7 +2,10 @@
 
 ``irc_server`` (tests/conftest.py) is our own server; ``ngircd`` starts a private
 ngircd on loopback for the interop tests and skips when ngircd is not installed.
-Every client test runs with the OS keyring switched off (``_no_real_keyring``).
+Every client test runs with the OS keyring switched off (``_no_real_keyring``) and
+with mDNS switched off (``_no_mdns``): a connect screen shown by a test must not
+multicast on this machine's network. Tests about discovery inject a fake browser, or
+run the real one inside a network namespace of their own (netns.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from ngircd_proc import Ngircd, available
 
+from chatroom.client.discovery import NO_MDNS_ENV
 from chatroom.client.passwords import NO_KEYRING_ENV
 
 
@@ -20,6 +24,13 @@ def _no_real_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
     """No client test may read or write the user's real keyring: remembered passwords
     go to the file in the test's config dir, or to a backend the test hands over."""
     monkeypatch.setenv(NO_KEYRING_ENV, "1")
+
+
+@pytest.fixture(autouse=True)
+def _no_mdns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No client test may send mDNS on the real network (tests/conftest.py says so for
+    the whole run; this keeps it true for the client tests whatever that file does)."""
+    monkeypatch.setenv(NO_MDNS_ENV, "1")
 
 
 @pytest.fixture

@@ -383,6 +383,7 @@ async def test_connect_screen_account_fields(tmp_path: Path) -> None:
                 await wait_until(pilot, lambda: isinstance(app.screen, ConnectScreen))
                 screen = app.screen
                 screen.query_one("#host", Input).value = f"{server.host}:{server.port}"
+                screen.query_one("#tls", Switch).value = False  # a plain-text test server
                 assert screen.query_one("#account", Input).placeholder == "your nick"
                 screen.query_one("#register", Switch).value = True
                 screen.query_one("#remember", Switch).value = True

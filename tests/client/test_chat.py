@@ -277,7 +277,7 @@ async def test_reconnect_after_server_restart(irc_server, tmp_path: Path) -> Non
 
 
 async def test_connect_screen_remembers_servers(irc_server, tmp_path: Path) -> None:
-    from textual.widgets import Input, OptionList
+    from textual.widgets import Input, OptionList, Switch
 
     from chatroom.client.app import make_app
     from chatroom.client.screens.connect import ConnectScreen
@@ -287,6 +287,7 @@ async def test_connect_screen_remembers_servers(irc_server, tmp_path: Path) -> N
         await wait_until(pilot, lambda: isinstance(app.screen, ConnectScreen))
         screen = app.screen
         assert screen.query_one("#nick", Input).value == "carol"
+        screen.query_one("#tls", Switch).value = False  # a plain-text test server
         screen.query_one("#host", Input).value = "nowhere:99999"
         await pilot.click("#connect")
         await wait_until(

@@ -1,9 +1,12 @@
-"""The connect screen: server, nick, account, TLS, and the servers used recently.
+"""The connect screen: server, nick, account, TLS, the servers announced on this
+network (live) and the servers used recently.
 
 The TLS switch follows a simple rule unless the user flips it: on for port 6697, off
-for 6667, and as it was last time for a recent server. Flipping it moves the port
-between the two standard ones. ``ircs://host`` (or ``irc://``) in the server field
-says it too.
+for 6667 (in the port field, or typed after the host: ``lan:6667``), as it was last
+time for a recent server, and on for a server found on the network that offers TLS.
+Flipping it moves the port between the two standard ones. ``ircs://host`` (or
+``irc://``) in the server field says it too. With nothing to go by, it is on, port
+6697: chatroom servers offer TLS unless told not to.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from chatroom.client.config import (
 )
 from chatroom.client.connection import DEFAULT_PORT
 from chatroom.client.formatting import strip_formatting
+from chatroom.client.widgets.lan import LanServers, ServerBrowser
 from chatroom.protocol import casefold, is_valid_nick
 
 __all__ = ["ConnectDetails", "ConnectScreen"]
@@ -40,10 +44,30 @@ _REMEMBERED_HINT = "(remembered)"
 # Beside the switch (one line), and its tooltip (the whole rule).
 TLS_LABEL = f"TLS, encrypted (on for port {TLS_PORT}, off for {PLAIN_PORT})"
 TLS_HELP = (
-    f"TLS encrypts the connection. It is on for port {TLS_PORT}, off for {PLAIN_PORT}, "
-    "and as it was last time for a recent server; ircs:// in the server field turns it "
-    "on. The first time, you are shown the server's certificate fingerprint to check."
+    f"TLS encrypts the connection. It is on for port {TLS_PORT}, off for {PLAIN_PORT} "
+    "(in the port field or after the host), as it was last time for a recent server, and "
+    "on for a server found on this network that offers it; ircs:// in the server field "
+    "turns it on. The first time, you are shown the server's certificate fingerprint to "
+    "check."
 )
+
+
+def typed_port(text: str) -> int | None:
+    """The port typed after the host in the server field (None: none, or a scheme
+    decides).
+
+    >>> typed_port("lan:6667"), typed_port("[::1]:7000"), typed_port("lan"), typed_port("lan:")
+    (6667, 7000, None, None)
+    >>> typed_port("ircs://lan:6667"), typed_port("fd00::1")
+    (None, None)
+    """
+    if "://" in text:
+        return None
+    try:
+        _, port, _ = parse_server(text, 0)
+    except ValueError:
+        return None
+    return port or None
 
 
 @dataclass(frozen=True)
@@ -79,17 +103,24 @@ Remembered = Callable[[str, int, str], bool]
 class ConnectScreen(Screen[ConnectDetails]):
     """Asks where to connect; Enter in any field (or a recent server) dismisses the
     screen with the :class:`ConnectDetails` chosen. ``config_dir`` has the recent list;
-    ``remembered`` says whether a password is remembered for a server and account."""
+    ``remembered`` says whether a password is remembered for a server and account;
+    ``discovery`` finds the servers on the network while the screen is shown (None:
+    not looking)."""
 
     BINDINGS = [Binding("escape", "app.quit", "Quit", show=False)]
 
     def __init__(
-        self, defaults: ConnectDetails, config_dir: Path, remembered: Remembered | None = None
+        self,
+        defaults: ConnectDetails,
+        config_dir: Path,
+        remembered: Remembered | None = None,
+        discovery: ServerBrowser | None = None,
     ) -> None:
         super().__init__()
         self.defaults = defaults
         self.config_dir = config_dir
         self.remembered = remembered
+        self.discovery = discovery
         self._recent: list[RecentServer] = []
         # (host, port, account) whose password is remembered, as last filled in.
         self._known: tuple[str, int, str] | None = None
@@ -97,7 +128,12 @@ class ConnectScreen(Screen[ConnectDetails]):
         # we made ourselves must not move the other one back.
         self._synced_port = str(defaults.port)
         self._synced_tls = defaults.tls
+        # The port typed after the host as last acted on (see _host_changed).
+        self._host_port: int | None = None
+        # What the server found on the network announced, and for which (host, port):
+        # a server typed in afterwards is another one, with nothing announced.
         self._expected_fingerprint = defaults.expected_fingerprint
+        self._expected_for = (defaults.host, defaults.port)
 
     def compose(self) -> ComposeResult:
         opts = self.defaults
@@ -144,6 +180,7 @@ class ConnectScreen(Screen[ConnectDetails]):
                 yield Label("remember password", classes="switch-label")
             yield Static("", id="connect-error")
             yield Button("Connect", variant="primary", id="connect")
+            yield LanServers(self.discovery, id="lan-servers")
             yield Label("Recent servers", id="recent-title")
             yield OptionList(id="recent")
 
@@ -185,6 +222,17 @@ class ConnectScreen(Screen[ConnectDetails]):
             tls = False
         self._set_tls(port, tls)
 
+    @on(Input.Changed, "#host")
+    def _host_changed(self) -> None:
+        """A port typed after the host follows the port rule too (once per change of
+        that port, so the switch can still be flipped afterwards)."""
+        port = typed_port(self.query_one("#host", Input).value)
+        if port == self._host_port:
+            return
+        self._host_port = port
+        if port in (TLS_PORT, PLAIN_PORT):
+            self.query_one("#tls", Switch).value = port == TLS_PORT
+
     @on(Switch.Changed, "#tls")
     def _tls_changed(self) -> None:
         """Flipping TLS moves a standard port to the other standard one."""
@@ -202,10 +250,12 @@ class ConnectScreen(Screen[ConnectDetails]):
         self, host: str, port: int, *, tls: bool = True, fingerprint: str | None = None
     ) -> None:
         """Fill in a server found some other way (discovery): its address, TLS, and the
-        certificate fingerprint it announced, shown beside the real one if we ask."""
+        certificate fingerprint it announced, shown beside the real one if we ask (while
+        the host and port are still the ones chosen)."""
         self.query_one("#host", Input).value = host
         self._set_tls(str(port), tls)
         self._expected_fingerprint = fingerprint
+        self._expected_for = (host, port)
 
     def _fill(self, server: RecentServer) -> None:
         self.query_one("#host", Input).value = server.host
@@ -220,6 +270,17 @@ class ConnectScreen(Screen[ConnectDetails]):
         password.value = ""
         password.placeholder = _REMEMBERED_HINT if known else _PASSWORD_HINT
         self.query_one("#remember", Switch).value = known
+
+    @on(LanServers.Chosen)
+    def _lan_chosen(self, event: LanServers.Chosen) -> None:
+        """A server found on the network: fill in where it is (TLS when it offers it)
+        and what it announced; the nick and account stay for the user to check."""
+        server = event.server
+        self.choose(
+            server.host, server.port, tls=server.prefers_tls, fingerprint=server.fingerprint
+        )
+        self.query_one("#connect-error", Static).update("")
+        self.query_one("#nick", Input).focus()
 
     @on(OptionList.OptionSelected, "#recent")
     def _recent_chosen(self, event: OptionList.OptionSelected) -> None:
@@ -282,6 +343,8 @@ class ConnectScreen(Screen[ConnectDetails]):
                 remember=remember,
                 forget=forget,
                 tls=tls,
-                expected_fingerprint=self._expected_fingerprint,
+                expected_fingerprint=(
+                    self._expected_fingerprint if (host, port) == self._expected_for else None
+                ),
             )
         )
