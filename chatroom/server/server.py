@@ -96,7 +96,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
     tick_interval = 1.0
     # how long a shutdown waits for clients to take their ERROR and close
     shutdown_linger = 1.0
-    # how often the accept loops of the other listeners (TLS) look for a stop
+    # how often the accept loops look for a stop (stop() waits up to this long)
     accept_poll = 0.5
 
     def __init__(self, config: Config | None = None) -> None:
@@ -338,7 +338,10 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self._timers.start()
         if self._plain:
             self._acceptor = threading.Thread(
-                target=self.serve_forever, name="chatroom-acceptor", daemon=True
+                target=self.serve_forever,
+                args=(self.accept_poll,),
+                name="chatroom-acceptor",
+                daemon=True,
             )
             self._acceptor.start()
             host, port = self.server_address[:2]
