@@ -440,26 +440,14 @@ import asyncio, dataclasses, json, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 from chatroom.server.config import Config
 from chatroom.server.server import ChatServer
-from chatroom.server.announce import Announcer
 
 tmp = Path(tempfile.mkdtemp())
-fields = {f.name for f in dataclasses.fields(Config)}
 config = Config(host="127.0.0.1", port=0, tls=True, tls_port=0, tls_dir=str(tmp),
-                db=":memory:", server_name="lan.test", network="TestNet",
-                **({"announce": True} if "announce" in fields else {}))
+                db=":memory:", server_name="lan.test", network="TestNet", announce=True)
 server = ChatServer(config)
-server.start()
+server.start()  # on loopback it announces itself on the loopback interface
 fingerprint = server.tls.fingerprint
-announcer = getattr(server, "announcer", None)
-via = "server"
-if announcer is None or not announcer.wait_announced(5):
-    # The server does not announce itself here (not wired yet, or it keeps quiet on
-    # loopback): announce it with its own ports and fingerprint.
-    via = "announcer"
-    announcer = Announcer(config.server_name, config.network, "chatroom-test",
-                          ["127.0.0.1"], server.port, server.tls_port, fingerprint,
-                          ["127.0.0.1"], host_name="lantest")
-    assert announcer.start() and announcer.wait_announced(5), "not announced"
+assert server.announcer is not None and server.announcer.wait_announced(5), "not announced"
 
 def discover_cli(*extra):
     done = subprocess.run([sys.executable, "-m", "chatroom.client.cli", "--discover", *extra],
@@ -489,8 +477,7 @@ async def connect_screen():
         out["rows"] = [str(listing.get_option_at_index(i).prompt)
                        for i in range(listing.option_count)]
         out["servers"] = [dataclasses.asdict(s) for s in lan.servers]
-        await asyncio.to_thread(announcer.stop)
-        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.stop)  # withdraws the announcement
         out["gone"] = await until(pilot, lambda: not lan.servers)
         out["rows_after"] = listing.option_count if listing.display else 0
     out["tasks_after"] = [t.get_name() for t in asyncio.all_tasks()
@@ -500,7 +487,7 @@ async def connect_screen():
 screen = asyncio.run(connect_screen())
 second = discover_cli("--timeout", "2")
 print(json.dumps({
-    "via": via, "fingerprint": fingerprint, "plain_port": server.port,
+    "fingerprint": fingerprint, "plain_port": server.port,
     "tls_port": server.tls_port, "first": first, "screen": screen, "second": second,
     "threads": [t.name for t in threading.enumerate()],
 }))
