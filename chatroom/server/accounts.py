@@ -1,4 +1,4 @@
-"""Accounts and registered rooms in the server's SQLite database (schema 3, store.py).
+"""Accounts, registered rooms and read markers in the server's SQLite database (store.py).
 
 Sessions read and write them through the records.Accounts interface, synchronously
 from their own thread: an account change is rare and must be on disk before the
@@ -133,6 +133,7 @@ class AccountStore:
         for room in rooms:
             statements += self._unregister_statements(room)
         statements.append(("DELETE FROM room_access WHERE account = ?", (key,)))
+        statements.append(("DELETE FROM read_markers WHERE account = ?", (key,)))
         statements.append(
             (
                 "UPDATE accounts SET stored_key = x'', server_key = x'', dropped = ?"
@@ -223,3 +224,51 @@ class AccountStore:
                     (key, mode, mask),
                 )
             )
+
+    # --- read markers (IRCv3 read-marker) ---------------------------------------------------
+
+    def read_marker(self, account: str, target: str) -> int | None:
+        """Where ``account`` has read ``target`` (a room or a nick) to: a server time in
+        ms, or None when it never said."""
+        rows = self._read(
+            "SELECT time_ms FROM read_markers WHERE account = ? AND target = ?",
+            (casefold(account), casefold(target)),
+        )
+        return rows[0][0] if rows else None
+
+    def set_read_marker(
+        self, account: str, target: str, time_ms: int, keep: int
+    ) -> tuple[int | None, int]:
+        """Move ``account``'s marker on ``target`` forward to ``time_ms`` (never back):
+        the marker (before, after). A new marker beyond ``keep`` of the account's makes
+        the least recently moved ones go."""
+        key, target_key = casefold(account), casefold(target)
+        db = self._db
+        with self._lock:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                row = db.execute(
+                    "SELECT time_ms FROM read_markers WHERE account = ? AND target = ?",
+                    (key, target_key),
+                ).fetchone()
+                before = row[0] if row else None
+                if before is None:
+                    db.execute(
+                        "DELETE FROM read_markers WHERE account = ? AND target IN (SELECT target"
+                        " FROM read_markers WHERE account = ? ORDER BY updated DESC"
+                        " LIMIT -1 OFFSET ?)",
+                        (key, key, max(keep - 1, 0)),
+                    )
+                if before is None or time_ms > before:
+                    db.execute(
+                        "INSERT INTO read_markers VALUES (?, ?, ?, ?) ON CONFLICT(account, target)"
+                        " DO UPDATE SET time_ms = excluded.time_ms, updated = excluded.updated",
+                        (key, target_key, time_ms, time.time()),
+                    )
+                db.execute("COMMIT")
+            except sqlite3.Error as e:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                log.error("accounts: saving a read marker failed: %s", e)
+                raise AccountStoreError(str(e)) from e
+        return before, time_ms if before is None else max(before, time_ms)

@@ -135,6 +135,17 @@ class Config:
     listmodes_max: int = field(
         default=100, metadata={"doc": "MAXLIST: masks per room on each of +b, +e, +I (478)"}
     )
+    # Ergo's and Solanum's default: a friends list, not a census; each entry is a set
+    # membership in the registry, kept while the connection lasts
+    monitor_max: int = field(
+        default=100, metadata={"doc": "MONITOR: nicks one connection may watch (734 beyond)"}
+    )
+    # a marker is a row per account and target (a room or a nick): the oldest goes, so
+    # MARKREAD on made-up targets cannot grow the database or a connection's memory
+    read_markers_max: int = field(
+        default=1000,
+        metadata={"doc": "read markers kept per account (or per connection without one)"},
+    )
     # --- connections -------------------------------------------------------------------
     max_clients: int = field(default=10000, metadata={"doc": "connections in all"})
     max_per_address: int = field(default=10, metadata={"doc": "connections per IP address"})
@@ -163,6 +174,27 @@ class Config:
     )
     chathistory_max: int = field(
         default=1000, metadata={"doc": "most messages one CHATHISTORY request returns"}
+    )
+    # soju's limit: a page of results; the client narrows the search or asks again with
+    # before= (each costs ~1 ms per 100 results over a million messages)
+    search_max: int = field(
+        default=100, metadata={"doc": "most messages one SEARCH returns (its limit= default)"}
+    )
+    # --- multiline messages (IRCv3 draft/multiline; commands/multiline.py) ---------------
+    # Ergo's default, and the spec's example: a page of text, relayed as a few KB
+    multiline_max_bytes: int = field(
+        default=4096,
+        metadata={"doc": "draft/multiline max-bytes: text of one multiline message"},
+    )
+    # Flood control counts a batch's lines like any others: with its defaults a client may
+    # send 10 + 4/s * 10 s = 50 lines at once before Excess Flood, and a full batch (its
+    # lines and two BATCH lines) must stay well within that. (Ergo's 100 would trip it.)
+    multiline_max_lines: int = field(
+        default=40, metadata={"doc": "draft/multiline max-lines: lines of one multiline message"}
+    )
+    multiline_timeout: float = field(
+        default=30.0,
+        metadata={"doc": "seconds a multiline batch may stay open before it is dropped"},
     )
 
     # --- accounts (commands/accounts.py) -------------------------------------------------
@@ -205,6 +237,7 @@ class Config:
         """The RPL_ISUPPORT (005) tokens, as advertised after registration and on VERSION."""
         return [
             f"AWAYLEN={self.awaylen}",
+            "BOT=B",
             "CASEMAPPING=rfc1459",
             f"CHANLIMIT=#:{self.chanlimit}",
             "CHANMODES=beI,k,l,imnst",
@@ -219,6 +252,7 @@ class Config:
             f"MAXLIST=b:{self.listmodes_max},e:{self.listmodes_max},I:{self.listmodes_max}",
             f"MAXTARGETS={self.maxtargets}",
             f"MODES={self.modes_per_line}",
+            f"MONITOR={self.monitor_max}",
             f"NETWORK={self.network}",
             f"NICKLEN={self.nicklen}",
             "PREFIX=(ov)@+",

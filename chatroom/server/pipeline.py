@@ -16,7 +16,8 @@ rest of its batch is stored. An exception escaping the store thread's loop itsel
 the server loudly (``on_death``) rather than leaving it mute.
 
 The pipeline is also the records.History that the server injects into sessions: their
-reads go straight to the store, and rooms are saved in their place among the lines.
+reads go straight to the store, and rooms are saved (and redacted messages deleted)
+in their place among the lines.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from chatroom.server.outbox import Inbox, Writer
-from chatroom.server.records import Multicast, RoomState, StoredMessage
+from chatroom.server.records import Multicast, RoomState, SearchTarget, StoredMessage
 from chatroom.server.store import HistoryStore
 
 # the name its lines carried before the store thread had a module of its own (logs
@@ -51,6 +52,20 @@ class SaveRoom(NamedTuple):
     """Store-thread inbox entry: persist a room's state (never forwarded to the writer)."""
 
     state: RoomState
+
+
+class DeleteMessage(NamedTuple):
+    """Store-thread inbox entry: delete a stored message (REDACT) once everything posted
+    before it is committed; never forwarded to the writer, so the REDACT relayed after
+    it reaches nobody before the message is gone."""
+
+    target: str  # conversation key
+    msgid: str
+    id: int  # its place among the writes (Registry.next_message_id): wait_committed(id)
+
+
+# Entries for the store thread alone: the writer never sees them.
+_STORE_ONLY = (SaveRoom, DeleteMessage)
 
 
 def _storage_failure(e: BaseException) -> bool:
@@ -134,6 +149,9 @@ class HistoryPipeline(Inbox):
     def save_room(self, state: RoomState) -> None:
         self.post(SaveRoom(state))
 
+    def delete_message(self, target: str, msgid: str, id_: int) -> None:
+        self.post(DeleteMessage(target, msgid, id_))
+
     def forget_room(self, key: str, name: str, history_from: int) -> None:
         """A room emptied: it is gone with its modes and topic, and history up to
         ``history_from`` stays with the room that was (served to no later room)."""
@@ -145,9 +163,9 @@ class HistoryPipeline(Inbox):
         return self.store.room_state(key)
 
     def window(
-        self, target: str, lo: int, hi: int, limit: int, newest: bool
+        self, target: str, lo: int, hi: int, limit: int, newest: bool, events: bool = False
     ) -> list[StoredMessage]:
-        return self.store.window(target, lo, hi, limit, newest)
+        return self.store.window(target, lo, hi, limit, newest, events)
 
     def locate(self, target: str, msgid: str) -> int | None:
         return self.store.locate(target, msgid)
@@ -159,6 +177,21 @@ class HistoryPipeline(Inbox):
 
     def dm_keys(self, nick_key: str) -> list[str]:
         return self.store.dm_keys(nick_key)
+
+    def message(self, target: str, msgid: str) -> StoredMessage | None:
+        return self.store.message(target, msgid)
+
+    def search(
+        self,
+        targets: Sequence[SearchTarget],
+        text: str | None,
+        before_ms: int | None,
+        after_ms: int | None,
+        sender: str | None,
+        limit: int,
+        newest: bool = True,
+    ) -> list[StoredMessage]:
+        return self.store.search(targets, text, before_ms, after_ms, sender, limit, newest)
 
     # --- backpressure -----------------------------------------------------------------------
 
@@ -210,7 +243,7 @@ class HistoryPipeline(Inbox):
         for _ in range(len(inbox)):
             entry = inbox.popleft()
             kind = type(entry)
-            if kind is SaveRoom:
+            if kind in _STORE_ONLY:
                 continue
             if kind is Multicast and len(entry) == 4 and entry.record is not None:
                 self.unsaved += 1
@@ -267,19 +300,24 @@ class HistoryPipeline(Inbox):
         try:
             messages = [r for e in batch if type(e) is Multicast and (r := e.record) is not None]
             rooms = [e.state for e in batch if type(e) is SaveRoom]
-            if rooms:
-                deliver = [e for e in batch if type(e) is not SaveRoom]
+            deletions = [e for e in batch if type(e) is DeleteMessage]
+            if rooms or deletions:
+                deliver = [e for e in batch if type(e) not in _STORE_ONLY]
             if messages or rooms:
                 self._save(messages, rooms)
-            if messages:
+            if deletions:  # after the batch's inserts: a message and its REDACT may share it
+                pairs = [(d.target, d.msgid) for d in deletions]
+                self._upkeep("redaction", lambda: self.store.delete(pairs))
+            last = max(messages[-1].id if messages else 0, deletions[-1].id if deletions else 0)
+            if last:
                 with self._committed_cv:
-                    self._committed = max(self._committed, messages[-1].id)
+                    self._committed = max(self._committed, last)
                     self._committed_cv.notify_all()
         except Exception:
             # a bug where something was posted, not the database: deliver all the same
             self.failures += 1
             log.exception("history: a batch of %d entries could not be stored", len(batch))
-            deliver = [e for e in batch if type(e) is not SaveRoom]
+            deliver = [e for e in batch if type(e) not in _STORE_ONLY]
         self.writer.post_many(deliver)
 
     def _save(self, messages: list[StoredMessage], rooms: list[RoomState]) -> None:

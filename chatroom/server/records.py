@@ -91,6 +91,39 @@ class HistoryReadError(Exception):
     the history in place of any database error; the store logs the cause once."""
 
 
+class SearchTimeout(HistoryReadError):
+    """A search ran past the store's time limit and was stopped (store.SEARCH_TIMEOUT)."""
+
+
+# SEARCH: words one query may have (more: FAIL SEARCH INVALID_PARAMS). Each word is one
+# more posting list for FTS5 to intersect: the 8 commonest words of a million messages
+# take about 60 ms together (benchmarks/search_bench.py); real searches have 1 to 3.
+MAX_SEARCH_WORDS = 8
+
+
+def search_words(text: str) -> list[str]:
+    """The words of a search text: split at white space, each to be matched as written
+    (a phrase), never read as query syntax; those without a letter or digit (``*``,
+    ``"``, ``-``) match nothing and are dropped, and so are repeats.
+
+    >>> search_words('say "hi" OR * NEAR(a b) text:x say')
+    ['say', '"hi"', 'OR', 'NEAR(a', 'b)', 'text:x']
+    """
+    words = (w for w in text.split() if any(c.isalnum() for c in w))
+    return list(dict.fromkeys(words))
+
+
+class SearchTarget(NamedTuple):
+    """Where a search may look (History.search): the conversation ``key`` (a casefolded
+    room or a dm_key), or with ``every_private`` every private conversation that the
+    identity ``key`` (User.identity) is a side of; only messages with ids above
+    ``floor`` (a room's history_from, a connection's private floor)."""
+
+    key: str
+    floor: int = 0
+    every_private: bool = False
+
+
 class History(Protocol):
     """What sessions need of the history: the reads CHATHISTORY and JOIN make, and the
     few writes that are not chat lines (those travel in :class:`Multicast` entries).
@@ -120,10 +153,11 @@ class History(Protocol):
         ...
 
     def window(
-        self, target: str, lo: int, hi: int, limit: int, newest: bool
+        self, target: str, lo: int, hi: int, limit: int, newest: bool, events: bool = False
     ) -> list[StoredMessage]:
         """Up to ``limit`` messages with ``lo < id < hi`` (the newest of them when
-        ``newest``), oldest first."""
+        ``newest``), oldest first; PRIVMSG and NOTICE only, unless ``events`` (TAGMSG
+        and TOPIC rows too, for draft/event-playback)."""
         ...
 
     def locate(self, target: str, msgid: str) -> int | None:
@@ -139,6 +173,34 @@ class History(Protocol):
 
     def dm_keys(self, nick_key: str) -> list[str]:
         """Every direct-message conversation key of casefolded nick ``nick_key``."""
+        ...
+
+    def message(self, target: str, msgid: str) -> StoredMessage | None:
+        """The stored message ``msgid`` of conversation ``target``, if it is kept."""
+        ...
+
+    def delete_message(self, target: str, msgid: str, id_: int) -> None:
+        """Delete message ``msgid`` of ``target`` (REDACT) in its place among the writes:
+        ``id_`` (Registry.next_message_id, taken with the lock held, like a message's)
+        is that place, so ``wait_committed(id_)`` returns once it is gone."""
+        ...
+
+    def search(
+        self,
+        targets: Sequence[SearchTarget],
+        text: str | None,
+        before_ms: int | None,
+        after_ms: int | None,
+        sender: str | None,
+        limit: int,
+        newest: bool = True,
+    ) -> list[StoredMessage]:
+        """Up to ``limit`` PRIVMSG and NOTICE lines of ``targets`` that have every word
+        of ``text`` (search_words; None: any text), sent by the casefolded nick
+        ``sender`` (None: anyone), stamped from ``after_ms`` to ``before_ms`` (both
+        included; None: no bound); the newest that match (``newest``) or the oldest,
+        newest first. Raises ValueError for more than MAX_SEARCH_WORDS words, and
+        :class:`SearchTimeout` for a search that takes too long."""
         ...
 
 
@@ -193,6 +255,12 @@ class Accounts(Protocol):
     def set_list_entry(
         self, room: str, mode: str, mask: str, set_by: str, set_at: int, present: bool
     ) -> None: ...
+
+    def read_marker(self, account: str, target: str) -> int | None: ...
+
+    def set_read_marker(
+        self, account: str, target: str, time_ms: int, keep: int
+    ) -> tuple[int | None, int]: ...
 
 
 def dm_key(a: str, b: str) -> str:

@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from chatroom.protocol import casefold, mask_matcher
+from chatroom.protocol import Cap, Message, casefold, mask_matcher, serialize
+from chatroom.protocol import Numeric as N
 from chatroom.server.config import Config
 from chatroom.server.flood import LoginLimiter
 from chatroom.server.records import (
@@ -67,6 +68,11 @@ class User:
     last_spoke: float = field(default_factory=time.monotonic)
     gone: bool = False  # removed from the registry (quit, killed, dropped)
     account: str | None = None  # the account logged in to, as registered; None: none
+    # MONITOR: casefolded nick -> the nick as the client wrote it (at most monitor_max)
+    monitoring: dict[str, str] = field(default_factory=dict)
+    # MARKREAD without an account: casefolded target -> ms, for this connection only
+    # (at most read_markers_max, the least recently moved dropped first)
+    read_markers: dict[str, int] = field(default_factory=dict)
 
     @property
     def identity(self) -> str:
@@ -90,6 +96,15 @@ class User:
 def sinks_with(users: Iterable[User], cap: str, skip: User | None = None) -> tuple[Sink, ...]:
     """The connections of those ``users`` (except ``skip``) that negotiated ``cap``."""
     return tuple(u.conn for u in users if cap in u.caps and u is not skip)
+
+
+def with_bot_tag(user: User, client_tags: dict[str, str] | None) -> dict[str, str] | None:
+    """The tags a line of ``user``'s carries beyond the server's own: its client-only
+    tags, plus the IRCv3 ``bot`` tag (no value) when it is a bot (+B). Both reach only
+    clients of message-tags (tags.ALL_TAGS); history keeps only the client's own."""
+    if "B" not in user.modes:
+        return client_tags
+    return {"bot": "", **client_tags} if client_tags else {"bot": ""}
 
 
 # Room modes without a parameter (CHANMODES group D) and the status modes (PREFIX).
@@ -447,6 +462,9 @@ class Registry:
         self.created = time.time()
         self.users: dict[str, User] = {}  # casefolded nick -> user (pending nicks too)
         self.channels: dict[str, Channel] = {}  # casefolded name -> room
+        # MONITOR: casefolded nick -> the connections watching it (each User.monitoring
+        # names its keys here; the entry goes with its last watcher)
+        self.watchers: dict[str, set[User]] = {}
         self.connections: set[User] = set()  # every open connection, registered or not
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.whowas_entries)
         self.per_address: Counter[str] = Counter()
@@ -473,12 +491,16 @@ class Registry:
             holder = self.users.get(key)
             if holder is not None and holder is not user:
                 return False
-            if user.nick != "*":
-                old = casefold(user.nick)
+            old_nick = user.nick
+            if old_nick != "*":
+                old = casefold(old_nick)
                 if old != key and self.users.get(old) is user:
                     del self.users[old]
             self.users[key] = user
             user.nick = nick
+            if user.registered and casefold(old_nick) != key:  # not for a change of case
+                self._monitor_offline(old_nick)
+                self._monitor_online(user)
             return True
 
     def find_user(self, nick: str) -> User | None:
@@ -600,7 +622,9 @@ class Registry:
                 if not chan.members:
                     self._room_emptied(chan)
             user.channels.clear()
+            self.unwatch_all(user)
             if user.registered:
+                self._monitor_offline(user.nick)
                 self.registered_count -= 1
                 for mode in user.modes:
                     self.mode_counts[mode] -= 1
@@ -616,6 +640,7 @@ class Registry:
             self.max_users = max(self.max_users, self.registered_count)
             for mode in user.modes:
                 self.mode_counts[mode] += 1
+            self._monitor_online(user)
 
     def set_user_mode(self, user: User, mode: str, on: bool) -> bool:
         """Set or clear a user mode, keeping the counts; False if nothing changed."""
@@ -630,6 +655,59 @@ class Registry:
                 self.mode_counts[mode] += 1 if on else -1
             return True
 
+    # -- MONITOR (IRCv3 monitor: who of my friends is online) ------------------------------
+
+    def watch(self, user: User, nick: str) -> bool:
+        """Add ``nick`` to ``user``'s MONITOR list; False when the list is full (the
+        caller says so, 734). Adding a nick already there changes nothing."""
+        key = casefold(nick)
+        with self.lock:
+            if key in user.monitoring:
+                return True
+            if len(user.monitoring) >= self.config.monitor_max or user.gone:
+                return False
+            user.monitoring[key] = nick
+            self.watchers.setdefault(key, set()).add(user)
+            return True
+
+    def unwatch(self, user: User, nick: str) -> None:
+        key = casefold(nick)
+        with self.lock:
+            if user.monitoring.pop(key, None) is not None:
+                self._drop_watcher(key, user)
+
+    def unwatch_all(self, user: User) -> None:
+        """MONITOR C, and a connection that goes: its list leaves the index."""
+        with self.lock:
+            for key in user.monitoring:
+                self._drop_watcher(key, user)
+            user.monitoring.clear()
+
+    def _drop_watcher(self, key: str, user: User) -> None:
+        found = self.watchers.get(key)
+        if found is not None:
+            found.discard(user)
+            if not found:
+                del self.watchers[key]
+
+    def watchers_with(self, user: User, cap: str) -> set[User]:
+        """extended-monitor: who watches ``user``'s nick and asked to hear of ``cap``'s
+        changes (AWAY for away-notify, SETNAME for setname, ...) (lock held)."""
+        found = self.watchers.get(casefold(user.nick))
+        if not found:
+            return set()
+        return {w for w in found if cap in w.caps and Cap.EXTENDED_MONITOR in w.caps}
+
+    def _monitor_online(self, user: User) -> None:
+        """730 to whoever watches ``user``'s nick (lock held): it came, or took the nick."""
+        for w in self.watchers.get(casefold(user.nick), ()):
+            w.send(_numeric(self.config.server_name, N.RPL_MONONLINE, w.nick, user.source))
+
+    def _monitor_offline(self, nick: str) -> None:
+        """731 to whoever watches ``nick`` (lock held): it left, or dropped the nick."""
+        for w in self.watchers.get(casefold(nick), ()):
+            w.send(_numeric(self.config.server_name, N.RPL_MONOFFLINE, w.nick, nick))
+
     def peers_of(self, user: User) -> set[User]:
         """Everyone sharing at least one room with ``user`` (not ``user`` itself)."""
         peers: set[User] = set()
@@ -640,3 +718,8 @@ class Registry:
 
     def registered_users(self) -> Iterable[User]:
         return (u for u in self.connections if u.registered)
+
+
+def _numeric(server: str, numeric: str, *params: str) -> bytes:
+    """One encoded server numeric (the registry tells watchers without a Session)."""
+    return serialize(Message(numeric, params, server))

@@ -37,23 +37,34 @@ from chatroom.server import tags as T
 from chatroom.server.config import VERSION, Config
 from chatroom.server.flood import FloodGuard
 from chatroom.server.records import NO_TAGS, StoredMessage
-from chatroom.server.registry import Channel, Registry, Sink, User
+from chatroom.server.registry import Channel, Registry, Sink, User, with_bot_tag
 from chatroom.server.text import raw_label, safe_param, truncate_utf8
 
-# Capabilities this server offers (IRCv3 capability negotiation); chathistory only
-# when the server keeps history.
+# Capabilities this server offers (IRCv3 capability negotiation); chathistory,
+# message-redaction (it needs the stored message to check who sent it) and soju's search
+# only when the server keeps history.
 BASE_CAPS = (
     Cap.AWAY_NOTIFY,
     Cap.BATCH,
+    # nothing to notify: what is offered is fixed at start (no CAP NEW or DEL ever)
+    Cap.CAP_NOTIFY,
+    Cap.DRAFT_MULTILINE,
     Cap.ECHO_MESSAGE,
+    Cap.EXTENDED_MONITOR,
     Cap.LABELED_RESPONSE,
     Cap.MESSAGE_TAGS,
     Cap.MULTI_PREFIX,
+    Cap.READ_MARKER,
     Cap.SERVER_TIME,
     Cap.SETNAME,
     Cap.USERHOST_IN_NAMES,
 )
-HISTORY_CAPS = (Cap.DRAFT_CHATHISTORY,)
+HISTORY_CAPS = (
+    Cap.DRAFT_CHATHISTORY,
+    Cap.DRAFT_EVENT_PLAYBACK,
+    Cap.MESSAGE_REDACTION,
+    Cap.SEARCH,
+)
 # Looked up for every line: a module global costs a fraction of an Enum attribute.
 _LABELED_RESPONSE, _BATCH = Cap.LABELED_RESPONSE, Cap.BATCH
 # IRCv3 message-tags: a client's tag data (between '@' and the space, every tag, as
@@ -152,6 +163,7 @@ class Session:
         # renamed (commands/accounts.py, nick ownership)
         self.nick_deadline: tuple[float, str] | None = None
         self.tried_nick: str | None = None  # the last NICK refused before registration
+        self.open_batch: ML.OpenBatch | None = None  # a draft/multiline batch being sent
         refusal = registry.add_connection(self.user)
         if refusal:
             self.send(Message.of("ERROR", f"Closing Link: {host} ({refusal})"))
@@ -216,8 +228,10 @@ class Session:
         theirs), encode it once per variant and hand it to the writer;
         ``history=(key, display)`` also stores it (lock held)."""
         user = self.user
-        account = user.account if user.account and msg.source == user.source else None
-        time_ms, msgid, variants = T.stamp(msg, client_tags, account)
+        mine = msg.source == user.source
+        account = user.account if user.account and mine else None
+        tags = with_bot_tag(user, client_tags) if mine else client_tags
+        time_ms, msgid, variants = T.stamp(msg, tags, account)
         self.post(sinks, variants, exclude, self.record(msg, time_ms, msgid, client_tags, history))
         return variants
 
@@ -240,7 +254,7 @@ class Session:
             history[1],
             msg.source or "",
             msg.command,
-            msg.params[-1],
+            msg.params[-1] if msg.command != "TAGMSG" else "",  # a TAGMSG is all tags
             client_tags or NO_TAGS,
         )
 
@@ -291,9 +305,14 @@ class Session:
             finally:
                 self._capture = None
             return
+        if self.open_batch is not None and ML.absorb(self, msg):
+            return  # a line of the client's multiline batch (commands/multiline.py)
         label = msg.tags.get("label") if _LABELED_RESPONSE in self.user.caps else None
         if label is None:
             self.handle(msg)
+            return
+        if msg.command == "BATCH":  # a batch is answered when it ends, under this label
+            ML.start_labeled(self, msg, label)
             return
         self._capture = []
         try:
@@ -388,6 +407,8 @@ class Session:
         now = self.clock() if now is None else now
         if self.nick_deadline is not None:
             A.enforce_nick(self, now)
+        if self.open_batch is not None:
+            ML.expire(self, now)
         if self.state is not _REGISTERED:
             if now - self.connected_at > self.cfg.registration_timeout:
                 self.terminate("Registration timeout")
@@ -433,7 +454,9 @@ class Session:
             version = parse_int(msg.param(1), 0, INT32_MAX) or 0
             self.cap_version = max(self.cap_version, version)
             offered = self._offered_caps()
-            values = A.offered(self) if self.cap_version >= 302 else {}
+            values: dict[Cap, str | None] = {}
+            if self.cap_version >= 302:  # CAP LS 302 gives values (SASL, multiline limits)
+                values = {**A.offered(self), Cap.DRAFT_MULTILINE: ML.cap_value(self)}
             self._cap_reply(
                 "LS", [f"{c}={values[c]}" if values.get(c) else c for c in sorted(offered)]
             )
@@ -496,8 +519,11 @@ class Session:
             return
         if self.state is not _REGISTERED:
             if self._password_ok() and not self._claim(nick):
-                self.tried_nick = nick
-                raise IRCError(N.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+                other = A.beside_own(self, nick)  # the account's other connection has it
+                if other is None:
+                    self.tried_nick = nick
+                    raise IRCError(N.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+                nick = other
             self.pending.nick = nick
             self._try_register()
             return
@@ -563,7 +589,7 @@ class Session:
         self.reply(N.RPL_WELCOME, f"Welcome to the {cfg.network} IRC Network {self.user.source}")
         self.reply(N.RPL_YOURHOST, f"Your host is {self.server}, running version {VERSION}")
         self.reply(N.RPL_CREATED, f"This server was created {created}")
-        self.reply(N.RPL_MYINFO, self.server, VERSION, "iow", "Ibeiklmnostv", "Ibeklov")
+        self.reply(N.RPL_MYINFO, self.server, VERSION, "Biow", "Ibeiklmnostv", "Ibeklov")
         self.send_isupport()
         for command in ("LUSERS", "MOTD"):  # the burst ends as those commands answer
             COMMANDS[command].handler(self, Message(command))
@@ -613,3 +639,4 @@ def end_user(registry: Registry, user: User, reason: str, error: str) -> None:
 # table before it imports this module, so either may be imported first.)
 from chatroom.server.commands import COMMANDS  # noqa: E402
 from chatroom.server.commands import accounts as A  # noqa: E402
+from chatroom.server.commands import multiline as ML  # noqa: E402

@@ -27,10 +27,14 @@ from pathlib import Path
 
 from chatroom.server.records import (
     ID_TIME_SHIFT,
+    MAX_SEARCH_WORDS,
     HistoryReadError,
     RoomState,
+    SearchTarget,
+    SearchTimeout,
     StoredMessage,
     first_id_at,
+    search_words,
 )
 
 try:
@@ -48,6 +52,12 @@ LOCK_SUFFIX = ".lock"
 QUICK_CHECK_ERRORS = 3
 # Rows per INSERT statement (9 parameters each; SQLite allows 32766 per statement).
 ROWS_PER_INSERT = 500
+# Seconds one search may run before SQLite is told to stop it (the soju spec asks for a
+# bound). Searches take milliseconds (benchmarks/search_bench.py); this only stops a
+# pathological one from holding the search connection.
+SEARCH_TIMEOUT = 2.0
+# SQLite virtual machine steps between two looks at that clock.
+SEARCH_CLOCK_STEPS = 10_000
 
 # Versioned schema: MIGRATIONS[i] takes the database from user_version i to i+1.
 MIGRATIONS: list[str] = [
@@ -118,6 +128,63 @@ MIGRATIONS: list[str] = [
         set_at INTEGER NOT NULL,
         PRIMARY KEY (room, mode, mask)
     );
+    """,
+    # IRCv3 read-marker: where each account has read each conversation to (MARKREAD),
+    # kept per account so that all its clients agree; only ever moves forward.
+    """
+    CREATE TABLE read_markers (
+        account TEXT NOT NULL,        -- account key (casefolded)
+        target  TEXT NOT NULL,        -- casefolded room name or nick
+        time_ms INTEGER NOT NULL,     -- the last message read: its server time
+        updated REAL NOT NULL,        -- when it last moved (the oldest go beyond the limit)
+        PRIMARY KEY (account, target)
+    ) WITHOUT ROWID;
+    """,
+    # Full-text search (SEARCH, soju.im/search): an FTS5 index of the PRIVMSG and NOTICE
+    # lines, its content read from messages through the view (nothing stored twice).
+    # Beside the text, `meta` holds tokens for where each line is and who said it:
+    # c<hex of its conversation key>, p<hex of each side> of a private one, s<hex of the
+    # sender's casefolded nick>. Hex makes any name one exact token, and a search asks
+    # FTS5 for them with the words, so it only walks the lines of the conversations the
+    # user may read (a common word in a small room: 1 ms, not 40, over a million lines).
+    # The triggers keep the index in step with every insert, delete (REDACT, retention)
+    # and update of the indexed columns; an FTS5 'delete' must be given the values once
+    # indexed, which the view gives back while the row still has them.
+    """
+    CREATE VIEW messages_search(id, text, meta) AS
+    SELECT id, text,
+           'c' || hex(target)
+           || CASE WHEN instr(target, ' ') > 0
+                   THEN ' p' || hex(substr(target, 1, instr(target, ' ') - 1))
+                        || ' p' || hex(substr(target, instr(target, ' ') + 1))
+                   ELSE '' END
+           || ' s' || hex(replace(replace(replace(replace(
+                  lower(substr(sender, 1, instr(sender || '!', '!') - 1)),
+                  '[', '{'), ']', '}'), char(92), '|'), '~', '^'))
+    FROM messages WHERE command IN ('PRIVMSG', 'NOTICE');
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        text, meta, content = 'messages_search', content_rowid = 'id',
+        tokenize = 'unicode61 remove_diacritics 2', columnsize = 0
+    );
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts(rowid, text, meta)
+            SELECT id, text, meta FROM messages_search WHERE id = new.id;
+    END;
+    CREATE TRIGGER messages_fts_delete BEFORE DELETE ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, text, meta)
+            SELECT 'delete', id, text, meta FROM messages_search WHERE id = old.id;
+    END;
+    CREATE TRIGGER messages_fts_unindex BEFORE UPDATE OF id, target, sender, command, text
+    ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, text, meta)
+            SELECT 'delete', id, text, meta FROM messages_search WHERE id = old.id;
+    END;
+    CREATE TRIGGER messages_fts_reindex AFTER UPDATE OF id, target, sender, command, text
+    ON messages BEGIN
+        INSERT INTO messages_fts(rowid, text, meta)
+            SELECT id, text, meta FROM messages_search WHERE id = new.id;
+    END;
+    INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
     """,
 ]
 
@@ -246,6 +313,8 @@ class HistoryStore:
                 "SELECT COALESCE(MAX(id), 0) FROM messages"
             ).fetchone()[0]
             self._read = _connect(self._uri)
+            # searches have their own: a slow one never holds up CHATHISTORY or JOIN
+            self._search = _connect(self._uri)
         except BaseException as e:
             # a refused database (in use, damaged, newer, not SQLite) leaks no fds
             if write is not None:
@@ -255,6 +324,7 @@ class HistoryStore:
                 raise HistoryOpenError(f"history database {self.path}: {e}") from e
             raise
         self._read_lock = threading.Lock()
+        self._search_lock = threading.Lock()
         self._id_lock = threading.Lock()
         # which file was opened: the store thread notices it deleted or replaced
         self._file = _identity(self.path) if self.path != MEMORY else None
@@ -343,7 +413,7 @@ class HistoryStore:
                 self._write.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error:
                 pass
-        for conn in (self._read, self._write):
+        for conn in (self._search, self._read, self._write):
             try:
                 conn.close()
             except sqlite3.Error:
@@ -395,32 +465,50 @@ class HistoryStore:
             _rollback(db)
             raise
 
+    def delete(self, messages: Sequence[tuple[str, str]]) -> int:
+        """Delete messages by (conversation key, msgid) in one transaction (REDACT);
+        how many rows went (an unknown or already deleted one is no error)."""
+        db = self._write
+        db.execute("BEGIN")
+        try:
+            # rowcount, not total_changes: that counts the search index's trigger work too
+            gone = db.executemany(
+                "DELETE FROM messages WHERE target = ? AND msgid = ?", messages
+            ).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+        return gone
+
     def apply_retention(self, now_ms: int | None = None) -> int:
         """Delete what is older than ``retention_days`` or beyond the newest
         ``retention_count`` of each conversation. Returns how many rows went."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         db = self._write
-        before = db.total_changes
+        gone = 0  # rowcount, not total_changes: that counts the search index's trigger work
         db.execute("BEGIN")
         try:
             if self.retention_days > 0:
                 cutoff = now_ms - int(self.retention_days * 86_400_000)
-                db.execute("DELETE FROM messages WHERE id < ?", (cutoff << ID_TIME_SHIFT,))
+                gone += db.execute(
+                    "DELETE FROM messages WHERE id < ?", (cutoff << ID_TIME_SHIFT,)
+                ).rowcount
             if self.retention_count > 0:
                 for (target,) in db.execute(
                     "SELECT target FROM messages GROUP BY target HAVING COUNT(*) > ?",
                     (self.retention_count,),
                 ).fetchall():
-                    db.execute(
+                    gone += db.execute(
                         "DELETE FROM messages WHERE target = ? AND id <= (SELECT id FROM"
                         " messages WHERE target = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
                         (target, target, self.retention_count),
-                    )
+                    ).rowcount
             db.execute("COMMIT")
         except BaseException:
             _rollback(db)
             raise
-        return db.total_changes - before
+        return gone
 
     # --- reads (any thread) ----------------------------------------------------------------
 
@@ -462,21 +550,31 @@ class HistoryStore:
         )
         return rows[0][0] if rows else None
 
+    def message(self, target: str, msgid: str) -> StoredMessage | None:
+        """The stored message ``msgid`` of conversation ``target``, if it is kept."""
+        rows = self._rows(
+            f"SELECT {self._COLUMNS} FROM messages WHERE msgid = ? AND target = ?",
+            (msgid, target),
+        )
+        return rows[0] if rows else None
+
     @staticmethod
     def first_id_at(target: str, time_ms: int) -> int:
         """The smallest id a message stamped at or after ``time_ms`` can have."""
         return first_id_at(time_ms)
 
     def window(
-        self, target: str, lo: int, hi: int, limit: int, newest: bool
+        self, target: str, lo: int, hi: int, limit: int, newest: bool, events: bool = False
     ) -> list[StoredMessage]:
         """Up to ``limit`` messages with ``lo < id < hi``: the newest of them when
-        ``newest``, else the oldest; always returned oldest first."""
+        ``newest``, else the oldest; always returned oldest first. PRIVMSG and NOTICE
+        only, unless ``events`` (draft/event-playback: TAGMSG and TOPIC rows too)."""
         if limit <= 0:
             return []
+        kinds = "" if events else " AND command IN ('PRIVMSG', 'NOTICE')"
         rows = self._rows(
             f"SELECT {self._COLUMNS} FROM messages WHERE target = ? AND id > ? AND id < ?"
-            f" ORDER BY id {'DESC' if newest else 'ASC'} LIMIT ?",
+            f"{kinds} ORDER BY id {'DESC' if newest else 'ASC'} LIMIT ?",
             (target, lo, hi, limit),
         )
         if newest:
@@ -516,6 +614,78 @@ class HistoryStore:
         )
         return [r[0] for r in rows if prefix_key in r[0].split(" ")]
 
+    def search(
+        self,
+        targets: Sequence[SearchTarget],
+        text: str | None,
+        before_ms: int | None,
+        after_ms: int | None,
+        sender: str | None,
+        limit: int,
+        newest: bool = True,
+    ) -> list[StoredMessage]:
+        """Full-text search (records.History.search): newest first. FTS5 finds the
+        lines of ``targets`` (and ``sender``) with every word, walking its index from
+        the newest (or oldest) end, so a search stops at ``limit``; each line found is
+        checked against its conversation's floor, and against ``targets`` again."""
+        match = _search_match(targets, text, sender)
+        if match is None or limit <= 0:
+            return []
+        lo = first_id_at(after_ms) - 1 if after_ms is not None else 0
+        hi = first_id_at(before_ms + 1) if before_ms is not None else 1 << 62
+        # The floor of a line's conversation; a line of any other conversation gets one
+        # no id passes (FTS5 finds only the asked ones: this says so a second time).
+        floor, floors = "1 << 62", []
+        sides = [t for t in targets if t.every_private]
+        if sides:  # a private conversation of theirs: the identity is one side of its key
+            floor = (
+                "CASE"
+                + " WHEN instr(' ' || m.target || ' ', ?) > 0 THEN ?" * len(sides)
+                + f" ELSE {floor} END"
+            )
+            floors = [x for t in sides for x in (f" {t.key} ", t.floor)]
+        places = [t for t in targets if not t.every_private]
+        if places:
+            floor = "CASE m.target" + " WHEN ? THEN ?" * len(places) + f" ELSE {floor} END"
+            floors = [x for t in places for x in (t.key, t.floor)] + floors
+        # CROSS JOIN: FTS5 drives (its rowid order is the result's), messages follows
+        rows = self._search_rows(
+            f"SELECT m.id, m.msgid, m.time_ms, m.target, m.display, m.sender, m.command,"
+            f" m.text, m.tags FROM messages_fts f CROSS JOIN messages m ON m.id = f.rowid"
+            f" WHERE messages_fts MATCH ? AND f.rowid > ? AND f.rowid < ? AND m.id > {floor}"
+            f" ORDER BY f.rowid {'DESC' if newest else 'ASC'} LIMIT ?",
+            [match, lo, hi, *floors, limit],
+        )
+        try:
+            found = [
+                StoredMessage(
+                    r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]) if r[8] else {}
+                )
+                for r in rows
+            ]
+        except ValueError as e:  # a damaged tags column
+            raise self._read_failed(e) from e
+        return found if newest else found[::-1]
+
+    def _search_rows(self, sql: str, args: Sequence[object]) -> list:
+        """The rows of one search on the search connection, stopped after
+        SEARCH_TIMEOUT (SearchTimeout); HistoryReadError on failure."""
+        deadline = time.monotonic() + SEARCH_TIMEOUT
+        with self._search_lock:
+            db = self._search
+            db.set_progress_handler(lambda: time.monotonic() > deadline, SEARCH_CLOCK_STEPS)
+            try:
+                return db.execute(sql, args).fetchall()
+            except sqlite3.OperationalError as e:
+                if time.monotonic() <= deadline:
+                    raise self._read_failed(e) from e
+                log.warning("history: a search ran past %s s and was stopped", SEARCH_TIMEOUT)
+                raise SearchTimeout(f"the search took more than {SEARCH_TIMEOUT} s") from e
+            except sqlite3.Error as e:
+                raise self._read_failed(e) from e
+            finally:
+                db.set_progress_handler(None, 0)
+
     def room_state(self, key: str) -> RoomState | None:
         rows = self._fetch(
             "SELECT key, name, topic, topic_by, topic_at, modes, room_key, lim, created,"
@@ -547,3 +717,32 @@ def _insert_sql(rows: int) -> str:
 
 def _like_escape(s: str) -> str:
     return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _search_match(
+    targets: Sequence[SearchTarget], text: str | None, sender: str | None
+) -> str | None:
+    """The FTS5 query of a search (None: it can match nothing). Nothing the user wrote
+    is read as query syntax: each word is a quoted phrase (quotes doubled), so AND, OR,
+    NOT, NEAR, ``*``, ``^`` and ``column:`` are words like any other; places and the
+    sender are tokens of the ``meta`` column (hex, as the view makes them).
+
+    >>> print(_search_match([SearchTarget("#lan")], 'say OR a"b *', "bob"))
+    meta : ("c236c616e") AND meta : "s626f62" AND text : "say" AND text : "OR" AND text : "a""b"
+    """
+    places = dict.fromkeys(
+        ("p" if t.every_private else "c") + t.key.encode().hex() for t in targets
+    )
+    if not places:
+        return None
+    parts = ["meta : (" + " OR ".join(f'"{p}"' for p in places) + ")"]
+    if sender is not None:
+        parts.append(f'meta : "s{sender.encode().hex()}"')
+    if text is not None:
+        words = search_words(text)
+        if len(words) > MAX_SEARCH_WORDS:
+            raise ValueError(f"more than {MAX_SEARCH_WORDS} words")
+        if not words:
+            return None
+        parts += ('text : "' + word.replace('"', '""') + '"' for word in words)
+    return " AND ".join(parts)

@@ -25,10 +25,13 @@ TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 ALL_CAPS = (
     Cap.AWAY_NOTIFY,
     Cap.BATCH,
+    Cap.CAP_NOTIFY,
     Cap.ECHO_MESSAGE,
+    Cap.EXTENDED_MONITOR,
     Cap.LABELED_RESPONSE,
     Cap.MESSAGE_TAGS,
     Cap.MULTI_PREFIX,
+    Cap.READ_MARKER,
     Cap.SERVER_TIME,
     Cap.SETNAME,
     Cap.USERHOST_IN_NAMES,
@@ -94,9 +97,11 @@ def joined(room: str, *clients: Client) -> None:
 
 def test_cap_ls_302_offers_every_cap_and_chathistory_only_with_history(net: Net) -> None:
     c = net.connect()
-    assert cap_ls(c) == {*ALL_CAPS, Cap.DRAFT_CHATHISTORY}
+    history_caps = {Cap.DRAFT_CHATHISTORY, Cap.DRAFT_EVENT_PLAYBACK, Cap.MESSAGE_REDACTION}
+    multiline = "draft/multiline=max-bytes=4096,max-lines=40"  # LS 302 gives its limits
+    assert cap_ls(c) == {*ALL_CAPS, multiline, *history_caps, Cap.SEARCH}
     d = Net(history=False).connect()
-    assert cap_ls(d) == set(ALL_CAPS)
+    assert cap_ls(d) == {*ALL_CAPS, multiline}
     d.send("NICK dee")
     d.send("USER dee 0 * :Dee")
     isupport = " ".join(" ".join(m.params) for m in d.send("CAP END"))

@@ -7,8 +7,10 @@ registry lock, so the labeled batch keeps its place among what the others see), 
 its HELP text. Adding a command is one handler, in the module of its family, and one
 row here.
 
-Families: rooms.py, messages.py, queries.py, modes.py, history.py and info.py. The
-connection's own commands (CAP, PASS, NICK, USER, PING, PONG, QUIT) are Session's.
+Families: rooms.py, messages.py, queries.py, modes.py, history.py, info.py, and the
+IRCv3 extras monitor.py, redact.py, readmarker.py, search.py (soju's SEARCH) and
+multiline.py (a client's draft/multiline BATCH). The connection's own commands (CAP,
+PASS, NICK, USER, PING, PONG, QUIT) are Session's.
 """
 
 from __future__ import annotations
@@ -44,8 +46,13 @@ from chatroom.server.commands import (  # noqa: E402
     info,
     messages,
     modes,
+    monitor,
+    multiline,
     queries,
+    readmarker,
+    redact,
     rooms,
+    search,
     services,
 )
 from chatroom.server.session import Session  # noqa: E402
@@ -112,6 +119,21 @@ COMMANDS.update(
             help="NOTICE <#room|nick> :text -- say something that gets no automatic reply",
         ),
         "TAGMSG": Command(messages.tagmsg, 0, relays=True),
+        # a client's draft/multiline batch (its lines go to multiline.absorb, not here)
+        "BATCH": Command(multiline.batch, 1),
+        # not relays=True: it reads the history before it relays (not under the lock)
+        "REDACT": Command(
+            redact.redact,
+            2,
+            help="REDACT <#room|nick> <msgid> [:reason] -- delete a message (yours, or as"
+            " a room operator any in the room)",
+        ),
+        "MARKREAD": Command(
+            readmarker.markread,
+            0,
+            help="MARKREAD <#room|nick> [timestamp=YYYY-MM-DDThh:mm:ss.sssZ] -- how far you"
+            " have read",
+        ),
         # queries and what a user says of itself
         "WHO": Command(queries.who, 0, help="WHO <#room|mask> [o] -- details of matching users"),
         "WHOIS": Command(queries.whois, 1, help="WHOIS <nick> -- details of one user"),
@@ -120,6 +142,11 @@ COMMANDS.update(
         ),
         "USERHOST": Command(queries.userhost, 1),
         "ISON": Command(queries.ison, 1),
+        "MONITOR": Command(
+            monitor.monitor,
+            1,
+            help="MONITOR <+|-> nick[,nick2] | C | L | S -- be told when those nicks come and go",
+        ),
         "AWAY": Command(
             queries.away,
             0,
@@ -141,6 +168,12 @@ COMMANDS.update(
         ),
         # history
         "CHATHISTORY": Command(history.chathistory, 1),
+        "SEARCH": Command(
+            search.search,
+            1,
+            help="SEARCH text=words[;in=#room|nick][;from=nick][;after=T][;before=T][;limit=N]"
+            " -- search the history of your rooms and private messages",
+        ),
         # accounts
         "AUTHENTICATE": Command(accounts.authenticate, 1, before_registration=True),
         "REGISTER": Command(

@@ -118,14 +118,15 @@ def log_in(s: Session, account: str) -> None:
     """``account`` is now this connection's: 900, ACCOUNT to those who follow it, oper
     rights the config gives the account, and the nick guard lifted if it is its nick."""
     user, reg = s.user, s.reg
+    # before registration there may be no nick or username yet
+    source = f"{user.nick}!{user.username or '*'}@{user.host}"
     with reg.lock:
         changed = user.account != account
         user.account = account
+        # 900 first: a client of account-notify hears of its own login after it
+        s.reply(N.RPL_LOGGEDIN, source, account, f"You are now logged in as {account}")
         if changed:
             _notify_account(s, account)
-    # before registration there may be no nick or username yet
-    source = f"{user.nick}!{user.username or '*'}@{user.host}"
-    s.reply(N.RPL_LOGGEDIN, source, account, f"You are now logged in as {account}")
     opers = {casefold(a) for a in s.cfg.oper_accounts}
     made_oper = casefold(account) in opers and reg.set_user_mode(user, "o", True)
     if made_oper and s.state is RegState.REGISTERED:  # else the welcome shows it
@@ -165,11 +166,12 @@ def log_out_everywhere(s: Session, account: str) -> None:
 
 
 def _notify_account(s: Session, account: str) -> None:
-    """account-notify: ACCOUNT to those sharing a room (lock held)."""
+    """account-notify: ACCOUNT to those sharing a room, and (extended-monitor) to
+    those watching the nick (lock held)."""
     user = s.user
     if not user.registered:
         return
-    peers = s.reg.peers_of(user)
+    peers = s.reg.peers_of(user) | s.reg.watchers_with(user, Cap.ACCOUNT_NOTIFY)
     peers.add(user)
     sinks = sinks_with(peers, Cap.ACCOUNT_NOTIFY)
     if sinks:
@@ -476,6 +478,24 @@ def take_back(s: Session, nick: str) -> bool:
         if owns(holder, nick):
             return False  # the owner's other connection keeps it
         return rename_to_guest(s.reg, holder, s.cfg.guest_prefix) is not None
+
+
+def beside_own(s: Session, nick: str) -> str | None:
+    """Before registration, a connection logged in to the account of ``nick`` asks for
+    it while another connection of that account has it (a second device): it gets
+    ``nick_`` (or ``nick_2``...) instead, claimed and said in a NOTICE, rather than a
+    433 that a client which does not try another nick would wait on forever. None when
+    that is not the case (the caller answers 433)."""
+    user, reg = s.user, s.reg
+    holder = reg.users.get(casefold(nick))
+    if holder is None or holder is user or not owns(user, nick) or not owns(holder, nick):
+        return None
+    for suffix in ("_", *(f"_{i}" for i in range(2, 10))):
+        other = nick[: s.cfg.nicklen - len(suffix)] + suffix
+        if reg.claim_nick(user, other):
+            s.notice(f"*** {nick} is in use by your other connection: this one is {other}")
+            return other
+    return None
 
 
 def rename_to_guest(reg: Registry, user: User, prefix: str) -> str | None:

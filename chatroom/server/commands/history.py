@@ -17,11 +17,11 @@ from chatroom.protocol import (
     is_channel,
     is_valid_nick,
     parse_int,
-    serialize,
     split_source,
 )
 from chatroom.protocol import Numeric as N
 from chatroom.server import tags as T
+from chatroom.server.commands import multiline as ML
 from chatroom.server.records import (
     ID_TIME_SHIFT,
     AccountStoreError,
@@ -95,9 +95,11 @@ def _window(
     else:
         return fail("INVALID_TARGET", sub, target)
 
+    replay_events = events(s)
+
     def window(lo: int, hi: int, count: int, newest: bool) -> list[StoredMessage]:
         # an earlier room of this name (one that emptied) keeps its history
-        return history.window(key, max(lo, floor), hi, count, newest)
+        return history.window(key, max(lo, floor), hi, count, newest, replay_events)
 
     def bounds(selector: str) -> tuple[int, int] | None:
         """A selector as (exclusive upper id for 'before', exclusive lower for 'after')."""
@@ -209,32 +211,77 @@ def private_floor(s: Session) -> int:
     return first_id_at(int(s.user.signon * 1000)) - 1  # windows exclude their floor
 
 
+def events(s: Session) -> bool:
+    """Whether history for this client includes events (reactions and other kept
+    TAGMSGs, topic changes): only for clients of draft/event-playback, and a TAGMSG
+    only reaches those of message-tags."""
+    return Cap.DRAFT_EVENT_PLAYBACK in s.user.caps and T.has_all_tags(s.variant)
+
+
 def send_history(s: Session, display: str, rows: Iterable[StoredMessage], mark: bool) -> None:
     """History lines for this client: in a ``chathistory`` batch when it speaks
     batch, with their original time and msgid when it speaks the tags, and with the
-    time written into the text (``mark``) when it has no other way to tell."""
+    time written into the text (``mark``) when it has no other way to tell. A message
+    of several lines (draft/multiline) comes as a nested ``draft/multiline`` batch to
+    clients of multiline, else as its lines, the msgid on the first."""
     batch = Cap.BATCH in s.user.caps
+    timed, all_tags = T.has_time(s.variant), T.has_all_tags(s.variant)
+    mark = mark and not timed
     ref = T.new_batch_id()
     if batch:
         s.send(Message("BATCH", ("+" + ref, "chathistory", display), s.server))
     for m in rows:
-        text = m.text
-        if mark and not T.has_time(s.variant):
-            text = mark_history(text, m.time_ms)
-        line = serialize(Message(m.command, (m.display, text), m.sender))
         tags: dict[str, str] = {}
-        if T.has_time(s.variant):
+        if timed:
             tags["time"] = T.server_time(m.time_ms)
-        if T.has_all_tags(s.variant):
+        if all_tags:
             tags["msgid"] = m.msgid
             tags.update(m.tags)
         if batch:
             tags["batch"] = ref
-        if tags:
-            line = serialize(Message(m.command, (m.display, text), m.sender, tags))
-        s.out(line)
+        if m.command == "TAGMSG":
+            if all_tags:  # a TAGMSG is nothing to those without message-tags
+                s.send(Message("TAGMSG", (m.display,), m.sender, tags))
+            continue
+        if m.command not in _LINES:  # an event: TOPIC
+            s.send(Message(m.command, (m.display, m.text), m.sender, tags))
+            continue
+        pieces = ML.replay_pieces(m.sender, m.command, m.display, m.text, MARK_BYTES if mark else 0)
+        if pieces is None:
+            text = mark_history(m.text, m.time_ms) if mark else m.text
+            s.send(Message(m.command, (m.display, text), m.sender, tags))
+        elif batch and Cap.DRAFT_MULTILINE in s.user.caps:
+            _send_multiline(s, m, pieces, tags, ref)
+        else:
+            for text, _ in pieces:
+                if text:  # no blank lines for clients without multiline
+                    text = mark_history(text, m.time_ms) if mark else text
+                    s.send(Message(m.command, (m.display, text), m.sender, tags))
+                    tags = {k: v for k, v in tags.items() if k != "msgid"}  # the first only
     if batch:
         s.send(Message("BATCH", ("-" + ref,), s.server))
+
+
+def _send_multiline(
+    s: Session,
+    m: StoredMessage,
+    pieces: list[tuple[str, bool]],
+    tags: dict[str, str],
+    outer: str,
+) -> None:
+    """A stored multiline message as a ``draft/multiline`` batch (inside the
+    chathistory batch ``outer``): its tags on the BATCH line, as when it was relayed."""
+    ref = T.new_batch_id()
+    s.send(Message("BATCH", ("+" + ref, ML.BATCH_TYPE, m.display), m.sender, tags))
+    for text, concat in pieces:
+        line_tags = {"batch": ref, ML.CONCAT: ""} if concat else {"batch": ref}
+        s.send(Message(m.command, (m.display, text), m.sender, line_tags))
+    s.send(Message("BATCH", ("-" + ref,), s.server, {"batch": outer}))
+
+
+# What mark_history adds to a line ("[history YYYY-MM-DD HH:MM] "), in bytes.
+MARK_BYTES = 27
+_LINES = frozenset({"PRIVMSG", "NOTICE"})
 
 
 def mark_history(text: str, time_ms: int) -> str:

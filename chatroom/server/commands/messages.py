@@ -18,7 +18,7 @@ from chatroom.server import tags as T
 from chatroom.server.commands import services
 from chatroom.server.commands.accounts import is_service
 from chatroom.server.records import dm_key
-from chatroom.server.registry import STATUS_PREFIXES
+from chatroom.server.registry import STATUS_PREFIXES, with_bot_tag
 from chatroom.server.tags import stamp
 
 if TYPE_CHECKING:
@@ -30,6 +30,10 @@ _ALL_TAGS = T.ALL_TAGS
 # What a relayed PRIVMSG/NOTICE adds to its source, command, target and text:
 # ':' and ' ' around the source, ' ' and ' :' around the target, and the CR-LF.
 _RELAY_FRAMING = 7
+# A TAGMSG is kept in history (and replayed to clients of draft/event-playback) when it
+# carries one of these: a reaction, or a client's request to keep it (+draft/persist, as
+# in Ergo's tagmsg-storage list). Anything else, +typing above all, is never stored.
+KEPT_TAGMSG_TAGS = frozenset({"+draft/react", "+react", "+draft/persist", "+persist"})
 
 
 def _tags_only(variants: T.Variants) -> T.Variants:
@@ -76,8 +80,11 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
         if msg.tags and _MESSAGE_TAGS in user.caps
         else None
     )
-    if tagmsg and not client_tags:
-        return  # nothing to relay
+    keep = True  # kept in history (a room's or a private conversation's)
+    if tagmsg:
+        if not client_tags:
+            return  # nothing to relay
+        keep = not KEPT_TAGMSG_TAGS.isdisjoint(client_tags)
     echo = _ECHO_MESSAGE in user.caps
     # The relayed line must fit in 512 bytes with our source prefix too, or some of
     # its receivers would cut it: refused with 417 (like Ergo without allow-truncation),
@@ -102,9 +109,9 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
                 s.reply(N.ERR_INPUTTOOLONG, "Input line was too long")
                 continue
             out = Message(msg.command, (shown,) if tagmsg else (shown, text), user.source)
-            time_ms, msgid, variants = stamp(out, client_tags, user.account)
-            # history is for everyone in the room: not a TAGMSG, not a STATUSMSG
-            history = None if tagmsg or prefix else (chan.folded, chan.name)
+            time_ms, msgid, variants = stamp(out, with_bot_tag(user, client_tags), user.account)
+            # history is for everyone in the room: not a STATUSMSG
+            history = None if prefix or not keep else (chan.folded, chan.name)
             with reg.lock:
                 if reg.channels.get(chan.folded) is not chan or not chan.visible_to(user):
                     error(N.ERR_NOSUCHCHANNEL, shown, "No such channel")
@@ -144,7 +151,7 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
                     msg.command, (peer.nick,) if tagmsg else (peer.nick, text), user.source
                 )
                 # keyed by who both sides are: accounts, or nicks for this connection
-                history = None if tagmsg else (dm_key(user.identity, peer.identity), peer.nick)
+                history = (dm_key(user.identity, peer.identity), peer.nick) if keep else None
                 sinks = (peer.conn,)
                 if tagmsg and not T.has_all_tags(getattr(peer.conn, "variant", 0)):
                     sinks = ()

@@ -35,7 +35,8 @@ LIST_REPLIES = {
     "I": (N.RPL_INVITELIST, N.RPL_ENDOFINVITELIST, "End of channel invite list"),
 }
 # User modes a user may set on itself; +o comes only through OPER (and -o drops it).
-USER_MODES = "iw"
+# B: IRCv3 bot mode (ISUPPORT BOT=B): WHOIS 335, WHO flag B, the bot tag on its lines.
+USER_MODES = "iwB"
 
 
 @dataclass

@@ -76,7 +76,8 @@ def who(s: Session, msg: Message) -> None:
 
 
 def _who_row(name: str, u: User, prefix: str) -> WhoRow:
-    flags = ("G" if u.away is not None else "H") + ("*" if u.is_oper else "") + prefix
+    flags = ("G" if u.away is not None else "H") + ("*" if u.is_oper else "")
+    flags += ("B" if "B" in u.modes else "") + prefix  # B: a bot (ISUPPORT BOT=B)
     idle = int(time.monotonic() - u.last_spoke)
     return (name, u.nick, u.username, u.host, u.realname, flags, idle, u.account or "0")
 
@@ -136,6 +137,8 @@ def whois(s: Session, msg: Message) -> None:
                 s.reply(N.RPL_AWAY, u.nick, u.away)
             if u.is_oper:
                 s.reply(N.RPL_WHOISOPERATOR, u.nick, "is an IRC operator")
+            if "B" in u.modes:
+                s.reply(N.RPL_WHOISBOT, u.nick, "is a bot")
             idle = int(time.monotonic() - u.last_spoke)
             s.reply(
                 N.RPL_WHOISIDLE, u.nick, str(idle), str(int(u.signon)), "seconds idle, signon time"
@@ -183,9 +186,9 @@ def away(s: Session, msg: Message) -> None:
     with s.reg.lock:
         user.away = truncate_utf8(text, s.cfg.awaylen) if text else None
         params = (user.away,) if user.away is not None else ()
-        s.relay_sinks(
-            sinks_with(s.reg.peers_of(user), Cap.AWAY_NOTIFY), Message("AWAY", params, user.source)
-        )
+        # room peers, and with extended-monitor those watching this nick
+        told = s.reg.peers_of(user) | s.reg.watchers_with(user, Cap.AWAY_NOTIFY)
+        s.relay_sinks(sinks_with(told, Cap.AWAY_NOTIFY), Message("AWAY", params, user.source))
     if text:
         s.reply(N.RPL_NOWAWAY, "You have been marked as being away")
     else:
@@ -202,7 +205,7 @@ def setname(s: Session, msg: Message) -> None:
     user = s.user
     with s.reg.lock:
         user.realname = realname
-        peers = s.reg.peers_of(user)
+        peers = s.reg.peers_of(user) | s.reg.watchers_with(user, Cap.SETNAME)
         peers.add(user)
         s.relay_sinks(
             sinks_with(peers, Cap.SETNAME), Message.of("SETNAME", realname, source=user.source)

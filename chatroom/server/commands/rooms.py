@@ -18,7 +18,8 @@ from chatroom.protocol import (
     parse_int,
 )
 from chatroom.protocol import Numeric as N
-from chatroom.server.commands.history import send_history
+from chatroom.server.commands.history import events, send_history
+from chatroom.server.commands.readmarker import join_marker
 from chatroom.server.records import (
     AccountStoreError,
     HistoryReadError,
@@ -64,6 +65,7 @@ def _join(s: Session, name: str, key: str | None) -> None:
         raise IRCError(N.ERR_NOSUCHCHANNEL, name, "No such channel")
     user, reg, history = s.user, s.reg, s.history
     folded = casefold(name)
+    marker = join_marker(s, name)  # draft/read-marker: read before the lock
     saved: RoomState | None = None
     registration: RoomRegistration | None = None
     if reg.find_channel(name) is None:  # read what the database keeps before locking
@@ -108,6 +110,8 @@ def _join(s: Session, name: str, key: str | None) -> None:
                 raise IRCError(numeric, chan.name, text)
             reg.join(user, chan)
         relay_join(s, chan)
+        if marker is not None:
+            s.send(Message.of("MARKREAD", chan.name, marker, source=s.server))
         if user.away is not None:
             s.relay_sinks(
                 sinks_with(chan.members, Cap.AWAY_NOTIFY, user),
@@ -120,7 +124,9 @@ def _join(s: Session, name: str, key: str | None) -> None:
     if history is not None and s.cfg.playback_lines > 0 and Cap.DRAFT_CHATHISTORY not in user.caps:
         history.wait_committed(point)
         try:
-            rows = history.window(folded, chan.history_from, point + 1, s.cfg.playback_lines, True)
+            rows = history.window(
+                folded, chan.history_from, point + 1, s.cfg.playback_lines, True, events(s)
+            )
         except HistoryReadError:
             s.notice(f"*** The history of {chan.name} cannot be read just now")
             return
@@ -254,7 +260,9 @@ def topic(s: Session, msg: Message) -> None:
         if not chan.may_set_topic(user):
             raise IRCError(N.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
         chan.set_topic(truncate_utf8(msg.params[1], s.cfg.topiclen), user.source)
-        s.relay_channel(chan, Message.of("TOPIC", chan.name, chan.topic, source=user.source))
+        # kept in history too: draft/event-playback replays topic changes
+        topic_line = Message.of("TOPIC", chan.name, chan.topic, source=user.source)
+        s.relay_sinks(chan.sinks, topic_line, history=(chan.folded, chan.name))
         reg.save_room(chan)
 
 
