@@ -33,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import webbrowser
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -67,7 +69,7 @@ from chatroom.client.discovery import Discovery
 from chatroom.client.events import LoggedIn, TrustRefused
 from chatroom.client.formatting import strip_formatting
 from chatroom.client.history import HISTORY_PAGE, HISTORY_REQUEST_TIMEOUT
-from chatroom.client.model import SERVER_KEY
+from chatroom.client.model import SERVER_KEY, Entry
 from chatroom.client.passwords import Passwords, open_passwords
 from chatroom.client.screens.chat import ChatScreen
 from chatroom.client.screens.connect import ConnectDetails, ConnectScreen
@@ -82,6 +84,7 @@ from chatroom.client.state import ClientState
 from chatroom.client.trust import KnownServers, TrustQuestion, normalise_fingerprint
 from chatroom.client.widgets.chat_input import ChatInput
 from chatroom.client.widgets.lan import BrowserFactory
+from chatroom.client.widgets.log import MessageLog, find_urls
 from chatroom.protocol import Cap, Message, UnserializableMessage, casefold
 
 __all__ = ["FLUSH_INTERVAL", "ChatApp", "ClientOptions", "make_app"]
@@ -93,6 +96,9 @@ FLUSH_INTERVAL = 0.02
 PASTE_LINE_INTERVAL = 0.05
 # How often history requests are checked against their deadline.
 HISTORY_EXPIRE_INTERVAL = 1.0
+# How often typing notices are checked for expiry (they last 6 s: a late half second
+# is not noticed).
+TYPING_EXPIRE_INTERVAL = 0.5
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,7 @@ class ChatApp(App[int]):
 
     def on_mount(self) -> None:
         self.set_interval(HISTORY_EXPIRE_INTERVAL, self._expire_history)
+        self.set_interval(TYPING_EXPIRE_INTERVAL, self._expire_typing)
         opts = self.options
         if opts.host:
             self.start_chat(
@@ -421,6 +428,10 @@ class ChatApp(App[int]):
         if self.state.dirty_entries:
             self._schedule_flush()
 
+    def _expire_typing(self) -> None:
+        if self.state.expire_typing():
+            self._schedule_flush()
+
     def load_older(self, key: str) -> None:
         """The user reached the top of buffer ``key``'s log: fetch older lines."""
         self._send_all(self.session.older(key))
@@ -467,15 +478,14 @@ class ChatApp(App[int]):
         """Forget a buffer and its cached rows."""
         buf = self.state.close(key)
         if buf is not None and self.chat_screen is not None and self.chat_screen.ready:
-            from chatroom.client.widgets.log import MessageLog
-
             self.chat_screen.query_one(MessageLog).forget(buf)
             self.chat_screen.refresh_all()
 
     def show_help(self) -> None:
         """Open the help screen."""
         if not isinstance(self.screen, HelpScreen):
-            keys = key_help([*ChatInput.BINDINGS, *ChatScreen.BINDINGS, *self.BINDINGS])
+            bindings = [*ChatInput.BINDINGS, *MessageLog.BINDINGS, *ChatScreen.BINDINGS]
+            keys = key_help([*bindings, *self.BINDINGS])
             self.push_screen(HelpScreen(keys))
 
     def quit(self, reason: str) -> None:
@@ -527,18 +537,42 @@ class ChatApp(App[int]):
         """/logout: NickServ LOGOUT; no more logging in on reconnect."""
         self._registered_connection().logout()
 
+    def server_caps(self) -> frozenset[str]:
+        """The capabilities the server acknowledged (none while not connected)."""
+        return self.session.caps if self.session.connected else frozenset()
+
+    def selected_entry(self) -> Entry | None:
+        """The message selected in the shown window's log, if any."""
+        screen = self.chat_screen
+        return screen.selected_entry() if screen is not None and screen.ready else None
+
+    def open_link(self, url: str) -> None:
+        """Open a web address from a message in the system's browser (in a thread:
+        finding and starting a browser can take a while)."""
+        if find_urls(url) != [(0, len(url))]:
+            return  # only a whole http(s) address
+        self.run_worker(lambda: webbrowser.open(url), thread=True, group="browser")
+
     # --- user input -----------------------------------------------------------------------
 
-    def submit(self, line: str) -> None:
-        """A line from the input: run it, and show any mistake as a line in the log."""
+    def submit(self, line: str, *, tags: Mapping[str, str] | None = None) -> bool:
+        """A line from the input: run it, and show any mistake as a line in the log.
+        ``tags``: client tags for text (a reply's). True when text was sent."""
+        self._send_all(self.session.typing_sent())
+        sent = False
         try:
-            run_input(self, line)
+            sent = run_input(self, line, tags=tags)
         except CommandError as exc:
             self.state.info(str(exc), error=True)
         except UnserializableMessage as exc:
             self.state.info(f"Can't send that: {exc}", error=True)
         self._send_all(self.session.fetch_opened())
         self._schedule_flush()
+        return sent
+
+    def typing(self, text: str) -> None:
+        """The input line changed: tell the shown window that we type (or stopped)."""
+        self._send_all(self.session.typing(text))
 
     def submit_lines(self, lines: list[str]) -> None:
         """Pasted lines: sent as text (not commands) to the shown window, one by one."""

@@ -10,13 +10,14 @@ never reach the log or the input history: :func:`redact_input` is what history k
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from chatroom.client.actions import last_message, react_message, react_problem
 from chatroom.client.auth import Credentials, redact_service_text
 from chatroom.client.formatting import strip_formatting
-from chatroom.client.model import SERVER_KEY, BufferKind
+from chatroom.client.model import SERVER_KEY, Buffer, BufferKind, Entry, reply_of, valid_reaction
 from chatroom.client.state import ClientState
 from chatroom.protocol import (
     MAX_LINE_BYTES,
@@ -36,6 +37,7 @@ __all__ = [
     "complete",
     "complete_command",
     "normalise_room",
+    "react",
     "redact_input",
     "run_input",
     "split_text",
@@ -105,6 +107,14 @@ class CommandTarget(Protocol):
         """Log out (and stop logging in on reconnect)."""
         ...
 
+    def server_caps(self) -> frozenset[str]:
+        """The capabilities the server acknowledged (empty while offline)."""
+        ...
+
+    def selected_entry(self) -> Entry | None:
+        """The message selected in the shown window's log, if any."""
+        ...
+
 
 Handler = Callable[[CommandTarget, str], None]
 
@@ -161,8 +171,16 @@ def _check_connected(target: CommandTarget, sent: bool) -> None:
         raise CommandError("Not connected to the server; wait for the reconnect (or /reconnect)")
 
 
-def say(target: CommandTarget, to: str, text: str, *, action: bool = False) -> None:
-    """Send ``text`` to a room or nick, split to fit IRC's line limit, and show it."""
+def say(
+    target: CommandTarget,
+    to: str,
+    text: str,
+    *,
+    action: bool = False,
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """Send ``text`` to a room or nick, split to fit IRC's line limit, and show it.
+    ``tags``: client tags for every line (a reply's ``+reply``)."""
     if not text:
         raise CommandError("Nothing to send")
     overhead = len(f"PRIVMSG {to} :\r\n".encode()) + SOURCE_RESERVE
@@ -175,8 +193,9 @@ def say(target: CommandTarget, to: str, text: str, *, action: bool = False) -> N
         )
     for piece in pieces:
         body = f"\x01ACTION {piece}\x01" if action else piece
-        _check_connected(target, target.send(Message.of("PRIVMSG", to, body)))
-        target.state.own_message(to, piece, action=action)
+        _check_connected(target, target.send(Message.of("PRIVMSG", to, body, tags=tags)))
+        reply_to = reply_of(tags) if tags else ""
+        target.state.own_message(to, piece, action=action, reply_to=reply_to)
 
 
 def _active_room(target: CommandTarget, what: str) -> str:
@@ -391,6 +410,28 @@ def cmd_kick(target: CommandTarget, args: str) -> None:
     _check_connected(target, target.send(msg))
 
 
+def react(target: CommandTarget, buf: Buffer, entry: Entry | None, emoji: str) -> None:
+    """React to ``entry`` of ``buf`` with ``emoji``; shown at once unless the server
+    echoes (then its echo shows it, as for our messages)."""
+    problem = react_problem(target.server_caps(), entry)
+    if problem is not None:
+        raise CommandError(problem)
+    assert entry is not None
+    _check_connected(target, target.send(react_message(buf, entry, emoji)))
+    if not target.state.echo_message:
+        target.state.react(buf, entry.msgid, emoji, target.state.nick)
+
+
+def cmd_react(target: CommandTarget, args: str) -> None:
+    emoji = _require(args, "/react EMOJI")
+    if not valid_reaction(emoji):
+        raise CommandError("A reaction is one emoji (or one short word): /react 👍")
+    buf = target.state.active_buffer
+    if buf.kind is BufferKind.SERVER:
+        raise CommandError("/react needs a room or a private conversation")
+    react(target, buf, target.selected_entry() or last_message(buf), emoji)
+
+
 def cmd_quote(target: CommandTarget, args: str) -> None:
     try:
         msg = parse(_require(args, "/quote RAW IRC LINE"))
@@ -464,6 +505,12 @@ COMMANDS: dict[str, Command] = {
         ),
         Command("unban", "/unban MASK...", "lift a ban", _mode_command("-b", "/unban MASK...")),
         Command("kick", "/kick NICK [REASON]", "remove someone from this room", cmd_kick),
+        Command(
+            "react",
+            "/react EMOJI",
+            "react to the selected message (or the last one here)",
+            cmd_react,
+        ),
     )
 }
 ALIASES = {"j": "join", "leave": "part", "q": "query", "w": "whois", "exit": "quit", "raw": "quote"}
@@ -508,13 +555,14 @@ def redact_input(line: str, active: str = "") -> str | None:
     return line
 
 
-def run_input(target: CommandTarget, line: str) -> None:
-    """Act on one line the user entered: a /command, or text for the shown buffer.
+def run_input(target: CommandTarget, line: str, *, tags: Mapping[str, str] | None = None) -> bool:
+    """Act on one line the user entered: a /command, or text for the shown buffer
+    (with client ``tags``: a reply's). True when it was text, sent.
 
     ``//text`` sends ``/text`` literally. Raises :class:`CommandError` with advice.
     """
     if not line.strip():
-        return
+        return False
     if line.startswith("/") and not line.startswith("//"):
         name, _, args = line[1:].partition(" ")
         name = name.lower()
@@ -522,7 +570,7 @@ def run_input(target: CommandTarget, line: str) -> None:
         if command is None:
             raise CommandError(f"Unknown command /{name}. Type /help for the list")
         command.handler(target, args)
-        return
+        return False
     if line.startswith("//"):
         line = line[1:]
     buf = target.state.active_buffer
@@ -530,7 +578,8 @@ def run_input(target: CommandTarget, line: str) -> None:
         raise CommandError("This is the server window: /join a room or /query someone to talk")
     if buf.kind is BufferKind.CHANNEL and not buf.joined:
         raise CommandError(f"You are not in {buf.name}; /join {buf.name} to rejoin")
-    say(target, buf.name, line)
+    say(target, buf.name, line, tags=tags)
+    return True
 
 
 def complete_command(prefix: str) -> list[str]:

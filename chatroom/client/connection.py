@@ -142,7 +142,8 @@ SERVER_LINE_BYTES = SERVER_TAGS_BYTES + SERVER_MESSAGE_BYTES
 # draft/chathistory (history on join, scroll-back, gap fill), labeled-response (match
 # replies to requests), away-notify and multi-prefix (member list); sasl and
 # draft/account-registration (log in, register), account-notify, account-tag and
-# extended-join (who is logged in, shown beside nicks).
+# extended-join (who is logged in, shown beside nicks); draft/event-playback (reactions
+# in history) and draft/message-redaction (deleted messages).
 WANTED_CAPS = frozenset(
     {
         Cap.ACCOUNT_NOTIFY,
@@ -152,9 +153,11 @@ WANTED_CAPS = frozenset(
         Cap.BATCH,
         Cap.CHATHISTORY,
         Cap.DRAFT_CHATHISTORY,
+        Cap.DRAFT_EVENT_PLAYBACK,
         Cap.ECHO_MESSAGE,
         Cap.EXTENDED_JOIN,
         Cap.LABELED_RESPONSE,
+        Cap.MESSAGE_REDACTION,
         Cap.MESSAGE_TAGS,
         Cap.MULTI_PREFIX,
         Cap.SASL,

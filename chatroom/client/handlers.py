@@ -16,11 +16,14 @@ from chatroom.client.formatting import strip_formatting
 from chatroom.client.model import (
     CTCP,
     SERVER_KEY,
+    TYPING_TAG,
     Buffer,
     BufferKind,
     EntryKind,
     Member,
     message_time,
+    reaction_of,
+    reply_of,
 )
 from chatroom.protocol import Message, Numeric, casefold, split_source
 
@@ -64,7 +67,52 @@ def _live(
     own = state.is_mine(nick)
     if own and state.echo_message and state.confirm_echo(buf, kind, text, msg):
         return
-    state.add(buf, kind, nick, text, own=own, when=message_time(msg), msgid=msgid)
+    state.stop_typing(buf, nick)
+    state.add(
+        buf,
+        kind,
+        nick,
+        text,
+        own=own,
+        when=message_time(msg),
+        msgid=msgid,
+        reply_to=reply_of(msg.tags) if msg.tags else "",
+    )
+
+
+def _on_tagmsg(state: ClientState, msg: Message) -> None:
+    """IRCv3 client tags without text: typing notices and reactions. Neither opens a
+    window: they are about one that is open."""
+    nick, target = msg.nick, msg.param(0)
+    if not nick or "!" not in (msg.source or "") or not msg.tags:
+        return
+    room = target.lstrip(state.prefix_chars)  # STATUSMSG: @#room
+    if state.is_channel(room):
+        buf = state.buffer(room)
+    else:
+        buf = state.buffer(target if state.is_mine(nick) else nick)
+    if buf is None:
+        return
+    typing = msg.tags.get(TYPING_TAG)
+    if typing is not None and not state.is_mine(nick):
+        state.set_typing(buf, nick, typing)
+    emoji = reaction_of(msg.tags)
+    parent = reply_of(msg.tags)
+    if emoji and parent:
+        state.react(buf, parent, emoji, nick)
+
+
+def _on_redact(state: ClientState, msg: Message) -> None:
+    """draft/message-redaction: ``REDACT <target> <msgid> [:reason]``. A room's, or a
+    private conversation's (named by the other side, whoever of us sent it)."""
+    target, msgid = msg.param(0), msg.param(1)
+    if state.is_channel(target):
+        buf = state.buffer(target)
+    else:
+        nick = msg.nick or ""
+        buf = state.buffer(target if state.is_mine(nick) else nick) or state.buffer(target)
+    if buf is not None and msgid:
+        state.redact(buf, msgid)
 
 
 def _on_privmsg(state: ClientState, msg: Message) -> None:
@@ -132,6 +180,7 @@ def _on_part(state: ClientState, msg: Message) -> None:
 
 def _leave(state: ClientState, buf: Buffer, nick: str) -> None:
     buf.members.pop(casefold(nick), None)
+    state.stop_typing(buf, nick)
     state.dirty_members.add(buf.key)
     if state.is_mine(nick):
         buf.joined = False
@@ -159,6 +208,7 @@ def _on_quit(state: ClientState, msg: Message) -> None:
     reason = strip_formatting(msg.param(0))
     text = f"{nick} has quit" + (f" ({reason})" if reason else "")
     for buf in list(state.buffers.values()):
+        state.stop_typing(buf, nick)
         if folded in buf.members or (buf.kind is BufferKind.QUERY and buf.key == folded):
             buf.members.pop(folded, None)
             state.dirty_members.add(buf.key)
@@ -177,6 +227,7 @@ def _on_nick(state: ClientState, msg: Message) -> None:
         state.dirty_list = True
     text = f"You are now known as {new}" if mine else f"{old} is now known as {new}"
     for buf in list(state.buffers.values()):
+        state.stop_typing(buf, old)
         member = buf.members.pop(old_f, None)
         in_query = buf.kind is BufferKind.QUERY and buf.key == old_f
         if member is not None:
@@ -402,6 +453,12 @@ def _on_away(state: ClientState, msg: Message) -> None:
 def _on_standard_reply(state: ClientState, msg: Message) -> None:
     """IRCv3 standard replies: ``FAIL/WARN/NOTE <command> <code> [context...] :text``."""
     command, code = msg.param(0), msg.param(1)
+    if command == "REDACT" and msg.command == "FAIL":
+        # FAIL REDACT <code> <target> [msgid] :text -- in the window it was about
+        buf = state.buffer(msg.param(2)) if len(msg.params) > 3 else None
+        text = f"Could not delete the message: {msg.param(-1)} ({code})"
+        state.add(buf or state.active_buffer, EntryKind.ERROR, None, text, count=False)
+        return
     if command == "REGISTER" and msg.command == "FAIL":
         account = msg.param(2) if len(msg.params) > 3 and msg.param(2) != "*" else "the account"
         text = f"Could not register {account}: {msg.param(-1)} ({code})"
@@ -515,7 +572,8 @@ HANDLERS: dict[str, Handler] = {
     "CAP": _ignore,
     "PING": _ignore,
     "PONG": _ignore,
-    "TAGMSG": _ignore,  # typing notifications and reactions: not shown
+    "TAGMSG": _on_tagmsg,
+    "REDACT": _on_redact,
     "BATCH": _ignore,  # framing; the session groups the lines
     "ACK": _ignore,  # labeled-response: a request with no reply
     "AWAY": _on_away,

@@ -16,6 +16,9 @@ user reached the top of a log, we reconnected, a batch or a FAIL arrived) into
   went on meanwhile open their windows (and fetch their lines);
 - one request per buffer at a time; each has a deadline.
 
+With ``draft/event-playback`` a batch also carries events: reactions (TAGMSG) are
+gathered under the lines they answer, wherever those are.
+
 Requests carry a ``label`` when the server has labeled-response, so a ``FAIL`` finds
 its request even when it does not name the target.
 """
@@ -318,6 +321,7 @@ class HistoryFetcher:
             if buf is not None and buf.kind is not BufferKind.SERVER:
                 last = buf.entries[-1].seq if buf.entries else None
                 self.state.insert_history(buf, self._entries(buf, batch), last)
+                self.state.history_events(buf, batch.messages)
             return []
         del self._requests[request.key]
         buf = self.state.buffers.get(request.key)
@@ -325,6 +329,7 @@ class HistoryFetcher:
             return []  # closed meanwhile
         received = len(batch.messages)
         result = self.state.insert_history(buf, self._entries(buf, batch), request.after_seq)
+        self.state.history_events(buf, batch.messages)
         self.state.dirty_entries.add(buf.key)
         full_page = received >= request.limit
         if request.kind is not Kind.AFTER:

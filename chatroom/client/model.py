@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from chatroom.client.formatting import strip_formatting
 from chatroom.protocol import Message, casefold
 
 __all__ = [
@@ -24,9 +25,16 @@ __all__ = [
     "CHAT_KINDS",
     "CTCP",
     "DEFAULT_PREFIX",
+    "DELETED_TEXT",
+    "MAX_REACTIONS",
+    "MAX_REACTION_CHARS",
+    "QUOTE_CHARS",
+    "REACT_TAGS",
     "RECENT_SPEAKERS",
+    "REPLY_TAGS",
     "SERVER_KEY",
     "SYSTEM_KINDS",
+    "TYPING_TAG",
     "Alert",
     "Buffer",
     "BufferKind",
@@ -36,8 +44,13 @@ __all__ = [
     "Ident",
     "Inserted",
     "Member",
+    "Reaction",
     "message_time",
     "parse_time",
+    "quote_of",
+    "reaction_of",
+    "reply_of",
+    "typing_text",
 ]
 
 # Lines kept per room; older ones scroll away (10,000 is the scrolling benchmark's size).
@@ -60,6 +73,22 @@ SERVER_TIME_AHEAD = timedelta(days=1)
 # ISUPPORT PREFIX default (RFC 2812 user modes in channels).
 DEFAULT_PREFIX = ("ov", "@+")
 CTCP = "\x01"
+# IRCv3 client-only tags (https://ircv3.net/specs/client-tags/): typing notifications,
+# reactions (the draft name first: it is what servers and clients send today) and
+# replies (the ratified name, and the draft's that older clients still send).
+TYPING_TAG = "+typing"
+REACT_TAGS = ("+draft/react", "+react")
+REPLY_TAGS = ("+reply", "+draft/reply")
+# A reaction is an emoji or a short word; anything longer is not shown (a server may
+# relay a 4 KB tag value), nor is one with spaces or control characters.
+MAX_REACTION_CHARS = 16
+# Different reactions kept per message (a hostile server cannot grow a line forever).
+MAX_REACTIONS = 20
+# How much of a parent message its replies quote.
+QUOTE_CHARS = 60
+# What a deleted message reads, for everyone (its time and sender stay).
+DELETED_TEXT = "(message deleted)"
+_ZWJ = "\u200d"
 
 
 class EntryKind(StrEnum):
@@ -140,6 +169,25 @@ class Entry:
     failed: bool = False
     history: bool = False
     ident: Ident = Ident.NONE
+    reply_to: str = ""
+    quote: str = ""
+    reactions: tuple[Reaction, ...] = ()
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """One emoji under a message: who reacted with it (casefolded nicks, in order) and
+    whether one of them was us (drawn highlighted)."""
+
+    emoji: str
+    nicks: tuple[str, ...]
+    mine: bool = False
+
+    @property
+    def count(self) -> int:
+        """How many people reacted with it."""
+        return len(self.nicks)
 
 
 @dataclass(slots=True)
@@ -197,6 +245,16 @@ class Buffer:
     history: HistoryState = HistoryState.NONE
     # Our own lines waiting for their echo (echo-message), oldest first, by seq.
     pending: list[int] = field(default_factory=list)
+    # Who is typing here: casefolded nick -> (nick, when their notice expires, on the
+    # state's clock), oldest first.
+    typing: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # Replies whose parent is not loaded yet: parent msgid -> the replies' seqs.
+    awaiting: dict[str, set[int]] = field(default_factory=dict)
+    # Reactions to messages not loaded yet (history comes newest first), by msgid:
+    # (emoji, nick, ours), applied when the message arrives.
+    orphan_reactions: OrderedDict[str, list[tuple[str, str, bool]]] = field(
+        default_factory=OrderedDict
+    )
 
     @property
     def key(self) -> str:
@@ -220,6 +278,16 @@ class Buffer:
         entries = self.entries
         for i in range(len(entries) - 1, -1, -1):
             if entries[i].seq == seq:
+                return i
+        return None
+
+    def find(self, msgid: str) -> int | None:
+        """Position of the line with this msgid (searched from the end), if loaded."""
+        if not msgid or msgid not in self.msgids:
+            return None
+        entries = self.entries
+        for i in range(len(entries) - 1, -1, -1):
+            if entries[i].msgid == msgid:
                 return i
         return None
 
@@ -270,3 +338,70 @@ def parse_time(tags: Mapping[str, str] | None) -> datetime:
 def message_time(msg: Message) -> datetime:
     """When ``msg`` was sent: its server-time tag if believable, else now."""
     return parse_time(msg.tags or None)
+
+
+def reply_of(tags: Mapping[str, str]) -> str:
+    """The msgid a line answers (``+reply``, or the draft's ``+draft/reply``), or "".
+
+    >>> reply_of({"+draft/reply": "abc"}), reply_of({})
+    ('abc', '')
+    """
+    for key in REPLY_TAGS:
+        value = tags.get(key)
+        if value:
+            return value
+    return ""
+
+
+def reaction_of(tags: Mapping[str, str]) -> str | None:
+    """The reaction a TAGMSG carries, when it is one we show (short, printable, no
+    spaces or formatting); None otherwise.
+
+    >>> reaction_of({"+draft/react": "👍"}), reaction_of({"+react": "x" * 500})
+    ('👍', None)
+    >>> reaction_of({"+draft/react": "\x1b[2J"}), reaction_of({})
+    (None, None)
+    """
+    for key in REACT_TAGS:
+        value = tags.get(key)
+        if value is not None:
+            return value if valid_reaction(value) else None
+    return None
+
+
+def valid_reaction(text: str) -> bool:
+    """Short, printable, one word: an emoji (or ``+1``), never a control sequence."""
+    # Emoji sequences join with ZWJ, which is not "printable" (a format character,
+    # like the bidi overrides, which stay out).
+    return (
+        0 < len(text) <= MAX_REACTION_CHARS
+        and text.replace(_ZWJ, "").isprintable()
+        and not any(c.isspace() for c in text)
+    )
+
+
+def quote_of(parent: Entry) -> str:
+    """What a reply shows of its parent: 'alice: the first 60 characters…'."""
+    if parent.deleted:
+        return f"{parent.nick or ''}: {DELETED_TEXT}"
+    text = " ".join(strip_formatting(parent.text).split())
+    if len(text) > QUOTE_CHARS:
+        text = text[:QUOTE_CHARS].rstrip() + "…"
+    return f"{parent.nick or ''}: {text}"
+
+
+def typing_text(nicks: list[str]) -> str:
+    """The line under the log for the people typing (oldest first).
+
+    >>> typing_text(["alice"]), typing_text(["alice", "bob"])
+    ('alice is typing...', 'alice and bob are typing...')
+    >>> typing_text(["a", "b", "c"]), typing_text([])
+    ('several people are typing...', '')
+    """
+    if not nicks:
+        return ""
+    if len(nicks) == 1:
+        return f"{nicks[0]} is typing..."
+    if len(nicks) == 2:
+        return f"{nicks[0]} and {nicks[1]} are typing..."
+    return "several people are typing..."

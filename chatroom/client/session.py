@@ -12,6 +12,10 @@ Every line goes through the batch collector first: history batches go to the fet
 everything else to the model, one line at a time. The fetcher is told when we join a
 room, open a private window, reach the top of a log or reconnect, and answers with
 CHATHISTORY requests, which come back from here to be sent.
+
+It also tells the shown window that the user is typing (:meth:`ClientSession.typing`,
+through :class:`~chatroom.client.actions.TypingNotifier`), where the server speaks
+message-tags.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from chatroom.client.actions import TypingNotifier
 from chatroom.client.events import (
     ConnState,
     Event,
@@ -85,7 +90,8 @@ class ClientSession:
         history_timeout: float = HISTORY_REQUEST_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.state = ClientState(nick, server_name)
+        self.state = ClientState(nick, server_name, clock=clock)
+        self.typing_notifier = TypingNotifier(clock=clock)
         self.batches = BatchCollector()
         self.history = HistoryFetcher(
             self.state, page=history_page, timeout=history_timeout, clock=clock
@@ -141,6 +147,7 @@ class ClientSession:
         self.state.disconnected(reason)
         self.history.disconnected()
         self.batches.reset()
+        self.typing_notifier.reset()
         self.lag = None
 
     def on_link(self, event: StateChanged) -> None:
@@ -217,6 +224,22 @@ class ClientSession:
                 self._line(item, label, out)
 
     # --- what the user does -------------------------------------------------------------------
+
+    def typing(self, text: str) -> list[Message]:
+        """The input line now holds ``text``: tell the shown window we are typing (or
+        stopped), where that can be told: a room we are in or a private conversation,
+        on a server with message-tags."""
+        buf = self.state.active_buffer
+        told = (
+            self.connected
+            and Cap.MESSAGE_TAGS in self.caps
+            and (buf.kind is BufferKind.QUERY or (buf.kind is BufferKind.CHANNEL and buf.joined))
+        )
+        return self.typing_notifier.update(buf.name if told else None, text)
+
+    def typing_sent(self) -> list[Message]:
+        """The user sent the line: no longer typing."""
+        return self.typing_notifier.sent() if self.connected else []
 
     def expect_join(self, room: str) -> None:
         """Show ``room`` once the server says we joined it."""

@@ -12,11 +12,17 @@ and 900/901 for ourselves), so lines and member lists can mark nicks (:class:`Id
 
 History (IRCv3 chathistory) lands here too: :meth:`ClientState.insert_history` puts
 old lines into a backlog at a given place, dropping any whose msgid is already there.
+
+And what people do to lines (IRCv3 client tags and message-redaction): replies quote
+their parent (:attr:`Entry.quote`), reactions gather under their message, a deleted
+message reads "(message deleted)", and who is typing is kept per buffer until their
+notice expires (:data:`TYPING_TIMEOUT`, on the state's ``clock``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
 
@@ -29,6 +35,8 @@ from chatroom.client.model import (
     CHAT_KINDS,
     CTCP,
     DEFAULT_PREFIX,
+    MAX_REACTIONS,
+    REACT_TAGS,
     RECENT_SPEAKERS,
     SERVER_KEY,
     SYSTEM_KINDS,
@@ -39,17 +47,29 @@ from chatroom.client.model import (
     EntryKind,
     Ident,
     Inserted,
+    Reaction,
     message_time,
     parse_time,
+    quote_of,
+    reaction_of,
+    reply_of,
 )
 from chatroom.protocol import Message, casefold
 from chatroom.protocol import is_channel as protocol_is_channel
 
-__all__ = ["ClientState"]
+__all__ = ["ORPHAN_REACTIONS", "TYPING_TIMEOUT", "ClientState"]
+
+# A typing notice shows this long without news (IRCv3 typing: senders repeat
+# "active" at most every 3 s, receivers drop it after 6 s).
+TYPING_TIMEOUT = 6.0
+# Messages (per buffer) whose reactions arrived before them and are kept for them:
+# history pages come newest first, so a reaction can come before its message.
+ORPHAN_REACTIONS = 500
 
 # Lines whose account-tag (or its absence) says whether the sender is logged in now.
 # Only these: a server may tag fewer kinds of line than the spec's "all".
 _ACCOUNT_TAGGED = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
+_REACT_TAG_KEYS = frozenset(REACT_TAGS)
 
 
 class ClientState:
@@ -70,7 +90,13 @@ class ClientState:
     for (:meth:`identity`). Our own is :attr:`account`.
     """
 
-    def __init__(self, nick: str, server_name: str = "server") -> None:
+    def __init__(
+        self,
+        nick: str,
+        server_name: str = "server",
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.nick = nick
         self.server_name = server_name
         self.buffers: dict[str, Buffer] = {
@@ -100,6 +126,8 @@ class ClientState:
         self.dirty_members: set[str] = set()
         self.dirty_list = True
         self.alerts: list[Alert] = []
+        self.clock = clock
+        self.typing_timeout = TYPING_TIMEOUT
         self._seq = 0
 
     # --- queries -------------------------------------------------------------------------
@@ -200,6 +228,16 @@ class ClientState:
         renamed = self.renamed.get(casefold(nick))
         return renamed is not None and when <= renamed[1]
 
+    def is_op(self, buf: Buffer) -> bool:
+        """True when we are an operator of room ``buf`` (``@``, or a higher prefix)."""
+        member = buf.members.get(casefold(self.nick))
+        if member is None or not member.prefixes:
+            return False
+        chars = self.prefix_chars
+        op = chars.index("@") if "@" in chars else 0
+        top = member.prefixes[0]
+        return top in chars and chars.index(top) <= op
+
     def is_mine(self, source_nick: str | None) -> bool:
         """True when ``source_nick`` is us."""
         return source_nick is not None and casefold(source_nick) == casefold(self.nick)
@@ -261,6 +299,8 @@ class ClientState:
             buf.pending.clear()
             buf.touched.clear()
             buf.divider_seq = None
+            buf.awaiting.clear()
+            buf.orphan_reactions.clear()
             buf.generation += 1
             self.dirty_entries.add(key)
 
@@ -306,8 +346,10 @@ class ClientState:
         count: bool = True,
         msgid: str = "",
         pending: bool = False,
+        reply_to: str = "",
     ) -> Entry:
-        """Append a line to ``buf``; counts it as unread (and alerts) if not in view."""
+        """Append a line to ``buf``; counts it as unread (and alerts) if not in view.
+        ``reply_to``: the msgid of the message it answers."""
         self._seq += 1
         mention = self._is_mention(buf, kind, nick, text, own)
         entry = Entry(
@@ -321,8 +363,12 @@ class ClientState:
             msgid,
             pending,
             ident=self.identity(nick) if nick and kind in CHAT_KINDS else Ident.NONE,
+            reply_to=reply_to,
+            quote=self._quote(buf, reply_to, self._seq),
         )
         self._append(buf, entry)
+        if msgid:
+            self._arrived(buf, len(buf.entries) - 1)
         if kind in (EntryKind.MESSAGE, EntryKind.ACTION) and nick and not own:
             folded = casefold(nick)
             buf.speakers[folded] = nick
@@ -347,7 +393,9 @@ class ClientState:
         kind = EntryKind.ERROR if error else EntryKind.INFO
         return self.add(buf, kind, None, text, count=False)
 
-    def own_message(self, target: str, text: str, *, action: bool = False) -> Entry:
+    def own_message(
+        self, target: str, text: str, *, action: bool = False, reply_to: str = ""
+    ) -> Entry:
         """Show a line we sent at once; pending until its echo when the server echoes.
 
         Without echo-message this is the only copy we will ever see. With it the
@@ -357,7 +405,9 @@ class ClientState:
         buf = self.open(target)
         kind = EntryKind.ACTION if action else EntryKind.MESSAGE
         text = redact_service_text(target, text)  # IDENTIFY's password is never shown
-        entry = self.add(buf, kind, self.nick, text, own=True, pending=self.echo_message)
+        entry = self.add(
+            buf, kind, self.nick, text, own=True, pending=self.echo_message, reply_to=reply_to
+        )
         if self.echo_message:
             buf.pending.append(entry.seq)
         return entry
@@ -391,6 +441,7 @@ class ClientState:
         )
         if msgid:
             buf.msgids.add(msgid)
+            self._arrived(buf, index)
         buf.touched.add(seq)
         self.dirty_entries.add(buf.key)
         return True
@@ -410,6 +461,7 @@ class ClientState:
         """The link dropped: members are unknown until we rejoin; unechoed lines failed."""
         self.accounts.clear()
         for buf in self.buffers.values():
+            buf.typing.clear()  # nobody is typing to us now
             if buf.pending:
                 self.fail_pending(buf)
             if buf.kind is BufferKind.CHANNEL and buf.members:
@@ -443,6 +495,7 @@ class ClientState:
             msg.tags.get("msgid", ""),
             history=True,
             ident=self.ident_for(nick, account) if account else Ident.NONE,
+            reply_to=reply_of(msg.tags),
         )
 
     def insert_history(
@@ -475,6 +528,7 @@ class ClientState:
         if fresh:
             buf.version += 1
             self.dirty_entries.add(buf.key)
+            self._link_history(buf, fresh)
         if len(buf.entries) > BACKLOG_LINES + BACKLOG_TRIM:
             self._trim(buf)
         return Inserted(len(fresh), duplicates, fresh[-1].seq if fresh else None)
@@ -511,6 +565,148 @@ class ClientState:
         buf.entries[:] = [e for e in buf.entries if e.seq not in drop]
         buf.pending = [seq for seq in buf.pending if seq not in drop]
         return position - before
+
+    def history_events(self, buf: Buffer, messages: Iterable[Message]) -> None:
+        """The events of a history batch (draft/event-playback) that change lines
+        already filed: reactions (TAGMSG) to the messages they answer."""
+        for msg in messages:
+            if msg.command == "TAGMSG" and msg.nick and not _REACT_TAG_KEYS.isdisjoint(msg.tags):
+                emoji, parent = reaction_of(msg.tags), reply_of(msg.tags)
+                if emoji and parent:
+                    self.react(buf, parent, emoji, msg.nick)
+
+    # --- replies, reactions, deletions ----------------------------------------------------
+
+    def _quote(self, buf: Buffer, parent: str, seq: int) -> str:
+        """The quote a reply (line ``seq``) shows of ``parent``; "" while it is not
+        loaded (the reply then waits for it in ``buf.awaiting``)."""
+        if not parent:
+            return ""
+        index = buf.find(parent)
+        if index is None:
+            buf.awaiting.setdefault(parent, set()).add(seq)
+            return ""
+        return quote_of(buf.entries[index])
+
+    def _replace(self, buf: Buffer, index: int, **changes: object) -> Entry:
+        """Change line ``index`` in place; views redraw it."""
+        entry = replace(buf.entries[index], **changes)  # type: ignore[arg-type]
+        buf.entries[index] = entry
+        buf.touched.add(entry.seq)
+        self.dirty_entries.add(buf.key)
+        return entry
+
+    def _arrived(self, buf: Buffer, index: int) -> None:
+        """Line ``index`` (with a msgid) is loaded now: replies waiting for it quote it,
+        reactions that came before it gather under it."""
+        entry = buf.entries[index]
+        waiting = buf.awaiting.pop(entry.msgid, None)
+        if waiting:
+            quote = quote_of(entry)
+            for i, other in enumerate(buf.entries):
+                if other.seq in waiting:
+                    self._replace(buf, i, quote=quote)
+        for emoji, nick, own in buf.orphan_reactions.pop(entry.msgid, ()):
+            self._add_reaction(buf, index, emoji, nick, own)
+
+    def _link_history(self, buf: Buffer, fresh: list[Entry]) -> None:
+        """Fetched lines are in: quote parents, resolve waiting replies and reactions."""
+        replies = any(e.reply_to for e in fresh)
+        waited = any(e.msgid and e.msgid in buf.awaiting for e in fresh)
+        orphans = bool(buf.orphan_reactions) and any(e.msgid in buf.orphan_reactions for e in fresh)
+        if not (replies or waited or orphans):
+            return
+        fresh_seqs = {e.seq for e in fresh}
+        positions = {e.msgid: i for i, e in enumerate(buf.entries) if e.msgid}
+        for i, entry in enumerate(buf.entries):
+            if entry.seq not in fresh_seqs:
+                continue
+            if entry.reply_to and not entry.quote:
+                parent = positions.get(entry.reply_to)
+                if parent is None:
+                    buf.awaiting.setdefault(entry.reply_to, set()).add(entry.seq)
+                else:
+                    self._replace(buf, i, quote=quote_of(buf.entries[parent]))
+            if entry.msgid and (entry.msgid in buf.awaiting or entry.msgid in buf.orphan_reactions):
+                self._arrived(buf, i)
+
+    def react(self, buf: Buffer, msgid: str, emoji: str, nick: str) -> None:
+        """``nick`` reacted to the message ``msgid`` with ``emoji`` (once per nick)."""
+        own = self.is_mine(nick)
+        index = buf.find(msgid)
+        if index is not None:
+            self._add_reaction(buf, index, emoji, nick, own)
+            return
+        kept = buf.orphan_reactions.get(msgid)
+        if kept is None:
+            kept = buf.orphan_reactions[msgid] = []
+            while len(buf.orphan_reactions) > ORPHAN_REACTIONS:
+                buf.orphan_reactions.popitem(last=False)
+        if len(kept) < MAX_REACTIONS * 4:
+            kept.append((emoji, nick, own))
+
+    def _add_reaction(self, buf: Buffer, index: int, emoji: str, nick: str, own: bool) -> None:
+        entry = buf.entries[index]
+        if entry.deleted or entry.kind not in CHAT_KINDS:
+            return
+        folded = casefold(nick)
+        reactions = list(entry.reactions)
+        for i, reaction in enumerate(reactions):
+            if reaction.emoji == emoji:
+                if folded in reaction.nicks:
+                    return  # the same person twice counts once
+                reactions[i] = Reaction(emoji, (*reaction.nicks, folded), reaction.mine or own)
+                break
+        else:
+            if len(reactions) >= MAX_REACTIONS:
+                return
+            reactions.append(Reaction(emoji, (folded,), own))
+        self._replace(buf, index, reactions=tuple(reactions))
+
+    def redact(self, buf: Buffer, msgid: str) -> bool:
+        """The message ``msgid`` was deleted: it reads "(message deleted)" from now on
+        (its time and sender stay), and so do the quotes of its replies."""
+        buf.orphan_reactions.pop(msgid, None)
+        index = buf.find(msgid)
+        if index is None:
+            return False
+        entry = self._replace(buf, index, text="", deleted=True, reactions=(), mention=False)
+        quote = quote_of(entry)
+        for i, other in enumerate(buf.entries):
+            if other.reply_to == msgid:
+                self._replace(buf, i, quote=quote)
+        return True
+
+    # --- typing -------------------------------------------------------------------------------
+
+    def set_typing(self, buf: Buffer, nick: str, status: str) -> None:
+        """``nick`` is typing in ``buf`` (``active``), or stopped (``paused``, ``done``)."""
+        folded = casefold(nick)
+        if status == "active":
+            buf.typing[folded] = (nick, self.clock() + self.typing_timeout)
+        else:
+            buf.typing.pop(folded, None)
+
+    def stop_typing(self, buf: Buffer, nick: str) -> None:
+        """``nick`` said something, or left: no longer typing here."""
+        if buf.typing:
+            buf.typing.pop(casefold(nick), None)
+
+    def typing_nicks(self, buf: Buffer) -> list[str]:
+        """Who is typing in ``buf`` now, in the order they started."""
+        now = self.clock()
+        return [nick for nick, until in buf.typing.values() if until > now]
+
+    def expire_typing(self) -> bool:
+        """Forget typing notices past their time; True when one was shown here."""
+        now = self.clock()
+        changed = False
+        for buf in self.buffers.values():
+            for folded, (_, until) in list(buf.typing.items()):
+                if until <= now:
+                    del buf.typing[folded]
+                    changed = changed or buf.key == self.active
+        return changed
 
     # --- server messages -----------------------------------------------------------------
 

@@ -1,7 +1,14 @@
-"""The chat screen: room list, topic, message log, members, status line and input."""
+"""The chat screen: room list, topic, message log, members, status line and input.
+
+And what is done to messages picked in the log (Up in an empty input): reply (a bar
+above the input says to what; the next line sent carries ``+reply``), react (the emoji
+picker), copy, delete (after a confirmation). Each says plainly when the server cannot
+do it. The line under the log says who is typing.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from textual import events, on
@@ -11,18 +18,32 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Input
 
-from chatroom.client.commands import complete, redact_input
+from chatroom.client.actions import (
+    delete_problem,
+    react_problem,
+    redact_message,
+    reply_problem,
+    reply_tags,
+)
+from chatroom.client.commands import CommandError, complete, react, redact_input
 from chatroom.client.formatting import strip_formatting
-from chatroom.client.model import BufferKind
-from chatroom.client.screens.dialogs import ConfirmScreen
+from chatroom.client.model import BufferKind, Entry, quote_of
+from chatroom.client.screens.dialogs import ConfirmScreen, ReactScreen
 from chatroom.client.widgets.chat_input import ChatInput
 from chatroom.client.widgets.log import MessageLog
-from chatroom.client.widgets.panels import MemberList, RoomList, StatusLine, TopicBar
+from chatroom.client.widgets.panels import (
+    MemberList,
+    ReplyBar,
+    RoomList,
+    StatusLine,
+    TopicBar,
+    TypingLine,
+)
 
 if TYPE_CHECKING:
     from chatroom.client.app import ChatApp
 
-__all__ = ["PASTE_CONFIRM_LINES", "ChatScreen"]
+__all__ = ["PASTE_CONFIRM_LINES", "ChatScreen", "Reply"]
 
 # Pastes longer than this many lines ask before sending (issue: "longer than 5 lines").
 PASTE_CONFIRM_LINES = 5
@@ -35,6 +56,15 @@ NARROW_WIDTH = 100
 # Keys that share a row in the help.
 _SCROLL = Binding.Group("scroll the messages")
 _BY_NUMBER = Binding.Group("window by number")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The message the next line answers: in buffer ``key``, ``msgid``, and its quote."""
+
+    key: str
+    msgid: str
+    quote: str
 
 
 class ChatScreen(Screen[None]):
@@ -53,10 +83,15 @@ class ChatScreen(Screen[None]):
             for n in range(1, 10)
         ],
         Binding("alt+0", "goto(10)", "window 10", show=False),
+        Binding("escape", "cancel_reply", "cancel the reply being written", show=False),
     ]
 
     app: ChatApp
     ready = False  # set once the widgets exist; flushes before that are no-ops
+    reply: Reply | None = None
+    # The message selected when the user started typing from the selection: the line
+    # being typed (a /react) is about it. (buffer key, seq); cleared when it is sent.
+    typed_from: tuple[str, int] | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -65,15 +100,18 @@ class ChatScreen(Screen[None]):
             with Vertical(id="center"):
                 yield TopicBar(id="topic")
                 yield MessageLog(id="log")
+                yield TypingLine(id="typing")
             with VerticalScroll(id="members-pane"):
                 yield MemberList(id="members")
         yield StatusLine(id="status")
+        yield ReplyBar(id="reply")
         yield ChatInput(placeholder="Type a message, or /help", id="input")
 
     def on_mount(self) -> None:
         chat_input = self.query_one(ChatInput)
         chat_input.completer = self._complete
         chat_input.focus()
+        self.query_one(ReplyBar).show("")
         self.ready = True
         self.refresh_all()
 
@@ -102,6 +140,8 @@ class ChatScreen(Screen[None]):
         buf = state.active_buffer
         log = self.query_one(MessageLog)
         if switched or log.buffer is not buf:
+            if self.reply is not None and self.reply.key != buf.key:
+                self.cancel_reply()
             log.show(buf)
             self.query_one(TopicBar).show(buf)
             self.query_one(MemberList).update(state, buf)
@@ -116,6 +156,8 @@ class ChatScreen(Screen[None]):
         state.dirty_entries.clear()
         state.dirty_members.clear()
         state.dirty_list = False
+        typing = state.typing_nicks(buf) if buf.kind is not BufferKind.SERVER else []
+        self.query_one(TypingLine).show(typing)
         if state.alerts:
             alerts, state.alerts = state.alerts, []
             for alert in alerts[-MAX_TOASTS_PER_FLUSH:]:
@@ -188,7 +230,16 @@ class ChatScreen(Screen[None]):
         # Passwords (/login, NickServ IDENTIFY...) never go into the history.
         chat_input.remember(redact_input(line, self.app.state.active_buffer.name) or "")
         chat_input.value = ""
-        self.app.submit(line)
+        reply = self.reply
+        tags = reply_tags(reply.msgid) if reply and reply.key == self.app.state.active else None
+        sent = self.app.submit(line, tags=tags)
+        self.typed_from = None
+        if sent and tags:
+            self.cancel_reply()
+
+    @on(Input.Changed, "#input")
+    def _changed(self, event: Input.Changed) -> None:
+        self.app.typing(event.value)
 
     @on(ChatInput.PastedLines)
     def _pasted(self, event: ChatInput.PastedLines) -> None:
@@ -220,3 +271,127 @@ class ChatScreen(Screen[None]):
 
     def _complete(self, word: str, at_start: bool) -> list[str]:
         return complete(self.app.state, word, at_start)
+
+    # --- selection and what is done to the selected message ---------------------------------
+
+    @on(ChatInput.SelectMessage)
+    def _select_message(self) -> None:
+        log = self.query_one(MessageLog)
+        if log.select_last():
+            log.focus()
+        else:
+            self.app.bell()
+
+    @on(MessageLog.SelectionEnded)
+    def _selection_ended(self, event: MessageLog.SelectionEnded) -> None:
+        chat_input = self.query_one(ChatInput)
+        if event.typed:
+            log = self.query_one(MessageLog)
+            if event.seq is not None and log.buffer is not None:
+                self.typed_from = (log.buffer.key, event.seq)
+            chat_input.insert_text_at_cursor(event.typed)
+        if self.is_current:
+            chat_input.focus()
+
+    def selected_entry(self) -> Entry | None:
+        """The message selected in the log, or the one the line being typed started
+        from (a ``/react`` typed right after selecting a message is about it)."""
+        log = self.query_one(MessageLog)
+        buf = self.app.state.active_buffer
+        if log.buffer is not buf:
+            return None
+        entry = log.selected_entry()
+        if entry is None and self.typed_from is not None and self.typed_from[0] == buf.key:
+            index = buf.index_of(self.typed_from[1])
+            entry = buf.entries[index] if index is not None else None
+        return entry
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        if isinstance(event.widget, ChatInput):
+            self.query_one(MessageLog).leave_selection()  # clicked back into the input
+
+    @on(MessageLog.LinkClicked)
+    def _link_clicked(self, event: MessageLog.LinkClicked) -> None:
+        self.app.open_link(event.url)
+
+    @on(MessageLog.Act)
+    def _act(self, event: MessageLog.Act) -> None:
+        log = self.query_one(MessageLog)
+        entry = log.selected_entry() or event.entry
+        {
+            "reply": self._reply,
+            "react": self._react,
+            "copy": self._copy,
+            "delete": self._delete,
+        }[event.action](entry)
+
+    def refuse(self, text: str) -> None:
+        """Say why something cannot be done: a line in the log and a toast."""
+        self.app.state.info(text, error=True)
+        self.app.notify(text, severity="warning", timeout=TOAST_TIMEOUT)
+        self.flush()
+
+    def _reply(self, entry: Entry) -> None:
+        problem = reply_problem(self.app.server_caps(), entry)
+        if problem is not None:
+            self.refuse(problem)
+            return
+        self.reply = Reply(self.app.state.active, entry.msgid, quote_of(entry))
+        self.query_one(ReplyBar).show(self.reply.quote)
+        self.query_one(MessageLog).leave_selection()
+        self.query_one(ChatInput).focus()
+
+    def cancel_reply(self) -> None:
+        """Forget the reply being written."""
+        self.reply = None
+        self.query_one(ReplyBar).show("")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel_reply":
+            return self.reply is not None
+        return True
+
+    def action_cancel_reply(self) -> None:
+        """Escape while writing a reply: a plain message again."""
+        self.cancel_reply()
+
+    def _react(self, entry: Entry) -> None:
+        problem = react_problem(self.app.server_caps(), entry)
+        if problem is not None:
+            self.refuse(problem)
+            return
+        buf = self.app.state.active_buffer
+
+        def chosen(emoji: str | None) -> None:
+            if not emoji:
+                return
+            try:
+                react(self.app, buf, entry, emoji)
+            except CommandError as exc:
+                self.refuse(str(exc))
+            self.app.flush()
+
+        self.app.push_screen(ReactScreen(quote_of(entry)), chosen)
+
+    def _copy(self, entry: Entry) -> None:
+        if entry.deleted:
+            self.refuse("That message was deleted")
+            return
+        text = strip_formatting(entry.text)
+        self.app.copy_to_clipboard(text)
+        self.app.notify(f"Copied: {text[:TOAST_TEXT_CHARS]}", timeout=TOAST_TIMEOUT)
+
+    def _delete(self, entry: Entry) -> None:
+        state = self.app.state
+        buf = state.active_buffer
+        problem = delete_problem(state, self.app.server_caps(), buf, entry)
+        if problem is not None:
+            self.refuse(problem)
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes and not self.app.send(redact_message(buf, entry)):
+                self.refuse("Not connected to the server; the message was not deleted")
+
+        question = f"Delete this message for everyone? ({quote_of(entry)})"
+        self.app.push_screen(ConfirmScreen(question, yes="Delete"), answer)

@@ -1,4 +1,4 @@
-"""Modal screens: the paste confirmation, the help, and the TLS trust questions."""
+"""Modal screens: confirmations, the help, the emoji picker and the TLS trust questions."""
 
 from __future__ import annotations
 
@@ -6,20 +6,26 @@ from collections.abc import Iterable, Sequence
 
 from rich.style import Style
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.reactive import reactive
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widget import Widget
+from textual.widgets import Button, Input, Label, Static
 
 from chatroom.client.events import TrustRefused
 from chatroom.client.formatting import strip_formatting
+from chatroom.client.model import valid_reaction
 from chatroom.client.trust import TrustQuestion, forget_command
 
 __all__ = [
+    "COMMON_REACTIONS",
     "ConfirmScreen",
+    "EmojiRow",
     "HelpScreen",
+    "ReactScreen",
     "TrustRefusedScreen",
     "TrustScreen",
     "key_help",
@@ -36,6 +42,10 @@ _WHERE_TO_CHECK = (
     "Ask whoever runs the server for its fingerprint: the server prints it when it "
     "starts, and `chatroom-server fingerprint` prints it again."
 )
+
+# The emoji picker's choices, in order (Left/Right/1-8 pick; anything else can be typed).
+# All wide emoji (Emoji_Presentation), so terminals and Rich agree on their width.
+COMMON_REACTIONS = ("👍", "💖", "😂", "🎉", "😮", "😢", "👀", "✅")
 
 # Key names as the help writes them, where capitalising the name is not enough.
 _KEY_NAMES = {"pageup": "PageUp", "pagedown": "PageDown", "escape": "Esc"}
@@ -83,16 +93,17 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No"),
     ]
 
-    def __init__(self, question: str) -> None:
+    def __init__(self, question: str, yes: str = "Send") -> None:
         super().__init__()
         self.question = question
+        self.yes = yes
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             # The question may name a room or a nick: peer text, shown safely.
             yield Label(Text(strip_formatting(self.question)), id="question")
             with Horizontal(id="buttons"):
-                yield Button("Send (y)", variant="primary", id="yes")
+                yield Button(f"{self.yes} (y)", variant="primary", id="yes")
                 yield Button("Cancel (n)", id="no")
 
     def on_mount(self) -> None:
@@ -105,6 +116,107 @@ class ConfirmScreen(ModalScreen[bool]):
     def action_answer(self, yes: bool) -> None:
         """Keyboard answer."""
         self.dismiss(yes)
+
+
+class EmojiRow(Widget, can_focus=True):
+    """The picker's row of common reactions: Left/Right move, Enter (or 1-8) picks."""
+
+    DEFAULT_CSS = """
+    EmojiRow { height: 1; width: 100%; }
+    """
+
+    BINDINGS = [
+        Binding("left", "move(-1)", "previous", show=False),
+        Binding("right", "move(1)", "next", show=False),
+        Binding("enter", "pick", "react", show=False),
+    ]
+
+    index: reactive[int] = reactive(0)
+
+    def __init__(self, choices: Sequence[str], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.choices = tuple(choices)
+
+    def render(self) -> Text:
+        text = Text(end="")
+        for i, emoji in enumerate(self.choices):
+            style = Style(reverse=True, bold=True) if i == self.index else Style()
+            text.append(f" {emoji} ", style)
+            text.append(" ")
+        return text
+
+    def action_move(self, step: int) -> None:
+        """Left/Right."""
+        self.index = (self.index + step) % len(self.choices)
+
+    def action_pick(self) -> None:
+        """Enter: react with the highlighted one."""
+        screen = self.screen
+        if isinstance(screen, ReactScreen):
+            screen.dismiss(self.choices[self.index])
+
+    def on_key(self, event: events.Key) -> None:
+        if event.character and event.character in "12345678"[: len(self.choices)]:
+            event.stop()
+            self.index = int(event.character) - 1
+            self.action_pick()
+        elif event.is_printable and event.character:
+            # Typing an emoji (or a word) of one's own: it goes to the field below.
+            event.stop()
+            field = self.screen.query_one("#react-other", Input)
+            field.value += event.character
+            field.cursor_position = len(field.value)
+            field.focus()
+
+    def on_click(self, event: events.Click) -> None:
+        # Each choice takes " x " and a space.
+        x = 0
+        for i, emoji in enumerate(self.choices):
+            width = Text(f" {emoji}  ").cell_len
+            if x <= event.x < x + width:
+                self.index = i
+                self.action_pick()
+                return
+            x += width
+
+
+class ReactScreen(ModalScreen[str | None]):
+    """The emoji picker: a row of common reactions, or type one. Dismisses with the
+    reaction (None: cancelled)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, about: str, choices: Sequence[str] = COMMON_REACTIONS) -> None:
+        super().__init__()
+        self.about = about
+        self.choices = choices
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="react"):
+            # About a peer's message: shown as plain text.
+            yield Label(Text("React to " + strip_formatting(self.about)), id="question")
+            yield EmojiRow(self.choices, id="emoji-row")
+            yield Input(
+                placeholder="or type one, then Enter", id="react-other", select_on_focus=False
+            )
+            yield Label(
+                Text("←/→ and Enter, or 1-8; Esc cancels", Style(dim=True)), id="react-help"
+            )
+
+    def on_mount(self) -> None:
+        self.query_one(EmojiRow).focus()
+
+    @on(Input.Submitted, "#react-other")
+    def _typed(self, event: Input.Submitted) -> None:
+        value = event.value.strip()
+        if valid_reaction(value):
+            self.dismiss(value)
+        else:
+            self.notify("A reaction is one emoji or one short word", severity="warning")
+
+    def action_cancel(self) -> None:
+        """Escape."""
+        self.dismiss(None)
 
 
 class HelpScreen(ModalScreen[None]):

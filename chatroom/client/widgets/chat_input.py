@@ -1,4 +1,8 @@
-"""The input line: history on up/down, Tab completion, multi-line paste."""
+"""The input line: history on up/down, Tab completion, multi-line paste.
+
+Up in an empty input does not recall a line: it asks to select the newest message
+(:class:`ChatInput.SelectMessage`); Ctrl+Up recalls from an empty input too.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ __all__ = ["HISTORY_SIZE", "ChatInput", "Completion"]
 # Lines remembered for up/down (per session, across rooms, like irssi).
 HISTORY_SIZE = 500
 # Up and Down share a row in the help.
-_HISTORY = Binding.Group("previous / next line you sent")
+_HISTORY = Binding.Group("previous / next line you sent (Up in an empty input: pick a message)")
+_RECALL = Binding.Group("previous / next line you sent, from an empty input too")
 
 
 @dataclass
@@ -40,6 +45,8 @@ class ChatInput(Input):
         Binding("enter", "submit", "send the line", show=False),
         Binding("up", "history(-1)", "previous line you sent", show=False, group=_HISTORY),
         Binding("down", "history(1)", "next line you sent", show=False, group=_HISTORY),
+        Binding("ctrl+up", "history(-1, True)", "previous line", show=False, group=_RECALL),
+        Binding("ctrl+down", "history(1, True)", "next line", show=False, group=_RECALL),
         Binding(
             "tab", "complete", "complete a nick, /command or #room (again: next choice)", show=False
         ),
@@ -51,6 +58,10 @@ class ChatInput(Input):
 
         input: ChatInput
         lines: list[str]
+
+    @dataclass
+    class SelectMessage(Message):
+        """Up in an empty input: select the newest message of the log."""
 
     def __init__(self, *, placeholder: str = "", id: str | None = None) -> None:
         super().__init__(placeholder=placeholder, id=id, select_on_focus=False)
@@ -71,8 +82,12 @@ class ChatInput(Input):
         self._history_index = len(self.history)
         self._draft = ""
 
-    def action_history(self, step: int) -> None:
-        """Walk the history; walking past the newest line restores what was typed."""
+    def action_history(self, step: int, recall: bool = False) -> None:
+        """Walk the history; walking past the newest line restores what was typed.
+        Up in an empty input selects a message instead (``recall``: walk anyway)."""
+        if step < 0 and not self.value and not recall:
+            self.post_message(self.SelectMessage())
+            return
         if not self.history:
             return
         if self._history_index == len(self.history):

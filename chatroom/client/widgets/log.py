@@ -9,10 +9,21 @@ middle, echoes confirm lines in place. Any such change (``Buffer.version``) rebu
 the row index (cheap: heights only) and keeps the line the user was reading where it
 was on screen. Two rows are not messages: a header saying whether older history is
 loading or complete, and the divider before the first unread line.
+
+A message may take extra rows: a reply quotes its parent in a row above it, and
+reactions gather in a row under it. Web addresses (http and https only) in messages are
+links: a click posts :class:`MessageLog.LinkClicked`; the address is carried in the
+style's meta as data, never read as markup or as an action string.
+
+Selection: :meth:`MessageLog.select_last` picks the newest message (the input's Up
+when it is empty); Up and Down move the selection, Escape leaves it, and ``r``, ``e``,
+``c``, ``d`` post :class:`MessageLog.Act` for the screen to reply, react, copy or
+delete.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from rich.cells import cell_len
@@ -21,13 +32,23 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
+from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from chatroom.client.formatting import irc_to_text, nick_colour, strip_formatting
-from chatroom.client.model import BACKLOG_TRIM, Buffer, Entry, EntryKind, HistoryState, Ident
+from chatroom.client.model import (
+    BACKLOG_TRIM,
+    CHAT_KINDS,
+    DELETED_TEXT,
+    Buffer,
+    Entry,
+    EntryKind,
+    HistoryState,
+    Ident,
+)
 
 __all__ = [
     "DIVIDER_TEXT",
@@ -37,6 +58,7 @@ __all__ = [
     "Marker",
     "MessageLog",
     "entry_height",
+    "find_urls",
     "render_entry",
 ]
 
@@ -58,6 +80,19 @@ _MENTION_STYLE = Style(bold=True, color="#ffd75f")
 _PENDING_STYLE = Style(dim=True)
 _DIVIDER_STYLE = Style(color="#ff5f5f")
 _HEADER_STYLE = Style(dim=True, italic=True)
+_QUOTE_STYLE = Style(color="#8a8a8a", italic=True)
+_DELETED_STYLE = Style(color="#8a8a8a", italic=True)
+_REACTION_STYLE = Style(color="#bcbcbc")
+_OWN_REACTION_STYLE = Style(color="#ffd75f", bold=True, bgcolor="#3a3a5f")
+_LINK_STYLE = Style(color="#5fafff", underline=True)
+# The selected message's rows (post-applied: it wins over the log's background).
+_SELECTED_STYLE = Style(bgcolor="#303850")
+QUOTE_MARK = "↪ "
+# A reply whose parent is not loaded (older than the history we have).
+EARLIER_MESSAGE = "(earlier message)"
+# http(s) addresses in a message; what ends a sentence is not part of them.
+_URL_RE = re.compile(r"https?://[^\s<>\"'`\x00-\x1f\x7f]+", re.IGNORECASE)
+_URL_TRAILING = ".,;:!?*"
 # Shown after our line when the server never echoed it (echo-message).
 FAILED_SUFFIX = " ✗ not delivered"
 DIVIDER_TEXT = "new messages"
@@ -126,8 +161,45 @@ def _prefix(entry: Entry) -> Text:
     return prefix
 
 
+def find_urls(text: str) -> list[tuple[int, int]]:
+    """Where the http(s) addresses are in ``text``: (start, end) pairs.
+
+    >>> s = "see https://example.com/a_(b). or (http://x.org/p), not ftp://y"
+    >>> [s[a:b] for a, b in find_urls(s)]
+    ['https://example.com/a_(b)', 'http://x.org/p']
+    """
+    if "://" not in text:
+        return []
+    found = []
+    for match in _URL_RE.finditer(text):
+        start, end = match.span()
+        while end > start:
+            last = text[end - 1]
+            if last in _URL_TRAILING or (last == ")" and "(" not in text[start : end - 1]):
+                end -= 1
+            else:
+                break
+        if end - start > len("https://"):
+            found.append((start, end))
+    return found
+
+
+def link_style(url: str) -> Style:
+    """A link's look, and its click: the action and its argument as data (a tuple in
+    the style's meta), so no part of the address is ever parsed as an action."""
+    return _LINK_STYLE + Style.from_meta({"@click": ("open_link", (url,))})
+
+
+def _link_urls(text: Text) -> Text:
+    for start, end in find_urls(text.plain):
+        text.stylize(link_style(text.plain[start:end]), start, end)
+    return text
+
+
 def _body(entry: Entry) -> Text:
-    body = _plain_body(entry)
+    if entry.deleted:
+        return Text(DELETED_TEXT, _DELETED_STYLE, end="")
+    body = _link_urls(_plain_body(entry))
     if entry.pending:
         body.stylize(_PENDING_STYLE)
     elif entry.failed:
@@ -157,8 +229,45 @@ def _plain_body(entry: Entry) -> Text:
     return Text(strip_formatting(entry.text), _SYSTEM_STYLE, end="")
 
 
+def _quote_text(entry: Entry) -> Text:
+    """The row above a reply: its parent's sender and first words, or that it is older."""
+    quote = strip_formatting(entry.quote) if entry.quote else EARLIER_MESSAGE
+    return Text(QUOTE_MARK + quote, _QUOTE_STYLE, end="")
+
+
+def _reactions_text(entry: Entry) -> Text:
+    """The row under a message: '👍 3  🎉 1', ours highlighted."""
+    text = Text(end="")
+    for i, reaction in enumerate(entry.reactions):
+        if i:
+            text.append("  ")
+        style = _OWN_REACTION_STYLE if reaction.mine else _REACTION_STYLE
+        text.append(f"{strip_formatting(reaction.emoji)} {reaction.count}", style)
+    return text
+
+
+def _extra_rows(text: Text, indent: int, width: int, console: Console) -> list[Strip]:
+    """A quote or reactions row, in the text column (cut to fit: one row)."""
+    avail = max(1, width - indent)
+    text.truncate(avail, overflow="ellipsis")
+    pad = Segment(" " * indent) if indent < width else Segment("")
+    return [Strip([pad, *text.render(console)], min(width, indent + text.cell_len))]
+
+
 def render_entry(entry: Entry, width: int, console: Console) -> list[Strip]:
-    """One backlog entry as rows of at most ``width`` cells, wrapped with a hanging indent."""
+    """One backlog entry as rows of at most ``width`` cells, wrapped with a hanging
+    indent; a reply's quote above it and its reactions under it."""
+    rows = _render_main(entry, width, console)
+    if entry.reply_to or entry.reactions:
+        indent = PREFIX_WIDTH if width - PREFIX_WIDTH >= MIN_TEXT_WIDTH else 0
+        if entry.reply_to:
+            rows[:0] = _extra_rows(_quote_text(entry), indent, width, console)
+        if entry.reactions:
+            rows += _extra_rows(_reactions_text(entry), indent, width, console)
+    return rows
+
+
+def _render_main(entry: Entry, width: int, console: Console) -> list[Strip]:
     prefix = _prefix(entry)
     body = _body(entry)
     indent = prefix.cell_len
@@ -186,6 +295,8 @@ def render_entry(entry: Entry, width: int, console: Console) -> list[Strip]:
 
 def _body_plain(entry: Entry) -> str:
     """The body's text as :func:`_body` will show it, without building styles."""
+    if entry.deleted:
+        return DELETED_TEXT
     suffix = FAILED_SUFFIX if entry.failed else ""
     if entry.kind is EntryKind.ACTION:
         mark = IDENT_MARKS[entry.ident][0] if entry.ident in IDENT_MARKS else ""
@@ -217,7 +328,7 @@ PREFIX_WIDTH = len("00:00 ") + NICK_WIDTH + len(_SEP)
 
 def entry_height(entry: Entry, width: int) -> int:
     """Rows ``entry`` takes at ``width``; 0 means "render it to know" (it wraps)."""
-    if width - PREFIX_WIDTH < MIN_TEXT_WIDTH:
+    if width - PREFIX_WIDTH < MIN_TEXT_WIDTH or entry.reply_to or entry.reactions:
         return 0
     plain = _body_plain(entry)
     if "\n" not in plain and cell_len(plain) <= width - PREFIX_WIDTH:
@@ -274,11 +385,41 @@ class MessageLog(ScrollView, can_focus=True):
     }
     """
 
+    # Only while a message is selected (see check_action); the help lists them.
+    BINDINGS = [
+        Binding("r", "act('reply')", "reply to the selected message", show=False),
+        Binding("e", "act('react')", "react to the selected message (emoji picker)", show=False),
+        Binding("c", "act('copy')", "copy the selected message's text", show=False),
+        Binding("d", "act('delete')", "delete the selected message", show=False),
+        Binding("escape", "leave_selection", "leave the selection", show=False),
+    ]
+
     @dataclass
     class NeedOlder(Message):
         """The user reached the top of a buffer that may have older history."""
 
         key: str
+
+    @dataclass
+    class Act(Message):
+        """The user asked to ``action`` (reply, react, copy, delete) the selected line."""
+
+        action: str
+        entry: Entry
+
+    @dataclass
+    class SelectionEnded(Message):
+        """The selection ended (Escape, Down past the newest line, a window switch, or
+        typing): the input should have the focus again, with ``typed`` added to it."""
+
+        typed: str = ""
+        seq: int | None = None  # the line that was selected
+
+    @dataclass
+    class LinkClicked(Message):
+        """A web address in a message was clicked (an http or https URL)."""
+
+        url: str
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -286,6 +427,7 @@ class MessageLog(ScrollView, can_focus=True):
         self._rows: dict[int, _Rows] = {}  # by id(buffer)
         self._current: _Rows | None = None
         self._style: Style | None = None
+        self.selected: int | None = None  # the selected line's seq
 
     # --- public ---------------------------------------------------------------------------
 
@@ -298,6 +440,8 @@ class MessageLog(ScrollView, can_focus=True):
         if self._current is not None:
             self._current.at_end = self.is_vertical_scroll_end
             self._current.anchor = self._top_anchor()
+        if buffer is not self.buffer:
+            self.leave_selection()
         self.buffer = buffer
         self._current = None
         self.sync()
@@ -327,6 +471,108 @@ class MessageLog(ScrollView, can_focus=True):
             return None
         item = self._current.items[self._current.first_row[anchor[0]]]
         return item if isinstance(item, Entry) else None
+
+    # --- selection -----------------------------------------------------------------------
+
+    def selected_entry(self) -> Entry | None:
+        """The selected line, as it is now (reactions and deletions change it)."""
+        buffer = self.buffer
+        if self.selected is None or buffer is None:
+            return None
+        index = buffer.index_of(self.selected)
+        return buffer.entries[index] if index is not None else None
+
+    def select_last(self) -> bool:
+        """Select the newest message; False when there is none."""
+        buffer = self.buffer
+        if buffer is None:
+            return False
+        found = self._chat_line(len(buffer.entries), -1)
+        if found is None:
+            return False
+        self._select(buffer.entries[found].seq)
+        return True
+
+    def move_selection(self, step: int) -> None:
+        """The previous (-1) or next (+1) message; past the newest one the selection ends."""
+        buffer = self.buffer
+        index = buffer.index_of(self.selected) if buffer and self.selected is not None else None
+        if buffer is None or index is None:
+            self.leave_selection()
+            return
+        found = self._chat_line(index, step)
+        if found is not None:
+            self._select(buffer.entries[found].seq)
+        elif step > 0:
+            self.leave_selection()
+        else:
+            self.scroll_home(animate=False, immediate=True)
+            self.check_top()  # the oldest one loaded: ask for older lines
+
+    def leave_selection(self, typed: str = "") -> None:
+        """No message selected any more (the screen gives the input the focus, and
+        what was ``typed``)."""
+        if self.selected is None:
+            return
+        seq, self.selected = self.selected, None
+        self.refresh()
+        self.post_message(self.SelectionEnded(typed, seq))
+
+    def _chat_line(self, start: int, step: int) -> int | None:
+        """The index of the next conversation line from ``start`` (exclusive)."""
+        assert self.buffer is not None
+        entries = self.buffer.entries
+        index = start + step
+        while 0 <= index < len(entries):
+            if entries[index].kind in CHAT_KINDS:
+                return index
+            index += step
+        return None
+
+    def _select(self, seq: int) -> None:
+        self.selected = seq
+        self.sync()
+        rows = self._current
+        if rows is not None and seq in rows.first_row:
+            first = rows.first_row[seq]
+            last = first
+            while last + 1 < len(rows) and rows.parts[last + 1] == last + 1 - first:
+                last += 1
+            top, height = round(self.scroll_y), max(1, self.scrollable_content_region.height)
+            if first < top:
+                self.scroll_to(y=first, animate=False, immediate=True)
+            elif last >= top + height:
+                self.scroll_to(y=max(0, last - height + 1), animate=False, immediate=True)
+        self.refresh()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("act", "leave_selection"):
+            return self.selected is not None
+        return True
+
+    def on_key(self, event: events.Key) -> None:
+        # Typing while a message is selected (a key that is not one of its actions)
+        # goes back to the input: no key is dead.
+        typed = event.character if event.is_printable else None
+        if self.selected is not None and typed and event.key not in _SELECTION_KEYS:
+            event.stop()
+            event.prevent_default()
+            self.leave_selection(typed)
+
+    def action_act(self, action: str) -> None:
+        """r, e, c, d on the selected line: the screen does it."""
+        entry = self.selected_entry()
+        if entry is not None:
+            self.post_message(self.Act(action, entry))
+
+    def action_leave_selection(self) -> None:
+        """Escape: back to the input."""
+        self.leave_selection()
+
+    def action_open_link(self, url: str) -> None:
+        """A link was clicked: only web addresses are passed on."""
+        if isinstance(url, str) and find_urls(url) == [(0, len(url))]:
+            self.post_message(self.LinkClicked(url))
 
     def check_top(self) -> None:
         """At the top of a buffer that may have older history: ask for it."""
@@ -362,6 +608,8 @@ class MessageLog(ScrollView, can_focus=True):
             changed = True
         else:
             changed = self._append(rows, buffer)
+        if self.selected is not None and self.selected not in rows.first_row:
+            self.leave_selection()  # its line scrolled away or was cleared
         if not changed and was_current:
             return
         self.virtual_size = Size(width, len(rows))
@@ -527,10 +775,20 @@ class MessageLog(ScrollView, can_focus=True):
         # Already at the top, the wheel doesn't move the view: nothing else would ask.
         self.check_top()
 
-    # The same for the keys that scroll up while the log has focus.
+    # The same for the keys that scroll up while the log has focus; while a message is
+    # selected, Up and Down move the selection instead.
     def action_scroll_up(self) -> None:
+        if self.selected is not None:
+            self.move_selection(-1)
+            return
         super().action_scroll_up()
         self.check_top()
+
+    def action_scroll_down(self) -> None:
+        if self.selected is not None:
+            self.move_selection(1)
+            return
+        super().action_scroll_down()
 
     def action_page_up(self) -> None:
         super().action_page_up()
@@ -545,4 +803,18 @@ class MessageLog(ScrollView, can_focus=True):
         index = round(self.scroll_y) + y
         if rows is None or not 0 <= index < len(rows):
             return Strip.blank(self.scrollable_content_region.width, self._base_style())
-        return self._row(index)
+        strip = self._row(index)
+        item = rows.items[index]
+        if self.selected is not None and isinstance(item, Entry) and item.seq == self.selected:
+            segments = Segment.apply_style(strip, post_style=_SELECTED_STYLE)
+            strip = Strip(segments, strip.cell_length)
+        return strip
+
+
+# Keys a selected message answers to; any other printable key goes to the input.
+_SELECTION_KEYS = frozenset(
+    key
+    for binding in MessageLog.BINDINGS
+    if isinstance(binding, Binding)
+    for key in binding.key.split(",")
+)

@@ -1,4 +1,5 @@
-"""The chat screen's side panels and bars: room list, member list, topic and status."""
+"""The chat screen's side panels and bars: room list, member list, topic, status, who is
+typing, and the reply being written."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from chatroom.client.formatting import irc_to_text, nick_colour, strip_formatting
-from chatroom.client.model import Buffer, BufferKind
+from chatroom.client.model import Buffer, BufferKind, typing_text
 from chatroom.client.state import ClientState
 from chatroom.client.widgets.log import IDENT_MARKS
 from chatroom.protocol import casefold
 
-__all__ = ["MemberList", "RoomList", "StatusLine", "TopicBar"]
+__all__ = ["MemberList", "ReplyBar", "RoomList", "StatusLine", "TopicBar", "TypingLine"]
 
 _HEADER = Style(dim=True, bold=True)
 _ACTIVE = Style(reverse=True, bold=True)
@@ -216,3 +217,36 @@ class StatusLine(Static):
         text.append("  │  ", _DIM)
         text.append("lag " + ("?" if lag is None else f"{lag * 1000:.0f} ms"), _DIM)
         self.update(text)
+
+
+class TypingLine(Static):
+    """One line under the log: who is typing in the shown window (nicks as plain text)."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, markup=False)
+        self.text = ""
+
+    def show(self, nicks: list[str]) -> None:
+        """Say that ``nicks`` are typing (none: an empty line)."""
+        text = typing_text([strip_formatting(n) for n in nicks])
+        if text != self.text:
+            self.text = text
+            self.update(Text(text, _DIM, end="", no_wrap=True, overflow="ellipsis"))
+
+
+class ReplyBar(Static):
+    """Above the input while writing a reply: whom and what it answers."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, markup=False)
+        self.text = ""
+
+    def show(self, quote: str) -> None:
+        """``quote``: 'alice: first words…' of the message answered ("": no reply)."""
+        self.text = f"replying to {strip_formatting(quote)}" if quote else ""
+        text = Text(end="", no_wrap=True, overflow="ellipsis")
+        if quote:
+            text.append("↪ " + self.text, Style(color="#5fafd7"))
+            text.append("  (Esc cancels)", _DIM)
+        self.update(text)
+        self.display = bool(quote)
