@@ -8,6 +8,7 @@ scripts a few users into a busy room, runs the app headless with the same
   screenshots/chat.svg      a busy room: history from before we joined, people, a topic,
                             a /me, a mention, the unread divider, unread counts
   screenshots/help.svg      the help screen
+  screenshots/conversation.svg  a reply, reactions, a deleted message, someone typing
 
 Usage: python3 scripts/client_screenshots.py [--server chatroom|ngircd] [--out DIR]
 """
@@ -149,10 +150,66 @@ async def chat_and_help(out: Path, port: int, config: Path) -> None:
         await asyncio.gather(*(u.quit() for u in users), return_exceptions=True)
 
 
+# What the scripted users of the conversation screenshot negotiate: tags and echoes,
+# so they learn the msgids they reply to, react to and delete.
+TAG_CAPS = frozenset(
+    {"server-time", "message-tags", "echo-message", "batch", "draft/message-redaction"}
+)
+
+
+async def conversation(out: Path, port: int, config: Path) -> None:
+    host = "127.0.0.1"
+    names = ("bob", "carol", "dave", "erin")
+    bob, carol, dave, erin = [
+        await ScriptedUser(host, port, n, caps=TAG_CAPS).connect() for n in names
+    ]
+    users = [bob, carol, dave, erin]
+
+    async def said(user: ScriptedUser, text: str) -> str:
+        """Say ``text`` in #party; its msgid, from the echo."""
+        mark = len(user.messages)
+        user.say("#party", text)
+        echo = await user.wait_for(
+            lambda m: m.command == "PRIVMSG" and m.params[-1] == text, start=mark
+        )
+        return echo.tags["msgid"]
+
+    try:
+        for user in users:
+            await user.join("#party")
+        app = make_app(host, port, "alice", ("party",), config_dir=config, discovery=None)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await until(pilot, lambda: app.state.active == "#party", "alice in #party")
+            room = app.state.buffer("#party")
+            await until(pilot, lambda: len(room.members) == 5, "members")
+            question = await said(carol, "who brings the pizza tonight?")
+            answer = "me! two margheritas and a veggie"
+            dave.send(Message("PRIVMSG", ("#party", answer), None, {"+reply": question}))
+            await dave.sync()
+            for user, emoji in ((bob, "👍"), (erin, "👍"), (bob, "🎉")):
+                tags = {"+draft/react": emoji, "+draft/reply": question}
+                user.send(Message("TAGMSG", ("#party",), None, tags))
+                await user.sync()
+            oops = await said(erin, "the wifi password is hunter2")
+            erin.send(Message.of("REDACT", "#party", oops, "wrong room"))
+            await erin.sync()
+            await said(erin, "sorry, wrong window")
+            app.submit("great, I'll bring drinks")
+            await until(pilot, lambda: not room.pending, "echo")
+            dave.send(Message("TAGMSG", ("#party",), None, {"+typing": "active"}))
+            await dave.sync()
+            await pilot.pause(0.8)
+            app.save_screenshot(str(out / "conversation.svg"))
+            await app.connection.close()
+    finally:
+        await asyncio.gather(*(u.quit() for u in users), return_exceptions=True)
+
+
 async def run(out: Path, port: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         await connect_screen(out, port, Path(tmp) / "connect")
         await chat_and_help(out, port, Path(tmp) / "chat")
+        await conversation(out, port, Path(tmp) / "conversation")
 
 
 def main() -> None:
@@ -168,7 +225,7 @@ def main() -> None:
         asyncio.run(run(args.out, port))
     finally:
         stop_server(server)
-    for name in ("connect", "chat", "help"):
+    for name in ("connect", "chat", "help", "conversation"):
         print(args.out / f"{name}.svg")
 
 
