@@ -43,6 +43,7 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
 
+from chatroom.client import multiline, readmarkers
 from chatroom.client.auth import AUTH_TIMEOUT, SERVICES, Credentials
 from chatroom.client.commands import CommandError, normalise_room, run_input, say
 from chatroom.client.config import (
@@ -71,6 +72,7 @@ from chatroom.client.formatting import strip_formatting
 from chatroom.client.history import HISTORY_PAGE, HISTORY_REQUEST_TIMEOUT
 from chatroom.client.model import SERVER_KEY, Entry
 from chatroom.client.passwords import Passwords, open_passwords
+from chatroom.client.readmarkers import ReadMarkers
 from chatroom.client.screens.chat import ChatScreen
 from chatroom.client.screens.connect import ConnectDetails, ConnectScreen
 from chatroom.client.screens.dialogs import (
@@ -79,6 +81,7 @@ from chatroom.client.screens.dialogs import (
     TrustScreen,
     key_help,
 )
+from chatroom.client.screens.search import SearchScreen
 from chatroom.client.session import ClientSession
 from chatroom.client.state import ClientState
 from chatroom.client.trust import KnownServers, TrustQuestion, normalise_fingerprint
@@ -164,6 +167,7 @@ class ChatApp(App[int]):
         self.known_servers = KnownServers(self.config_dir)
         self._flush_pending = False
         self._last_flush = 0.0
+        self.read_markers = ReadMarkers()
 
     @property
     def state(self) -> ClientState:
@@ -225,6 +229,7 @@ class ChatApp(App[int]):
     def on_mount(self) -> None:
         self.set_interval(HISTORY_EXPIRE_INTERVAL, self._expire_history)
         self.set_interval(TYPING_EXPIRE_INTERVAL, self._expire_typing)
+        self.set_interval(readmarkers.MARK_INTERVAL / 2, self._send_held_markers)
         opts = self.options
         if opts.host:
             self.start_chat(
@@ -372,6 +377,8 @@ class ChatApp(App[int]):
         elif isinstance(event, TrustRefused):
             self.push_screen(TrustRefusedScreen(event))
         self._send_all(self.session.on_event(event))
+        if self.session.search.answers:
+            self._search_answered()
         if (
             isinstance(event, StateChanged)
             and event.state is ConnState.CLOSED
@@ -432,6 +439,33 @@ class ChatApp(App[int]):
         if self.state.expire_typing():
             self._schedule_flush()
 
+    def _search_answered(self) -> None:
+        """Hand the server's search results to the search panel (if still open)."""
+        screen = self.screen
+        if isinstance(screen, SearchScreen):
+            for answer in self.session.search.take(screen.buf.name):
+                screen.answered(answer)
+        else:
+            self.session.search.take("")
+
+    def can_search(self) -> bool:
+        """Whether the server can search history (soju.im/search) now."""
+        return self.session.connected and self.session.search.enabled
+
+    def search_server(self, target: str, text: str) -> bool:
+        """Ask the server to search ``target`` for ``text``; False when it cannot."""
+        messages = self.session.search_server(target, text)
+        self._send_all(messages)
+        return bool(messages)
+
+    def load_around(self, key: str, msgid: str) -> bool:
+        """Fetch the history around message ``msgid`` of buffer ``key``; False when
+        that cannot be asked now."""
+        messages = self.session.around(key, msgid)
+        self._send_all(messages)
+        self._schedule_flush()
+        return bool(messages)
+
     def load_older(self, key: str) -> None:
         """The user reached the top of buffer ``key``'s log: fetch older lines."""
         self._send_all(self.session.older(key))
@@ -455,6 +489,21 @@ class ChatApp(App[int]):
             # NoMatches: the app is shutting down and the screen's widgets are gone.
             with contextlib.suppress(NoMatches):
                 self.chat_screen.flush()
+                self._mark_read()
+
+    def _mark_read(self) -> None:
+        """The shown window, scrolled to its end, is read: tell the server (draft/read-marker)."""
+        screen = self.chat_screen
+        if readmarkers.CAP not in self.server_caps() or screen is None or not screen.ready:
+            return
+        log = screen.query_one(MessageLog)
+        buf = self.state.active_buffer
+        if screen.is_active and log.buffer is buf and log.is_vertical_scroll_end:
+            self._send_all(self.read_markers.read(buf, time.monotonic()))
+
+    def _send_held_markers(self) -> None:
+        if readmarkers.CAP in self.server_caps():
+            self._send_all(self.read_markers.due(time.monotonic()))
 
     # --- CommandTarget ----------------------------------------------------------------------
 
@@ -477,6 +526,7 @@ class ChatApp(App[int]):
     def close_buffer(self, key: str) -> None:
         """Forget a buffer and its cached rows."""
         buf = self.state.close(key)
+        self._send_all(self.session.monitor())  # no longer watching a closed query's peer
         if buf is not None and self.chat_screen is not None and self.chat_screen.ready:
             self.chat_screen.query_one(MessageLog).forget(buf)
             self.chat_screen.refresh_all()
@@ -575,9 +625,32 @@ class ChatApp(App[int]):
         self._send_all(self.session.typing(text))
 
     def submit_lines(self, lines: list[str]) -> None:
-        """Pasted lines: sent as text (not commands) to the shown window, one by one."""
+        """Pasted (or Shift+Enter) lines: sent as text (not commands) to the shown
+        window, as one message where the server takes multiline ones, else one by one."""
         target = self.state.active_buffer.name
+        caps = self.server_caps()
+        if len(lines) > 1 and multiline.CAP in caps and Cap.BATCH in caps:
+            self._send_multiline(target, lines)
+            return
         self.run_worker(self._send_lines(target, lines), group="paste")
+
+    def _send_multiline(self, target: str, lines: list[str]) -> None:
+        """Several lines as one draft/multiline message; over the server's limits it is
+        refused here, with the reason, and nothing is sent."""
+        try:
+            if self.state.active_buffer.key == SERVER_KEY:
+                raise CommandError("Pasted text needs a room or a private conversation")
+            offered = self.connection.offered(multiline.CAP) if self.connection else ""
+            batch = multiline.batch_lines(target, lines, multiline.limits_of(offered))
+            for message in batch:
+                if not self.send(message):
+                    raise CommandError("Not connected to the server; wait for the reconnect")
+            self.state.own_message(target, "\n".join(lines))
+        except (CommandError, UnserializableMessage) as exc:
+            self.state.info(str(exc), error=True)
+        except ValueError as exc:
+            self.state.info(f"Not sent: {exc}", error=True)
+        self._schedule_flush()
 
     async def _send_lines(self, target: str, lines: list[str]) -> None:
         for i, line in enumerate(lines):

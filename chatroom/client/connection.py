@@ -161,7 +161,10 @@ WANTED_CAPS = frozenset(
         Cap.MESSAGE_TAGS,
         Cap.MULTI_PREFIX,
         Cap.SASL,
+        Cap.SEARCH,  # soju.im/search: Ctrl+F searches the server's history too
         Cap.SERVER_TIME,
+        "draft/multiline",  # several lines as one message (with batch)
+        "draft/read-marker",  # MARKREAD: what was read, shared by an account's clients
     }
 )
 # What a bare client asks for (tests' scripted users see every line as sent).
@@ -311,6 +314,10 @@ class Connection:
     def connected(self) -> bool:
         """True once registered and until the link drops."""
         return self.state is ConnState.CONNECTED
+
+    def offered(self, cap: str) -> str:
+        """The value the server gave ``cap`` in CAP LS ("" if none, or not offered)."""
+        return self._cap_ls.get(cap, "")
 
     def send(self, message: Message) -> bool:
         """Queue one line for the server; False when there is no link to send it on.

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from chatroom.client import readmarkers
 from chatroom.client.formatting import strip_formatting
 from chatroom.client.model import (
     CTCP,
@@ -113,6 +114,19 @@ def _on_redact(state: ClientState, msg: Message) -> None:
         buf = state.buffer(target if state.is_mine(nick) else nick) or state.buffer(target)
     if buf is not None and msgid:
         state.redact(buf, msgid)
+
+
+def _on_markread(state: ClientState, msg: Message) -> None:
+    """draft/read-marker: ``MARKREAD <target> timestamp=T`` (``*``: never read)."""
+    buf = state.buffer(msg.param(0))
+    when = readmarkers.parse_wire(msg.param(1))
+    if (
+        buf is not None
+        and when is not None
+        and readmarkers.apply(buf, when, buf.key == state.active)
+    ):
+        state.dirty_list = True
+        state.dirty_entries.add(buf.key)
 
 
 def _on_privmsg(state: ClientState, msg: Message) -> None:
@@ -574,6 +588,7 @@ HANDLERS: dict[str, Handler] = {
     "PONG": _ignore,
     "TAGMSG": _on_tagmsg,
     "REDACT": _on_redact,
+    "MARKREAD": _on_markread,
     "BATCH": _ignore,  # framing; the session groups the lines
     "ACK": _ignore,  # labeled-response: a request with no reply
     "AWAY": _on_away,

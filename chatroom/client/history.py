@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from chatroom.client import multiline
 from chatroom.client.model import (
     BACKLOG_LINES,
     Buffer,
@@ -78,6 +79,9 @@ TARGETS_BATCH_TYPES = frozenset({"draft/chathistory-targets", "chathistory-targe
 TARGETS_MARGIN = timedelta(minutes=5)
 TARGETS_LIMIT = 50
 LABEL_PREFIX = "hist"
+# Lines asked for around a search result being jumped to.
+AROUND_PAGE = 50
+AROUND_GAP_TEXT = "Some messages between these and the newer ones are not loaded"
 # A millisecond: timestamp selectors are widened by one so that a line sharing the
 # boundary's millisecond is not lost (msgid de-duplication drops the extra copy).
 _MS = timedelta(milliseconds=1)
@@ -94,11 +98,27 @@ class Batch:
     items: list[Message | Batch] = field(default_factory=list)
     parent: Batch | None = None
     lines: int = 0
+    # The opening BATCH line's source and tags (a multiline message's msgid and time).
+    source: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def messages(self) -> list[Message]:
         """The batch's own lines (not those of nested batches)."""
         return [item for item in self.items if isinstance(item, Message)]
+
+    @property
+    def chat_messages(self) -> list[Message]:
+        """The batch's own lines, a nested ``draft/multiline`` batch as one message."""
+        out: list[Message] = []
+        for item in self.items:
+            if isinstance(item, Message):
+                out.append(item)
+            elif item.type == multiline.BATCH_TYPE:
+                folded = multiline.combine(item.source, item.tags, item.messages)
+                if folded is not None:
+                    out.append(folded)
+        return out
 
 
 class BatchCollector:
@@ -121,6 +141,7 @@ class BatchCollector:
                 if len(self._open) < MAX_OPEN_BATCHES:
                     batch = Batch(ref[1:], msg.param(1), msg.params[2:], msg.tags.get("label"))
                     batch.parent = parent
+                    batch.source, batch.tags = msg.source, msg.tags
                     self._open[batch.ref] = batch
                     if parent is not None:
                         parent.items.append(batch)
@@ -142,6 +163,7 @@ class Kind(StrEnum):
     LATEST = "LATEST"
     BEFORE = "BEFORE"
     AFTER = "AFTER"
+    AROUND = "AROUND"
 
 
 @dataclass
@@ -305,6 +327,20 @@ class HistoryFetcher:
             buf, Kind.BEFORE, selector, None, fallback=stamp if selector != stamp else None
         )
 
+    def around(self, key: str, msgid: str) -> list[Message]:
+        """Lines around message ``msgid`` (a search result older than what is loaded),
+        put at the top of ``key``: the lines between them and the loaded ones are not
+        fetched (a note says so); scrolling up continues from them."""
+        buf = self.state.buffers.get(key)
+        if not self.enabled or buf is None or key in self._requests or not msgid:
+            return []
+        if buf.kind is BufferKind.CHANNEL and not buf.joined:
+            return []
+        self._send(buf, Kind.AROUND, f"msgid={msgid}", None)
+        request = self._requests[buf.key]
+        request.limit = min(request.limit, AROUND_PAGE)
+        return [request.message(self.labels)]
+
     def batch(self, batch: Batch, label: str | None = None) -> list[Message]:
         """A ``chathistory`` batch arrived: file it, and ask for the next page if needed."""
         target = batch.params[0] if batch.params else ""
@@ -327,11 +363,16 @@ class HistoryFetcher:
         buf = self.state.buffers.get(request.key)
         if buf is None:
             return []  # closed meanwhile
-        received = len(batch.messages)
+        received = len(batch.chat_messages)
         result = self.state.insert_history(buf, self._entries(buf, batch), request.after_seq)
         self.state.history_events(buf, batch.messages)
         self.state.dirty_entries.add(buf.key)
         full_page = received >= request.limit
+        if request.kind is Kind.AROUND:
+            self._set(buf, HistoryState.MORE)
+            if result.added and not result.duplicates and result.last_seq is not None:
+                self._gap_note(buf, result.last_seq, AROUND_GAP_TEXT)
+            return []
         if request.kind is not Kind.AFTER:
             self._set(buf, HistoryState.MORE if full_page else HistoryState.COMPLETE)
             return []
@@ -340,7 +381,9 @@ class HistoryFetcher:
         if request.pages >= GAP_FILL_MAX_PAGES:
             self._gap_note(buf, result.last_seq, "Some messages missed while away were not loaded")
             return []
-        last = next((m.tags["msgid"] for m in reversed(batch.messages) if "msgid" in m.tags), None)
+        last = next(
+            (m.tags["msgid"] for m in reversed(batch.chat_messages) if "msgid" in m.tags), None
+        )
         if last is None:
             return []
         after = result.last_seq if result.last_seq is not None else request.after_seq
@@ -470,7 +513,7 @@ class HistoryFetcher:
         return None
 
     def _entries(self, buf: Buffer, batch: Batch) -> list[Entry]:
-        entries = (self.state.history_entry(buf, m) for m in batch.messages)
+        entries = (self.state.history_entry(buf, m) for m in batch.chat_messages)
         return [e for e in entries if e is not None]
 
     def _set(self, buf: Buffer, history: HistoryState) -> None:

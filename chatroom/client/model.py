@@ -242,6 +242,8 @@ class Buffer:
     msgids: set[str] = field(default_factory=set)
     # The unread divider goes before this line (the first to arrive while away).
     divider_seq: int | None = None
+    # Read up to here, by the server's MARKREAD (draft/read-marker): any of our clients.
+    read_marker: datetime | None = None
     history: HistoryState = HistoryState.NONE
     # Our own lines waiting for their echo (echo-message), oldest first, by seq.
     pending: list[int] = field(default_factory=list)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from chatroom.client import multiline
 from chatroom.client.actions import TypingNotifier
 from chatroom.client.events import (
     ConnState,
@@ -44,6 +45,8 @@ from chatroom.client.history import (
     HistoryFetcher,
 )
 from chatroom.client.model import SERVER_KEY, BufferKind
+from chatroom.client.presence import Presence
+from chatroom.client.search import SEARCH_BATCH_TYPE, ServerSearch
 from chatroom.client.state import ClientState
 from chatroom.protocol import Cap, Message, Numeric, casefold
 
@@ -51,6 +54,10 @@ __all__ = ["ClientSession", "join_messages"]
 
 # End of the registration burst (end of MOTD, or no MOTD): ISUPPORT is known by then.
 _BURST_END = frozenset({Numeric.RPL_ENDOFMOTD, Numeric.ERR_NOMOTD})
+# MONITOR's status replies (730-733): presence.py keeps what they say.
+_MONITOR_REPLIES = frozenset({"730", "731", "732", "733"})
+# Lines that may change someone's away state (away-notify, a WHOX row).
+_AWAY_CHANGES = frozenset({"AWAY", "354"})
 # Any of these means the server has accounts (the status line says if we are logged in).
 _ACCOUNT_CAPS = frozenset({Cap.SASL, Cap.ACCOUNT_NOTIFY, Cap.ACCOUNT_REGISTRATION})
 
@@ -96,6 +103,8 @@ class ClientSession:
         self.history = HistoryFetcher(
             self.state, page=history_page, timeout=history_timeout, clock=clock
         )
+        self.search = ServerSearch()
+        self.presence = Presence()
         self.label = label or server_name
         self.link = ConnState.IDLE
         self.link_detail = ""
@@ -138,6 +147,8 @@ class ClientSession:
         state.accounts_supported = state.accounts_supported or bool(_ACCOUNT_CAPS & caps)
         self.batches.reset()
         self.history.configure(caps)
+        self.search.configure(caps)
+        self.presence.reset()
         rooms = state.joined_rooms() or self._first_rooms
         state.info(f"Connected to {self.label} as {nick}", SERVER_KEY)
         return join_messages(rooms)
@@ -183,6 +194,13 @@ class ClientSession:
         """One server line (unbatched, or from a batch that is not history)."""
         state = self.state
         command = msg.command
+        if command == "FAIL" and msg.param(0) == "SEARCH":
+            self.search.failed(msg)
+            return
+        if self.presence.line(msg) or command in _AWAY_CHANGES:
+            state.dirty_list = True  # the PEOPLE list's presence dots
+        if command in _MONITOR_REPLIES:
+            return  # shown as dots, not as lines
         if command == "FAIL" and msg.param(0) == "CHATHISTORY":
             follow = self.history.failed(msg, label)
             if follow is not None:
@@ -203,6 +221,9 @@ class ClientSession:
                 state.set_active(casefold(room))
         elif command in _BURST_END:
             out += self.history.reconnected()
+            out += self.monitor()
+        elif command == "NICK":
+            out += self.monitor()  # a private window follows its peer's new nick
         if state.opened:
             out += self.fetch_opened()
 
@@ -213,9 +234,17 @@ class ClientSession:
         if batch.type in HISTORY_BATCH_TYPES:
             out += self.history.batch(batch, label)
             return
+        if batch.type == SEARCH_BATCH_TYPE:
+            self.search.batch(batch, self.state.chat_parts)
+            return
         if batch.type in TARGETS_BATCH_TYPES:
             self.history.targets(batch)
             out += self.fetch_opened()
+            return
+        if batch.type == multiline.BATCH_TYPE:
+            folded = multiline.combine(batch.source, batch.tags, batch.messages)
+            if folded is not None:
+                self._line(folded, label, out)
             return
         for item in batch.items:
             if isinstance(item, Batch):
@@ -259,7 +288,25 @@ class ClientSession:
         for buf in opened:
             if buf.kind is BufferKind.QUERY and state.buffers.get(buf.key) is buf:
                 out += self.history.opened(buf)
-        return out
+        return out + self.monitor()
+
+    def monitor(self) -> list[Message]:
+        """MONITOR lines so the server watches the people of our private windows
+        (none when it has no MONITOR, or while offline: registering sends them)."""
+        if not self.connected:
+            return []
+        queries = (b.name for b in self.state.buffers.values() if b.kind is BufferKind.QUERY)
+        return self.presence.sync(queries)
+
+    def search_server(self, target: str, text: str) -> list[Message]:
+        """Ask the server to search ``target``'s history for ``text`` (soju.im/search);
+        nothing when it cannot. Answers gather in :attr:`search`."""
+        return self.search.request(target, text) if self.connected else []
+
+    def around(self, key: str, msgid: str) -> list[Message]:
+        """Fetch the lines around message ``msgid`` of buffer ``key`` (a search result
+        not loaded yet)."""
+        return self.history.around(key, msgid) if self.connected else []
 
     def older(self, key: str) -> list[Message]:
         """The user reached the top of buffer ``key``'s log: ask for older lines."""

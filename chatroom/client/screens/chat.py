@@ -29,7 +29,10 @@ from chatroom.client.commands import CommandError, complete, react, redact_input
 from chatroom.client.formatting import strip_formatting
 from chatroom.client.model import BufferKind, Entry, quote_of
 from chatroom.client.screens.dialogs import ConfirmScreen, ReactScreen
+from chatroom.client.screens.search import SearchScreen
+from chatroom.client.search import SearchHit
 from chatroom.client.widgets.chat_input import ChatInput
+from chatroom.client.widgets.draft import DraftLines
 from chatroom.client.widgets.log import MessageLog
 from chatroom.client.widgets.panels import (
     MemberList,
@@ -84,6 +87,7 @@ class ChatScreen(Screen[None]):
         ],
         Binding("alt+0", "goto(10)", "window 10", show=False),
         Binding("escape", "cancel_reply", "cancel the reply being written", show=False),
+        Binding("ctrl+f", "search", "search this window's messages", show=False, priority=True),
     ]
 
     app: ChatApp
@@ -92,6 +96,9 @@ class ChatScreen(Screen[None]):
     # The message selected when the user started typing from the selection: the line
     # being typed (a /react) is about it. (buffer key, seq); cleared when it is sent.
     typed_from: tuple[str, int] | None = None
+    # A search result being loaded (CHATHISTORY AROUND): (buffer key, msgid); selected
+    # once its line arrives.
+    jump_to: tuple[str, str] | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -105,6 +112,7 @@ class ChatScreen(Screen[None]):
                 yield MemberList(id="members")
         yield StatusLine(id="status")
         yield ReplyBar(id="reply")
+        yield DraftLines(id="draft")
         yield ChatInput(placeholder="Type a message, or /help", id="input")
 
     def on_mount(self) -> None:
@@ -112,6 +120,7 @@ class ChatScreen(Screen[None]):
         chat_input.completer = self._complete
         chat_input.focus()
         self.query_one(ReplyBar).show("")
+        self.query_one(DraftLines).show([])
         self.ready = True
         self.refresh_all()
 
@@ -152,7 +161,7 @@ class ChatScreen(Screen[None]):
             self.query_one(TopicBar).show(buf)
             self.query_one(MemberList).update(state, buf)
         if state.dirty_list:
-            self.query_one(RoomList).update(state)
+            self.query_one(RoomList).update(state, self._presence)
         state.dirty_entries.clear()
         state.dirty_members.clear()
         state.dirty_list = False
@@ -169,7 +178,12 @@ class ChatScreen(Screen[None]):
                     timeout=TOAST_TIMEOUT,
                 )
             self.app.bell()
+        if self.jump_to is not None and self.jump_to[0] == buf.key:
+            self._jump_when_loaded(buf.key, self.jump_to[1])
         self.update_status()
+
+    def _presence(self, nick: str) -> str:
+        return self.app.session.presence.status(nick, self.app.state.buffers)
 
     def update_status(self) -> None:
         """Redraw the status line from the app's connection state."""
@@ -217,6 +231,50 @@ class ChatScreen(Screen[None]):
         else:
             log.scroll_page_down(animate=False)
 
+    def action_search(self) -> None:
+        """Ctrl+F: the search panel for the shown window."""
+        buf = self.app.state.active_buffer
+        target = buf.name
+        self.jump_to = None  # a jump still loading is given up
+
+        def ask(text: str) -> bool:
+            return self.app.search_server(target, text)
+
+        def chosen(hit: SearchHit | None) -> None:
+            if hit is not None and self.app.state.buffers.get(buf.key) is buf:
+                self.jump(buf.key, hit)
+            elif self.is_current:
+                self.query_one(ChatInput).focus()
+
+        self.app.push_screen(SearchScreen(buf, ask, can_ask=self.app.can_search()), chosen)
+
+    def jump(self, key: str, hit: SearchHit) -> None:
+        """Show a search result: select its line, loading the history around it first
+        when it is not loaded."""
+        if key != self.app.state.active:
+            self.app.switch_to(key)
+        buf = self.app.state.active_buffer
+        if hit.seq is not None and buf.index_of(hit.seq) is not None:
+            self._select(hit.seq)
+        elif hit.msgid and buf.find(hit.msgid) is not None:
+            self._jump_when_loaded(key, hit.msgid)
+        elif hit.msgid and self.app.load_around(key, hit.msgid):
+            self.jump_to = (key, hit.msgid)
+        else:
+            self.refuse("That message is not loaded, and the server cannot load it now")
+
+    def _jump_when_loaded(self, key: str, msgid: str) -> None:
+        buf = self.app.state.buffers.get(key)
+        index = buf.find(msgid) if buf is not None else None
+        if buf is not None and index is not None:
+            self.jump_to = None
+            self._select(buf.entries[index].seq)
+
+    def _select(self, seq: int) -> None:
+        log = self.query_one(MessageLog)
+        log.select(seq)
+        log.focus()
+
     def action_help(self) -> None:
         """F1: the help screen."""
         self.app.show_help()
@@ -241,10 +299,14 @@ class ChatScreen(Screen[None]):
     def _changed(self, event: Input.Changed) -> None:
         self.app.typing(event.value)
 
+    @on(ChatInput.DraftLinesChanged)
+    def _draft_lines(self, event: ChatInput.DraftLinesChanged) -> None:
+        self.query_one(DraftLines).show(event.lines)
+
     @on(ChatInput.PastedLines)
     def _pasted(self, event: ChatInput.PastedLines) -> None:
         lines = event.lines
-        if len(lines) <= PASTE_CONFIRM_LINES:
+        if event.typed or len(lines) <= PASTE_CONFIRM_LINES:
             self.app.submit_lines(lines)
             return
 

@@ -18,6 +18,8 @@ __all__ = ["HISTORY_SIZE", "ChatInput", "Completion"]
 
 # Lines remembered for up/down (per session, across rooms, like irssi).
 HISTORY_SIZE = 500
+# Lines one message may have when typed with Shift+Enter (servers take about 40-100).
+MAX_DRAFT_LINES = 100
 # Up and Down share a row in the help.
 _HISTORY = Binding.Group("previous / next line you sent (Up in an empty input: pick a message)")
 _RECALL = Binding.Group("previous / next line you sent, from an empty input too")
@@ -50,11 +52,20 @@ class ChatInput(Input):
         Binding(
             "tab", "complete", "complete a nick, /command or #room (again: next choice)", show=False
         ),
+        Binding("shift+enter,ctrl+j", "newline", "new line in the message", show=False),
     ]
 
     @dataclass
     class PastedLines(Message):
         """Several lines were pasted; the screen sends them (after asking, if many)."""
+
+        input: ChatInput
+        lines: list[str]
+        typed: bool = False  # written with Shift+Enter (not pasted): no need to ask
+
+    @dataclass
+    class DraftLinesChanged(Message):
+        """The lines written above the input (Shift+Enter) changed: show them."""
 
         input: ChatInput
         lines: list[str]
@@ -71,6 +82,8 @@ class ChatInput(Input):
         self.completer: Completer | None = None
         self._completion: Completion | None = None
         self._completing = False
+        # Lines of a multiline message written so far (Shift+Enter), above this one.
+        self.draft_lines: list[str] = []
 
     # --- history ------------------------------------------------------------------------
 
@@ -149,6 +162,45 @@ class ChatInput(Input):
         if not self._completing:
             self._completion = None
 
+    # --- several lines (Shift+Enter, Ctrl+J) ---------------------------------------------
+
+    def action_newline(self) -> None:
+        """Start a new line of the same message; the ones above are shown over the input."""
+        if len(self.draft_lines) >= MAX_DRAFT_LINES:
+            self.app.bell()
+            return
+        cursor = self.cursor_position
+        self.draft_lines.append(self.value[:cursor])
+        self._set_value(self.value[cursor:])
+        self.cursor_position = 0
+        self.post_message(self.DraftLinesChanged(self, list(self.draft_lines)))
+
+    async def action_submit(self) -> None:
+        """Enter: the line, or the message of several lines (sent like a paste)."""
+        if not self.draft_lines:
+            await super().action_submit()
+            return
+        lines = [*self.draft_lines, self.value]
+        self.draft_lines = []
+        self._set_value("")
+        self.post_message(self.DraftLinesChanged(self, []))
+        while lines and not lines[-1].strip():
+            lines.pop()
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        if lines:
+            self.post_message(self.PastedLines(self, lines, typed=True))
+
+    def action_delete_left(self) -> None:
+        """Backspace at the start of a line joins it to the line above."""
+        if self.draft_lines and self.selection.is_empty and self.cursor_position == 0:
+            above = self.draft_lines.pop()
+            self._set_value(above + self.value)
+            self.cursor_position = len(above)
+            self.post_message(self.DraftLinesChanged(self, list(self.draft_lines)))
+            return
+        super().action_delete_left()
+
     # --- paste ----------------------------------------------------------------------------
 
     def _on_paste(self, event: events.Paste) -> None:
@@ -161,5 +213,9 @@ class ChatInput(Input):
         cursor = self.cursor_position
         combined = self.value[:cursor] + text + self.value[cursor:]
         lines = [line for line in combined.split("\n") if line.strip()]
+        if self.draft_lines:  # pasted into a message of several lines: its lines come first
+            lines[:0] = [line for line in self.draft_lines if line.strip()]
+            self.draft_lines = []
+            self.post_message(self.DraftLinesChanged(self, []))
         self._set_value("")
         self.post_message(self.PastedLines(self, lines))

@@ -207,10 +207,18 @@ def _body(entry: Entry) -> Text:
     return body
 
 
+def _lines_text(raw: str, base: Style | str) -> Text:
+    """A message's text; a multiline message keeps its line breaks (each line is
+    sanitised on its own, as the sanitiser takes newlines out)."""
+    if "\n" not in raw:
+        return irc_to_text(raw, base)
+    return Text("\n", end="").join(irc_to_text(line, base) for line in raw.split("\n"))
+
+
 def _plain_body(entry: Entry) -> Text:
     kind = entry.kind
     if kind is EntryKind.MESSAGE:
-        return irc_to_text(entry.text, _MENTION_STYLE if entry.mention else "")
+        return _lines_text(entry.text, _MENTION_STYLE if entry.mention else "")
     if kind is EntryKind.ACTION:
         nick = entry.nick or ""
         body = Text(strip_formatting(nick), Style(color=nick_colour(nick), italic=True), end="")
@@ -223,7 +231,7 @@ def _plain_body(entry: Entry) -> Text:
             body.stylize(_MENTION_STYLE)
         return body
     if kind is EntryKind.NOTICE:
-        return irc_to_text(entry.text, _MENTION_STYLE if entry.mention else "")
+        return _lines_text(entry.text, _MENTION_STYLE if entry.mention else "")
     if kind in _MARKERS:
         return Text(strip_formatting(entry.text), _MARKERS[kind][1], end="")
     return Text(strip_formatting(entry.text), _SYSTEM_STYLE, end="")
@@ -302,6 +310,8 @@ def _body_plain(entry: Entry) -> str:
         mark = IDENT_MARKS[entry.ident][0] if entry.ident in IDENT_MARKS else ""
         nick = strip_formatting(entry.nick or "") + mark
         return nick + " " + strip_formatting(entry.text) + suffix
+    if "\n" in entry.text:  # a multiline message: its rows are counted by rendering
+        return "\n"
     return strip_formatting(entry.text) + suffix
 
 
@@ -481,6 +491,10 @@ class MessageLog(ScrollView, can_focus=True):
             return None
         index = buffer.index_of(self.selected)
         return buffer.entries[index] if index is not None else None
+
+    def select(self, seq: int) -> None:
+        """Select line ``seq`` and scroll it into view (a search result jumped to)."""
+        self._select(seq)
 
     def select_last(self) -> bool:
         """Select the newest message; False when there is none."""

@@ -3,6 +3,7 @@ typing, and the reply being written."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.style import Style
@@ -18,13 +19,28 @@ from chatroom.client.state import ClientState
 from chatroom.client.widgets.log import IDENT_MARKS
 from chatroom.protocol import casefold
 
-__all__ = ["MemberList", "ReplyBar", "RoomList", "StatusLine", "TopicBar", "TypingLine"]
+__all__ = [
+    "PRESENCE_DOTS",
+    "MemberList",
+    "ReplyBar",
+    "RoomList",
+    "StatusLine",
+    "TopicBar",
+    "TypingLine",
+]
 
 _HEADER = Style(dim=True, bold=True)
 _ACTIVE = Style(reverse=True, bold=True)
 _UNREAD = Style(bold=True)
 _MENTION = Style(color="#ff5f5f", bold=True)
 _DIM = Style(dim=True)
+# Beside a private conversation in the PEOPLE list: its peer's presence (MONITOR, and
+# away from the rooms' member lists); nothing while unknown.
+PRESENCE_DOTS: dict[str, tuple[str, Style]] = {
+    "online": ("● ", Style(color="#5faf5f", bold=True)),
+    "away": ("● ", Style(color="#d7af5f", bold=True)),
+    "offline": ("○ ", Style(color="#6c6c6c", dim=True)),
+}
 
 
 class RoomList(Widget):
@@ -44,9 +60,12 @@ class RoomList(Widget):
         super().__init__(id=id)
         self._text = Text()
         self._keys: list[str | None] = []
+        self._presence: Callable[[str], str] | None = None
 
-    def update(self, state: ClientState) -> None:
-        """Rebuild from the model (cheap: one line per buffer)."""
+    def update(self, state: ClientState, presence: Callable[[str], str] | None = None) -> None:
+        """Rebuild from the model (cheap: one line per buffer). ``presence(nick)``:
+        online, away, offline or unknown, for the dots beside private conversations."""
+        self._presence = presence
         text = Text(end="")
         keys: list[str | None] = []
         section = None
@@ -73,6 +92,7 @@ class RoomList(Widget):
         self.refresh(layout=True)
 
     def _line(self, buf: Buffer, number: int, active: bool) -> Text:
+        dot = PRESENCE_DOTS.get(self._presence(buf.name)) if self._presence else None
         name = strip_formatting(buf.name)
         if buf.kind is BufferKind.CHANNEL and not buf.joined:
             name = f"({name})"
@@ -80,6 +100,8 @@ class RoomList(Widget):
         name_style = _ACTIVE if active else _UNREAD if buf.unread else Style()
         if buf.kind is BufferKind.QUERY:
             name_style += Style(color=nick_colour(buf.name))
+        if buf.kind is BufferKind.QUERY and dot is not None:
+            line.append(*dot)
         line.append(name, name_style)
         if buf.mentions:
             line.append(f" @{buf.mentions}", _MENTION)
