@@ -231,14 +231,7 @@ def send_history(s: Session, display: str, rows: Iterable[StoredMessage], mark: 
     if batch:
         s.send(Message("BATCH", ("+" + ref, "chathistory", display), s.server))
     for m in rows:
-        tags: dict[str, str] = {}
-        if timed:
-            tags["time"] = T.server_time(m.time_ms)
-        if all_tags:
-            tags["msgid"] = m.msgid
-            tags.update(m.tags)
-        if batch:
-            tags["batch"] = ref
+        tags = row_tags(m, timed, all_tags, ref if batch else None)
         if m.command == "TAGMSG":
             if all_tags:  # a TAGMSG is nothing to those without message-tags
                 s.send(Message("TAGMSG", (m.display,), m.sender, tags))
@@ -282,6 +275,20 @@ def _send_multiline(
 # What mark_history adds to a line ("[history YYYY-MM-DD HH:MM] "), in bytes.
 MARK_BYTES = 27
 _LINES = frozenset({"PRIVMSG", "NOTICE"})
+
+
+def row_tags(m: StoredMessage, timed: bool, all_tags: bool, batch: str | None) -> dict[str, str]:
+    """The tags a replayed row carries for a client: its time (server-time), its msgid
+    and client-only tags (message-tags), and the batch it is in."""
+    tags: dict[str, str] = {}
+    if timed:
+        tags["time"] = T.server_time(m.time_ms)
+    if all_tags:
+        tags["msgid"] = m.msgid
+        tags.update(m.tags)
+    if batch is not None:
+        tags["batch"] = batch
+    return tags
 
 
 def mark_history(text: str, time_ms: int) -> str:

@@ -38,6 +38,7 @@ from chatroom.server.commands.history import (
     mark_history,
     partner_identity,
     private_floor,
+    row_tags,
 )
 from chatroom.server.records import (
     MAX_SEARCH_WORDS,
@@ -180,14 +181,7 @@ def send_results(s: Session, rows: Iterable[StoredMessage]) -> None:
     if batch:
         s.send(Message("BATCH", ("+" + ref, BATCH_TYPE), s.server))
     for m in rows:
-        tags: dict[str, str] = {}
-        if timed:
-            tags["time"] = T.server_time(m.time_ms)
-        if all_tags:
-            tags["msgid"] = m.msgid
-            tags.update(m.tags)
-        if batch:
-            tags["batch"] = ref
+        tags = row_tags(m, timed, all_tags, ref if batch else None)
         pieces = ML.replay_pieces(
             m.sender, m.command, m.display, m.text, 0 if timed else MARK_BYTES
         )
