@@ -12,7 +12,6 @@ import doctest
 from typing import Any
 
 import pytest
-from netns import run_in_netns
 
 from chatroom.client import discovery
 from chatroom.client.discovery import (
@@ -27,6 +26,7 @@ from chatroom.client.discovery import (
     parse_record,
 )
 from chatroom.server import announce
+from tests.netns import run_in_netns
 
 FP = ":".join(f"{i:02X}" for i in range(32))
 FP_TXT = b"sha256:" + FP.encode()

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 from client_helpers import TERMINAL_SIZE, wait_until
-from netns import REPO, run_in_netns
 from test_tls_trust import HOST, asked, self_signed, shown, tls_server
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Static, Switch
@@ -34,6 +33,7 @@ from chatroom.client.screens import connect
 from chatroom.client.screens.connect import ConnectScreen
 from chatroom.client.widgets import lan
 from chatroom.client.widgets.lan import LanServers
+from tests.netns import REPO, run_in_netns
 
 FP = ":".join(f"{i:02X}" for i in range(32))
 OTHER_FP = ":".join(["AB"] * 32)

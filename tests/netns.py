@@ -22,7 +22,7 @@ import pytest
 
 __all__ = ["NETNS_TIMEOUT", "REPO", "netns_unavailable", "run_in_netns"]
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 # Seconds one namespace run may take before it is killed (each needs about 3-5 s).
 NETNS_TIMEOUT = 25.0
 
