@@ -50,14 +50,15 @@ def make_config(**overrides: object) -> Config:
 class ServerFixture:
     """A real ChatServer that a test can stop and start again on the same port."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, server_class: type[ChatServer] = ChatServer) -> None:
         self.config = config
+        self.server_class = server_class  # a test module may run a subclass
         self.server: ChatServer | None = None
         self.host = config.host
         self.port = config.port
 
     def start(self) -> ChatServer:
-        self.server = ChatServer(dataclasses.replace(self.config, port=self.port))
+        self.server = self.server_class(dataclasses.replace(self.config, port=self.port))
         self.server.accept_poll = ACCEPT_POLL
         self.port = self.server.port
         self.server.start()
@@ -74,12 +75,21 @@ class ServerFixture:
 
 
 @pytest.fixture
-def server_factory() -> Iterator[Callable[..., ServerFixture]]:
+def chat_server_class() -> type[ChatServer]:
+    """The server class ``server_factory`` runs; a test module overrides this fixture
+    to run a subclass (shorter timers, say)."""
+    return ChatServer
+
+
+@pytest.fixture
+def server_factory(
+    chat_server_class: type[ChatServer],
+) -> Iterator[Callable[..., ServerFixture]]:
     """Start servers with custom settings: ``server_factory(sendq_bytes=4096)``."""
     made: list[ServerFixture] = []
 
     def make(**overrides: object) -> ServerFixture:
-        fx = ServerFixture(make_config(**overrides))
+        fx = ServerFixture(make_config(**overrides), chat_server_class)
         fx.start()
         made.append(fx)
         return fx

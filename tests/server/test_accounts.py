@@ -10,7 +10,6 @@ Registered rooms across a restart are in test_rooms_registered.py.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import itertools
 import logging
 import re
@@ -23,7 +22,7 @@ import pytest
 from chatroom.protocol import Message, parse
 from chatroom.sasl import ScramClient, plain_response
 from chatroom.server.server import ChatServer
-from tests.conftest import IRCClient, ServerFixture, make_config
+from tests.conftest import IRCClient, ServerFixture
 
 HIST_CAPS = "batch server-time message-tags draft/chathistory"
 EVER = "timestamp=2000-01-01T00:00:00.000Z timestamp=2999-01-01T00:00:00.000Z"
@@ -43,40 +42,16 @@ _tokens = itertools.count()
 
 
 class _PromptServer(ChatServer):
-    """The real server with two polling intervals shortened: socketserver's accept loop
-    looks for a stop every 0.5 s (half a second per test otherwise), and the liveness
-    timer, which enforces the nick guard, runs every 0.1 s instead of every second."""
+    """The real server with its liveness timer, which enforces the nick guard, running
+    every 0.1 s instead of every second."""
 
     tick_interval = 0.1
 
-    def serve_forever(self, poll_interval: float = 0.02) -> None:
-        super().serve_forever(poll_interval)
-
-
-class PromptServerFixture(ServerFixture):
-    """conftest's ServerFixture, running a _PromptServer."""
-
-    def start(self) -> ChatServer:
-        self.server = _PromptServer(dataclasses.replace(self.config, port=self.port))
-        self.port = self.server.port
-        self.server.start()
-        return self.server
-
 
 @pytest.fixture
-def server_factory() -> Iterator[Callable[..., ServerFixture]]:
-    """conftest's ``server_factory``, with servers that stop at once (_PromptServer)."""
-    made: list[ServerFixture] = []
-
-    def make(**overrides: object) -> ServerFixture:
-        fx = PromptServerFixture(make_config(**overrides))
-        fx.start()
-        made.append(fx)
-        return fx
-
-    yield make
-    for fx in made:
-        fx.stop()
+def chat_server_class() -> type[ChatServer]:
+    """conftest's ``server_factory`` runs _PromptServer here."""
+    return _PromptServer
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from tests.server.test_accounts import (
     until,
 )
 
-# the fixtures of test_accounts.py: servers that stop at once, and clients to them
-server_factory = test_accounts.server_factory
+# the fixtures of test_accounts.py: its server class, and clients to its servers
+chat_server_class = test_accounts.chat_server_class
 connect = test_accounts.connect
 REFUSALS = ("471", "473", "474", "475")
 
