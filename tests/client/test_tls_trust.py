@@ -187,6 +187,8 @@ async def refused(app: ChatApp, pilot: Pilot) -> str:
         pilot, lambda: isinstance(app.screen, TrustRefusedScreen), what="refusal screen"
     )
     await wait_until(pilot, lambda: app.conn_state == "closed", what="closed for good")
+    # Pushed is not yet composed: on a loaded machine the text may come a frame later.
+    await wait_until(pilot, lambda: bool(app.screen.query("#question")), what="refusal text")
     return shown(app)
 
 
