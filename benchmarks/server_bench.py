@@ -154,6 +154,7 @@ class Server:
                 "--no-flood-limit",
                 "--no-tls",  # no certificate in the user's data directory, no port 6697
                 "--no-announce",  # a benchmark says nothing on the LAN
+                "--no-http",  # no files in the user's data directory, no port 8067
                 "--log-level",
                 "WARNING",
             ]

@@ -91,6 +91,7 @@ def server_flags(port: int, db: Path) -> list[str]:
         "--no-flood-limit",
         "--no-tls",  # no certificate in the user's data directory, no port 6697
         "--no-announce",  # a benchmark says nothing on the LAN
+        "--no-http",  # no files in the user's data directory, no port 8067
         "--db",
         str(db),
         "--log-level",

@@ -103,6 +103,7 @@ class Server:
             str(self.tls_dir),
             "--no-history",
             "--no-announce",  # a benchmark says nothing on the LAN
+            "--no-http",  # no files in the user's data directory, no port 8067
             "--no-flood-limit",
             "--log-level",
             "WARNING",

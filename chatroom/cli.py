@@ -49,6 +49,22 @@ def server_parser() -> argparse.ArgumentParser:
         " database, else your data directory)",
     )
     p.add_argument(
+        "--no-http",
+        action="store_true",
+        help="no web port (no file host, front page or /metrics)",
+    )
+    p.add_argument(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        help="web port: file host, front page, /metrics; HTTPS too with TLS (default 8067)",
+    )
+    p.add_argument(
+        "--files-dir",
+        metavar="DIR",
+        help="where uploaded files are kept (default: files/ beside the database)",
+    )
+    p.add_argument(
         "--plaintext",
         choices=("on", "loopback", "off"),
         help="the clear-text port: on (default), loopback (this machine only) or off",
@@ -115,7 +131,11 @@ def build_config(args: argparse.Namespace) -> Config:
         tls_key=args.tls_key,
         tls_dir=args.tls_dir,
         plaintext=args.plaintext,
+        http_port=args.http_port,
+        files_dir=args.files_dir,
     )
+    if args.no_http:
+        config = config.with_overrides(http=False)
     if args.no_tls:
         config = config.with_overrides(tls=False)
     if args.no_announce:
@@ -285,9 +305,10 @@ def server_main(argv: list[str] | None = None) -> int:
         print(f"chatroom-server: TLS: {e}", file=sys.stderr)
         return 1
     except OSError as e:
-        tls = f" or {config.host}:{config.tls_port} (TLS)" if config.tls else ""
+        tls = f", {config.host}:{config.tls_port} (TLS)" if config.tls else ""
+        web = f", {config.host}:{config.http_port} (web; --no-http)" if config.http else ""
         print(
-            f"chatroom-server: cannot listen on {config.host}:{config.port}{tls}: {e}",
+            f"chatroom-server: cannot listen on {config.host}:{config.port}{tls}{web}: {e}",
             file=sys.stderr,
         )
         return 1
@@ -311,6 +332,8 @@ def server_main(argv: list[str] | None = None) -> int:
         ports.append(f"{plain_host}:{server.port}")
     if server.tls is not None:
         ports.append(f"{config.host}:{server.tls_port} (TLS)")
+    if server.http_port is not None:
+        ports.append(f"{config.host}:{server.http_port} (web)")
     print(
         f"chatroom-server {VERSION} listening on {' and '.join(ports)}"
         f" as {config.server_name}; Ctrl-C stops it",
@@ -325,6 +348,7 @@ def server_main(argv: list[str] | None = None) -> int:
         tls_port=server.tls_port,
         fingerprint=server.tls.fingerprint if server.tls is not None else "",
         plaintext=config.plaintext,
+        http_port=server.http_port,
     ):
         logging.getLogger("chatroom.server").info("%s", line)
     while not stop.wait(0.5):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -34,7 +35,8 @@ ACCEPT_POLL = 0.02
 def make_config(**overrides: object) -> Config:
     """Server settings for tests: loopback, ephemeral port, no MOTD surprises, and TLS
     off (a test about TLS turns it on, with ``tls_port=0`` and ``tls_dir=tmp_path``:
-    otherwise a certificate would be made in the real data directory)."""
+    otherwise a certificate would be made in the real data directory), and the web
+    port off (a test about it gives ``http_port=0`` and ``files_dir`` in tmp_path)."""
     base = Config(
         host="127.0.0.1",
         port=0,
@@ -43,6 +45,7 @@ def make_config(**overrides: object) -> Config:
         db=":memory:",
         tls=False,
         announce=False,
+        http=False,
     )
     return dataclasses.replace(base, **overrides)
 
@@ -233,10 +236,13 @@ TLS_FLAGS = ("--tls-port", "--tls-dir", "--tls-cert", "--tls-key", "--no-tls")
 
 
 def without_tls(args: tuple[str, ...]) -> tuple[str, ...]:
-    """``args`` plus ``--no-tls`` unless they say something about TLS, and
-    ``--no-announce`` (CHATROOM_NO_MDNS says the same; this says it on the command line)."""
+    """``args`` plus ``--no-tls`` unless they say something about TLS, ``--no-http``
+    unless they say something about the web port, and ``--no-announce``
+    (CHATROOM_NO_MDNS says the same; this says it on the command line)."""
     if "--no-announce" not in args:
         args = (*args, "--no-announce")
+    if not any(a.startswith(("--http", "--no-http")) for a in args):
+        args = (*args, "--no-http")  # 8067 is fixed: parallel servers would clash
     if any(a.split("=")[0] in TLS_FLAGS for a in args):
         return args
     return (*args, "--no-tls")
@@ -264,15 +270,34 @@ class ServerProcess:
             stderr=subprocess.PIPE,
             text=True,
         )
+        self.banner = ""  # stdout read while waiting for the start
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
+                break
             except OSError:
                 if self.proc.poll() is not None:
+                    deadline = 0
                     break
                 time.sleep(0.05)
+        # The port answers once bound, before the server has started and set its signal
+        # handlers: a SIGTERM then would kill it silently. Its "listening" line comes after.
+        fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
+        seen = b""
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            ready, _, _ = select.select([fd], [], [], deadline - time.monotonic())
+            if not ready:
+                break
+            # os.read, not readline: communicate() reads the descriptor itself later, and
+            # what a text wrapper had buffered ahead would be lost to it
+            chunk = os.read(fd, 65536)
+            seen += chunk
+            self.banner = seen.decode(errors="replace")
+            if b"listening on" in seen and seen.endswith(b"\n"):
+                return
+            if not chunk:  # it exited
+                break
         out, err = self.stop()
         raise AssertionError(f"server did not start: {out}\n{err}")
 
@@ -284,7 +309,8 @@ class ServerProcess:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        return self.proc.communicate()
+        out, err = self.proc.communicate()
+        return self.banner + out, err
 
 
 @pytest.fixture

@@ -233,6 +233,56 @@ class Config:
     )
     registration_window: float = field(default=3600.0, metadata={"doc": "seconds of that window"})
 
+    # --- the web port: file host, front page, /metrics (web/) --------------------------
+    http: bool = field(
+        default=True,
+        metadata={"doc": "serve files, the front page and /metrics over HTTP (--no-http: off)"},
+    )
+    # 8067: unassigned by IANA, easy to remember beside 6667
+    http_port: int = field(
+        default=8067,
+        metadata={"doc": "HTTP port; HTTPS on the same port when TLS is on (0: any free port)"},
+    )
+    files_dir: str = field(
+        default="",
+        metadata={"doc": "where uploads live ('' = files/ beside db, else the data dir)"},
+    )
+    file_max_bytes: int = field(
+        default=50 << 20, metadata={"doc": "largest file one upload may be (413 beyond)"}
+    )
+    file_quota_bytes: int = field(
+        default=1 << 30, metadata={"doc": "bytes of files one account may keep (507 beyond)"}
+    )
+    files_total_bytes: int = field(
+        default=10 << 30, metadata={"doc": "bytes of files the server keeps in all (507 beyond)"}
+    )
+    file_retention_days: float = field(
+        default=30.0, metadata={"doc": "days an uploaded file is kept (0: forever)"}
+    )
+    uploads_per_minute: int = field(
+        default=10, metadata={"doc": "uploads one account may start per minute (429 beyond)"}
+    )
+    # each HTTP connection is a thread: this bounds them (503 beyond, at once)
+    http_max_connections: int = field(
+        default=64, metadata={"doc": "HTTP connections open at once (503 beyond)"}
+    )
+    http_header_timeout: float = field(
+        default=10.0,
+        metadata={"doc": "seconds a request line and headers may take to arrive (408 after)"},
+    )
+    http_idle_timeout: float = field(
+        default=15.0, metadata={"doc": "seconds a kept-alive HTTP connection may sit idle"}
+    )
+    http_body_timeout: float = field(
+        default=30.0, metadata={"doc": "seconds an upload may go without a byte before 408"}
+    )
+    http_max_header_bytes: int = field(
+        default=16384, metadata={"doc": "request line and headers in bytes (431 beyond)"}
+    )
+    frontpage_refresh: int = field(
+        default=30, metadata={"doc": "seconds between the front page's own reloads"}
+    )
+
     def isupport_tokens(self) -> list[str]:
         """The RPL_ISUPPORT (005) tokens, as advertised after registration and on VERSION."""
         return [

@@ -25,6 +25,7 @@ from chatroom.server.outbox import Outbox
 from chatroom.server.registry import is_loopback
 from chatroom.server.session import Session
 from chatroom.server.tls import HandshakeFailed, NotTLS, TLSStream, handshake
+from chatroom.server.web.httpd import filehost_url
 
 if TYPE_CHECKING:
     from chatroom.server.server import ChatServer
@@ -78,6 +79,11 @@ class Handler(socketserver.BaseRequestHandler):
         server = self.server
         self.outbox = Outbox(self.request, server.front, server.config.sendq_bytes, self.tls)  # type: ignore[arg-type]
         self.session = Session(server.registry, self.outbox, self.host)
+        if server.files is not None and server.web is not None:
+            # the address this connection reached us on: the upload URL works from there
+            self.session.filehost = filehost_url(
+                self.request, server.web.port, tls=self.tls is not None
+            )
         server.track(self.session)
         if server.stopping.is_set():
             self.session.terminate("Server shutting down")
@@ -133,6 +139,7 @@ class Handler(socketserver.BaseRequestHandler):
                 if flood_control:
                     delay = session.flood_delay(len(lines) - i)
                     if delay is None:
+                        self.server.stats.flood_kill()
                         session.terminate("Excess Flood")
                         break
                     if delay and stopping.wait(delay):

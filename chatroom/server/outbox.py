@@ -45,6 +45,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING, NamedTuple
 
 from chatroom.server.records import Multicast
+from chatroom.server.stats import Stats
 
 if TYPE_CHECKING:
     from chatroom.server.tls import TLSStream
@@ -275,10 +276,13 @@ class Writer(Inbox):
         flush_bytes: int = 1 << 16,
         *,
         on_death: Callable[[str], None] | None = None,
+        stats: Stats | None = None,
     ) -> None:
         super().__init__(on_death)
         self.close_linger = close_linger
         self.errors = 0  # entries skipped and clients dropped on an internal error
+        # deliveries and SendQ drops, counted here: this thread alone writes them
+        self.stats = stats if stats is not None else Stats()
         # most bytes of posted lines taken in before a flush: at most what one client
         # may receive between two flushes, so keep it well under the smallest SendQ
         self.flush_bytes = flush_bytes
@@ -495,6 +499,7 @@ class Writer(Inbox):
         """SendQ exceeded: drop what is queued, try to say why, cut the connection.
         (A TLS client keeps its ``pending`` records: a stream cut inside a record could
         not carry the ERROR after it.)"""
+        self.stats.sendq_drops += 1
         ob.chunks.clear()
         ob.chunks.append(_SENDQ_ERROR)
         ob.final = 1
@@ -536,9 +541,11 @@ class Writer(Inbox):
         if ob.final is not None:
             del chunks[ob.final :]  # nothing after the last line before a close
         sock, tls = ob.sock, ob.tls
+        stats = self.stats
         while True:
             data = ob.pending
             if not data:
+                stats.deliveries += len(chunks)  # once per flush, not per line
                 if tls is not None:
                     data = tls.seal(chunks)  # the lines encrypted, after any other records
                     if not data:

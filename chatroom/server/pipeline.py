@@ -128,6 +128,9 @@ class HistoryPipeline(Inbox):
         # for tests and operators
         self.failures = 0  # batches that could not be stored (whatever the cause)
         self.unsaved = 0  # messages delivered but not stored
+        # messages in the database (/metrics): counted once by the store thread when it
+        # starts, then kept by it alone, as it writes and deletes
+        self.rows = 0
         # Why messages are not being saved, as users are told it; None while they are.
         self.problem: str | None = None
         self._write_error: str | None = None  # the failure of the database or disk under way
@@ -268,6 +271,7 @@ class HistoryPipeline(Inbox):
         inbox = self._inbox
         next_retention = time.monotonic() + RETENTION_INTERVAL
         next_checkpoint = time.monotonic() + CHECKPOINT_INTERVAL
+        self._upkeep("row count", self._count_rows)
         while True:
             self._sleeping = True
             if not inbox:
@@ -307,7 +311,7 @@ class HistoryPipeline(Inbox):
                 self._save(messages, rooms)
             if deletions:  # after the batch's inserts: a message and its REDACT may share it
                 pairs = [(d.target, d.msgid) for d in deletions]
-                self._upkeep("redaction", lambda: self.store.delete(pairs))
+                self._upkeep("redaction", lambda: self._delete(pairs))
             last = max(messages[-1].id if messages else 0, deletions[-1].id if deletions else 0)
             if last:
                 with self._committed_cv:
@@ -338,6 +342,7 @@ class HistoryPipeline(Inbox):
             )
             self._salvage(messages, rooms)
             return
+        self.rows += len(messages)
         if self._write_error is not None and self._saving_since is None:
             self._saving_since = time.monotonic()
 
@@ -349,6 +354,7 @@ class HistoryPipeline(Inbox):
             ms, rs = parts.pop()
             try:
                 self.store.write(ms, rs)
+                self.rows += len(ms)
                 continue
             except Exception as e:
                 if _storage_failure(e):
@@ -446,7 +452,14 @@ class HistoryPipeline(Inbox):
         if self._failing.pop(task, None) is not None:
             log.info("history %s works again", task)
 
+    def _count_rows(self) -> None:
+        self.rows = self.store.count()
+
+    def _delete(self, pairs: list[tuple[str, str]]) -> None:
+        self.rows -= self.store.delete(pairs)
+
     def _retention(self) -> None:
         removed = self.store.apply_retention()
+        self.rows -= removed
         if removed:
             log.info("history retention removed %d messages", removed)

@@ -34,6 +34,7 @@ from chatroom.server.records import (
     RoomRegistration,
     RoomState,
 )
+from chatroom.server.stats import Stats
 
 
 class Sink(Protocol):
@@ -446,8 +447,11 @@ class Registry:
         history: History | None = None,
         last_message_id: int = 0,
         accounts: Accounts | None = None,
+        stats: Stats | None = None,
     ) -> None:
         self.config = config
+        # the server's counters; ``stats.messages`` is counted with the lock held
+        self.stats = stats if stats is not None else Stats()
         self.multicast = multicast
         self.history = history
         self.accounts = accounts  # records.Accounts; None: no accounts on this server

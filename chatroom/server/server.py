@@ -43,8 +43,11 @@ from chatroom.server.outbox import Writer
 from chatroom.server.pipeline import HistoryPipeline
 from chatroom.server.registry import Registry, is_loopback
 from chatroom.server.session import Session
+from chatroom.server.stats import Stats
 from chatroom.server.store import MEMORY, HistoryStore
 from chatroom.server.tls import TLSMaterial, load_or_create
+from chatroom.server.web.files import FileStore, resolve_files_dir
+from chatroom.server.web.httpd import WebServer
 
 log = logging.getLogger("chatroom.server")
 
@@ -102,6 +105,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
         self.config.check()
+        self.stats = Stats()  # counters for /metrics (stats.py says who writes each)
         # the certificate first: a refused key must stop the start before any port opens
         self.tls: TLSMaterial | None = load_or_create(self.config) if self.config.tls else None
         host = self.config.host
@@ -137,6 +141,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
             self.config.close_linger,
             max(4096, self.config.sendq_bytes // 4),
             on_death=self._stage_died,
+            stats=self.stats,
         )
         # Everything for clients goes through `front`: the history store's thread when
         # history is on (it commits before it forwards), else straight to the writer.
@@ -177,9 +182,26 @@ class ChatServer(socketserver.ThreadingTCPServer):
             history=self.pipeline,
             last_message_id=self.store.last_id if self.store is not None else 0,
             accounts=self.accounts,
+            stats=self.stats,
         )
         self._acceptor: threading.Thread | None = None
         self.announcer: Announcer | None = None
+        # the web port (web/): file host, front page, /metrics
+        self.files: FileStore | None = None
+        self.web: WebServer | None = None
+        self._web_thread: threading.Thread | None = None
+        if self.config.http:
+            try:
+                if self.accounts is not None:  # uploads are by account
+                    self.files = FileStore(resolve_files_dir(self.config), self.config)
+                self.web = WebServer(self, self.files)
+            except BaseException:
+                self.server_close()
+                self.writer.stop(0)
+                for store in (self.store, self._accounts_store):
+                    if store is not None:
+                        store.close()
+                raise
         self._timers = threading.Thread(target=self._tick_loop, name="chatroom-timers", daemon=True)
 
     def _open_listeners(self, more_plain_hosts: list[str]) -> None:
@@ -202,6 +224,8 @@ class ChatServer(socketserver.ThreadingTCPServer):
         super().server_close()
         for listener in self._listeners:
             listener.server_close()
+        if getattr(self, "web", None) is not None:
+            self.web.server_close()  # type: ignore[union-attr]
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6 and self.config.host in ("::", ""):
@@ -287,6 +311,11 @@ class ChatServer(socketserver.ThreadingTCPServer):
                     s.tick(now)
                 except Exception:
                     log.exception("liveness check failed")
+            if self.files is not None:
+                try:
+                    self.files.maybe_sweep(now)
+                except Exception:
+                    log.exception("files: the retention sweep failed")
 
     # --- failures of the server's own threads ----------------------------------------------------
 
@@ -330,6 +359,11 @@ class ChatServer(socketserver.ThreadingTCPServer):
         """The TLS port (None with TLS off)."""
         return self._tls_listener.port if self._tls_listener is not None else None
 
+    @property
+    def http_port(self) -> int | None:
+        """The web port (None with http off); HTTPS on it too when TLS is on."""
+        return self.web.port if self.web is not None else None
+
     def start(self) -> None:
         """Start the writer, the timers and the accept loops, each in its own thread."""
         self.writer.start()
@@ -357,6 +391,16 @@ class ChatServer(socketserver.ThreadingTCPServer):
             t.start()
             kind = "TLS" if listener is self._tls_listener else "plain text"
             log.info("listening on %s port %s (%s)", *listener.server_address[:2], kind)
+        if self.web is not None:
+            self._web_thread = threading.Thread(
+                target=self.web.serve_forever,
+                args=(self.accept_poll,),
+                name="chatroom-web-acceptor",
+                daemon=True,
+            )
+            self._web_thread.start()
+            scheme = "HTTP and HTTPS" if self.web.tls_context is not None else "HTTP"
+            log.info("listening on %s port %s (%s)", self.config.host, self.web.port, scheme)
         if self.config.announce:
             self._announce()
 
@@ -400,6 +444,8 @@ class ChatServer(socketserver.ThreadingTCPServer):
         running: list[tuple[socketserver.BaseServer, threading.Thread]] = list(
             zip(self._listeners, self._listener_threads, strict=False)
         )
+        if self.web is not None and self._web_thread is not None:
+            running.append((self.web, self._web_thread))
         if self._acceptor is not None:
             running.append((self, self._acceptor))
         stoppers = [
@@ -422,6 +468,8 @@ class ChatServer(socketserver.ThreadingTCPServer):
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        if self.web is not None:
+            self.web.close_connections(timeout)
 
     def _stop(self, timeout: float) -> None:
         if self.announcer is not None:  # goodbye packets first: the server is leaving
@@ -677,6 +725,7 @@ def how_to_reach(
     tls_port: int | None = None,
     fingerprint: str = "",
     plaintext: str = "on",
+    http_port: int | None = None,
 ) -> list[str]:
     """Lines for the log at start: where the server can be reached, and the commands.
 
@@ -722,4 +771,7 @@ def how_to_reach(
     if tls_port:
         lines.append(f"TLS on port {tls_port}, certificate SHA256 Fingerprint={fingerprint}")
         lines.extend(tls_commands(address, tls_port, fingerprint))
+    if http_port:
+        shown = f"[{address}]" if ":" in address else address
+        lines.append(f"front page and files: http://{shown}:{http_port}/")
     return lines

@@ -85,6 +85,10 @@ INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
 
+# ISUPPORT token naming the file host (soju's extension, doc/ext/filehost.md)
+FILEHOST_TOKEN = "soju.im/FILEHOST"
+
+
 class IRCError(Exception):
     """Raised by a command handler to answer with an error numeric and stop."""
 
@@ -164,6 +168,9 @@ class Session:
         self.nick_deadline: tuple[float, str] | None = None
         self.tried_nick: str | None = None  # the last NICK refused before registration
         self.open_batch: ML.OpenBatch | None = None  # a draft/multiline batch being sent
+        # the file host's upload URL for this connection (the handler knows the address
+        # and whether it is TLS; web/httpd.py); None: no file host
+        self.filehost: str | None = None
         refusal = registry.add_connection(self.user)
         if refusal:
             self.send(Message.of("ERROR", f"Closing Link: {host} ({refusal})"))
@@ -602,6 +609,8 @@ class Session:
 
     def send_isupport(self) -> None:
         tokens = self.cfg.isupport_tokens()
+        if self.filehost:  # soju.im/FILEHOST: where this connection uploads files
+            tokens.append(f"{FILEHOST_TOKEN}={self.filehost}")
         for i in range(0, len(tokens), 13):
             self.reply(N.RPL_ISUPPORT, *tokens[i : i + 13], "are supported by this server")
 

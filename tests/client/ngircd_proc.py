@@ -160,6 +160,9 @@ def start_server(kind: str, *args: str) -> tuple[object, int]:
         args = (*args, "--no-tls")
     if "--no-announce" not in args:  # scripts and tests say nothing on the LAN
         args = (*args, "--no-announce")
+    if not any(a.startswith(("--http", "--no-http", "--files-dir")) for a in args):
+        # nor files in the user's data directory, nor port 8067
+        args = (*args, "--no-http")
     code = "import sys; from chatroom.cli import server_main; sys.exit(server_main(sys.argv[1:]))"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--host", "127.0.0.1", "--port", str(port), *args],

@@ -74,19 +74,29 @@ def offered(s: Session) -> dict[Cap, str | None]:
 # --- checking passwords -------------------------------------------------------------------
 
 
-def _limit_keys(s: Session, account: str) -> tuple[str, str]:
-    return "account:" + casefold(account), "address:" + s.user.host
+def _limit_keys(host: str, account: str) -> tuple[str, str]:
+    return "account:" + casefold(account), "address:" + host
 
 
 def login_wait(s: Session, account: str) -> float:
     """Seconds before this connection may try ``account`` again (brute-force limit)."""
-    limiter = s.reg.login_failures
-    return max(limiter.wait(key) for key in _limit_keys(s, account))
+    return wait_for_login(s.reg, s.user.host, account)
+
+
+def wait_for_login(reg: Registry, host: str, account: str) -> float:
+    """Seconds before ``host`` may try ``account`` again: the one brute-force limit of
+    every way in (IRC and the file host's HTTP Basic)."""
+    limiter = reg.login_failures
+    return max(limiter.wait(key) for key in _limit_keys(host, account))
 
 
 def login_failed(s: Session, account: str) -> None:
-    for key in _limit_keys(s, account):
-        s.reg.login_failures.record(key)
+    record_failure(s.reg, s.user.host, account)
+
+
+def record_failure(reg: Registry, host: str, account: str) -> None:
+    for key in _limit_keys(host, account):
+        reg.login_failures.record(key)
 
 
 def too_many(wait: float) -> str:
@@ -95,10 +105,15 @@ def too_many(wait: float) -> str:
 
 def check_login(s: Session, account: str, password: str) -> AccountInfo | str:
     """The account if ``password`` is its password; else why not, for the user."""
-    accounts = s.reg.accounts
+    return verify_login(s.reg, s.user.host, account, password)
+
+
+def verify_login(reg: Registry, host: str, account: str, password: str) -> AccountInfo | str:
+    """check_login for a connection from ``host`` that is not a Session (HTTP)."""
+    accounts = reg.accounts
     if accounts is None:
         return "This server has no accounts"
-    wait = login_wait(s, account)
+    wait = wait_for_login(reg, host, account)
     if wait > 0:
         return too_many(wait)
     try:
@@ -106,7 +121,7 @@ def check_login(s: Session, account: str, password: str) -> AccountInfo | str:
     except AccountStoreError:
         return "Accounts cannot be read just now; try again later"
     if info is None or not sasl.check_password(info.credentials, password):
-        login_failed(s, account)
+        record_failure(reg, host, account)
         return "Invalid account name or password"
     return info
 

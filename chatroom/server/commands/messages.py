@@ -134,6 +134,7 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
                     user.conn,
                     s.record(out, time_ms, msgid, client_tags, history),
                 )
+                reg.stats.messages += 1  # under the lock: no update lost (stats.py)
         else:
             if reg.accounts is not None and is_service(target):
                 if not notice and not tagmsg:  # a NOTICE to a service is dropped
@@ -156,6 +157,7 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
                 if tagmsg and not T.has_all_tags(getattr(peer.conn, "variant", 0)):
                     sinks = ()
                 variants = s.relay_sinks(sinks, out, user.conn, client_tags, history)
+                reg.stats.messages += 1
                 if peer is user and sinks:
                     # delivered like anyone's message (RFC 2812), apart from its echo:
                     # only the echo may carry a label (labeled-response)

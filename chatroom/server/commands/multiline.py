@@ -293,6 +293,7 @@ def _deliver(s: Session, ob: OpenBatch) -> list[bytes] | None:
             record = s.record(forms.out, forms.time_ms, forms.msgid, ob.tags, history)
             s.multicast(forms.batch_variants, tuple(batched), None, record)
             s.multicast(forms.plain_variants, tuple(plain))
+            reg.stats.messages += 1  # one message, however many lines (lock held)
             return _echo(s, forms)
     if reg.accounts is not None and accounts.is_service(target):
         _fail(s, ob, _INVALID, "Services take one line at a time", target)
@@ -313,6 +314,7 @@ def _deliver(s: Session, ob: OpenBatch) -> list[bytes] | None:
         variants = forms.batch_variants if can_receive(peer) else forms.plain_variants
         # to oneself: delivered like anyone's message, and echoed besides
         s.multicast(variants, (peer.conn,), None, record)
+        reg.stats.messages += 1
         echo = _echo(s, forms)
         if peer.away is not None:
             error(N.RPL_AWAY, peer.nick, peer.away)
