@@ -22,6 +22,15 @@ config directory (:class:`~chatroom.client.trust.KnownServers`), and reports a c
 certificate with a :class:`~chatroom.client.events.TrustRefused` event, which the app
 shows with :class:`~chatroom.client.screens.dialogs.TrustRefusedScreen`.
 
+Files (``soju.im/FILEHOST``): ``/upload`` (or a pasted path) sends a file to the
+server's file host (:mod:`chatroom.client.transfer`) with the account's password and
+then its link to the window; links into the file host are drawn as attachments, whose
+size and type a HEAD request tells (:mod:`chatroom.client.attachments`); Enter on one
+downloads it into the downloads folder, and an image is then shown in the terminal
+(:mod:`chatroom.client.screens.preview`, when ``textual-image`` is installed) or offered
+to the system viewer. One transfer runs at a time, shown above the input; Escape
+cancels it.
+
 LAN discovery: while the connect screen is shown, a browser made by the ``discovery``
 factory (:class:`~chatroom.client.discovery.Discovery` unless a test gives a fake)
 lists the servers announced on the network; a server chosen there carries the
@@ -52,6 +61,7 @@ from chatroom.client.config import (
     RecentServer,
     config_dir,
     default_nick,
+    downloads_dir,
     load_settings,
     remember_server,
     tls_by_default,
@@ -68,6 +78,7 @@ from chatroom.client.connection import (
 )
 from chatroom.client.discovery import Discovery
 from chatroom.client.events import LoggedIn, TrustRefused
+from chatroom.client.filehost import NO_OPEN_ENV, FileHost, Opener, open_file
 from chatroom.client.formatting import strip_formatting
 from chatroom.client.history import HISTORY_PAGE, HISTORY_REQUEST_TIMEOUT
 from chatroom.client.model import SERVER_KEY, Entry
@@ -90,7 +101,7 @@ from chatroom.client.widgets.lan import BrowserFactory
 from chatroom.client.widgets.log import MessageLog, find_urls
 from chatroom.protocol import Cap, Message, UnserializableMessage, casefold
 
-__all__ = ["FLUSH_INTERVAL", "ChatApp", "ClientOptions", "make_app"]
+__all__ = ["FLUSH_INTERVAL", "NO_OPEN_ENV", "ChatApp", "ClientOptions", "make_app", "open_file"]
 
 # The screen is repainted from the model at most this often (50 Hz): at 1,000
 # messages a second each repaint carries ~20 lines instead of doing 1,000 repaints.
@@ -115,6 +126,9 @@ class ClientOptions:
     ``trust_fingerprint`` (normalised): the only certificate to accept, without asking;
     ``expected_fingerprint``: the one the server announced (discovery), shown when asking.
     ``discovery`` makes the connect screen's LAN browser (None: do not look).
+    ``downloads_dir``: where attachments are saved (None: see
+    :func:`~chatroom.client.config.downloads_dir`); ``opener`` shows a downloaded file
+    in the system's viewer (None, or ``$CHATROOM_NO_OPEN`` set: never).
     """
 
     host: str | None = None
@@ -138,9 +152,11 @@ class ClientOptions:
     backoff_base: float = BACKOFF_BASE
     history_page: int = HISTORY_PAGE
     history_timeout: float = HISTORY_REQUEST_TIMEOUT
+    downloads_dir: Path | None = None
+    opener: Opener | None = open_file
 
 
-class ChatApp(App[int]):
+class ChatApp(FileHost, App[int]):
     """chatroom-client. Implements :class:`~chatroom.client.commands.CommandTarget`."""
 
     CSS_PATH = "chatroom.tcss"
@@ -168,6 +184,7 @@ class ChatApp(App[int]):
         self._flush_pending = False
         self._last_flush = 0.0
         self.read_markers = ReadMarkers()
+        self.init_files(downloads_dir(options.downloads_dir, settings), options.opener)
 
     @property
     def state(self) -> ClientState:
@@ -379,6 +396,9 @@ class ChatApp(App[int]):
         self._send_all(self.session.on_event(event))
         if self.session.search.answers:
             self._search_answered()
+        filehost = self.state.filehost
+        if filehost is not None and filehost != self.attachments.filehost:
+            self._filehost_changed(filehost)
         if (
             isinstance(event, StateChanged)
             and event.state is ConnState.CLOSED
@@ -485,6 +505,8 @@ class ChatApp(App[int]):
         """Paint what changed in the model (the chat screen may be under a dialog)."""
         self._flush_pending = False
         self._last_flush = time.monotonic()
+        if self._answered:
+            self._redraw_attachments()
         if self.chat_screen is not None:
             # NoMatches: the app is shutting down and the screen's widgets are gone.
             with contextlib.suppress(NoMatches):
@@ -690,6 +712,8 @@ def make_app(
     backoff_base: float = BACKOFF_BASE,
     history_page: int = HISTORY_PAGE,
     history_timeout: float = HISTORY_REQUEST_TIMEOUT,
+    downloads_dir: Path | None = None,
+    opener: Opener | None = open_file,
 ) -> ChatApp:
     """Build the client app: with ``host`` it connects at once, else it asks.
 
@@ -698,7 +722,8 @@ def make_app(
     ``tls`` None: on for port 6697 only. ``trust_fingerprint`` (any case, colons or
     not): accept only the certificate with this SHA-256 fingerprint, without asking.
     ``discovery``: makes the connect screen's browser of the servers on this network,
-    each time that screen is shown (None: it does not look).
+    each time that screen is shown (None: it does not look). ``downloads_dir``: where
+    attachments are saved; ``opener``: shows a downloaded file in the system's viewer.
     """
     if port is None:
         port = TLS_PORT if (host is None if tls is None else tls) else PLAIN_PORT
@@ -726,5 +751,7 @@ def make_app(
         backoff_base=backoff_base,
         history_page=history_page,
         history_timeout=history_timeout,
+        downloads_dir=downloads_dir,
+        opener=opener,
     )
     return ChatApp(options)

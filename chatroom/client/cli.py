@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-tls", dest="tls", action="store_false", help="connect without TLS (irc://)"
     )
     parser.add_argument(
+        "--downloads",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="save downloaded attachments in DIR (default: your downloads folder; "
+        'client.toml: downloads = "DIR")',
+    )
+    parser.add_argument(
         "--trust-fingerprint",
         metavar="SHA256",
         default=None,
@@ -235,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     if pinned is not None and not tls:
         parser.error("--trust-fingerprint needs TLS (ircs:// or --tls)")
     from chatroom.client.app import make_app  # Textual loads only when we really run
+    from chatroom.client.screens.preview import load_image_support
+
+    load_image_support()  # it asks the terminal about itself: before Textual owns it
 
     app = make_app(
         host,
@@ -247,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         use_keyring=not args.no_keyring,
         tls=tls,
         trust_fingerprint=pinned,
+        downloads_dir=args.downloads,
     )
     result = app.run()
     return result if isinstance(result, int) else 0

@@ -115,6 +115,11 @@ class CommandTarget(Protocol):
         """The message selected in the shown window's log, if any."""
         ...
 
+    def upload(self, path: str) -> None:
+        """Upload the file at ``path`` to the file host and send its link to the shown
+        window; raises CommandError when it can't start."""
+        ...
+
 
 Handler = Callable[[CommandTarget, str], None]
 
@@ -432,6 +437,10 @@ def cmd_react(target: CommandTarget, args: str) -> None:
     react(target, buf, target.selected_entry() or last_message(buf), emoji)
 
 
+def cmd_upload(target: CommandTarget, args: str) -> None:
+    target.upload(_require(args, "/upload PATH"))
+
+
 def cmd_quote(target: CommandTarget, args: str) -> None:
     try:
         msg = parse(_require(args, "/quote RAW IRC LINE"))
@@ -460,6 +469,12 @@ COMMANDS: dict[str, Command] = {
         Command("quit", "/quit [REASON]", "leave the server and exit", cmd_quit),
         Command("reconnect", "/reconnect", "reconnect to the server now", cmd_reconnect),
         Command("quote", "/quote LINE", "send a raw IRC line", cmd_quote),
+        Command(
+            "upload",
+            "/upload PATH",
+            "upload a file to the server and send its link here (Esc cancels)",
+            cmd_upload,
+        ),
         Command(
             "login",
             "/login [ACCOUNT] [PASSWORD]",

@@ -16,12 +16,14 @@ from chatroom.protocol import is_valid_nick
 
 __all__ = [
     "CONFIG_DIR_ENV",
+    "DOWNLOADS_DIR_ENV",
     "MAX_RECENT",
     "SETTINGS_FILE",
     "ClientSettings",
     "RecentServer",
     "config_dir",
     "default_nick",
+    "downloads_dir",
     "load_recent",
     "load_settings",
     "parse_address",
@@ -32,6 +34,8 @@ __all__ = [
 
 # Overrides the per-user config directory (tests and screenshots use a temp dir).
 CONFIG_DIR_ENV = "CHATROOM_CONFIG_DIR"
+# Overrides where downloaded files go (tests use a temp dir); --downloads beats it.
+DOWNLOADS_DIR_ENV = "CHATROOM_DOWNLOADS_DIR"
 RECENT_FILE = "recent_servers.json"
 SETTINGS_FILE = "client.toml"
 # Servers shown on the connect screen, newest first.
@@ -116,10 +120,13 @@ class ClientSettings:
     default: anyone on the network path could read it. (``--allow-plain-sasl``.)
     ``use_keyring``: remember passwords in the OS keyring when there is one (else in
     a file only you can read). (``--no-keyring`` turns it off.)
+    ``downloads``: where attachments are saved ('': the OS's downloads folder).
+    (``--downloads DIR``.)
     """
 
     allow_plain_sasl: bool = False
     use_keyring: bool = True
+    downloads: str = ""
 
 
 def load_settings(directory: Path | None = None) -> ClientSettings:
@@ -129,9 +136,24 @@ def load_settings(directory: Path | None = None) -> ClientSettings:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return ClientSettings()
-    known = {f.name for f in fields(ClientSettings)}
-    values = {k: v for k, v in raw.items() if k in known and isinstance(v, bool)}
+    kinds = {f.name: type(f.default) for f in fields(ClientSettings)}
+    values = {k: v for k, v in raw.items() if k in kinds and type(v) is kinds[k]}
     return ClientSettings(**values)
+
+
+def downloads_dir(given: Path | None = None, settings: ClientSettings | None = None) -> Path:
+    """Where downloads go: ``given`` (``--downloads``), else ``$CHATROOM_DOWNLOADS_DIR``,
+    else ``downloads`` in ``client.toml``, else the OS's downloads folder."""
+    if given is not None:
+        return given.expanduser()
+    override = os.environ.get(DOWNLOADS_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    if settings is not None and settings.downloads:
+        return Path(settings.downloads).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_downloads_dir())
 
 
 def default_nick() -> str:

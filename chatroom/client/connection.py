@@ -281,6 +281,9 @@ class Connection:
         self.accepted_fingerprint: str | None = None
         # The link in use is TLS (None: not connected yet).
         self.tls_version: str | None = None
+        # The SHA-256 fingerprint of the certificate of the last TLS link: the server's
+        # file host presents the same one (chatroom.client.transfer pins it).
+        self.peer_fingerprint: str | None = None
         self.state = ConnState.IDLE
         self.nick = settings.nick
         # The nick to ask for on the next registration: the user's latest /nick.
@@ -605,6 +608,8 @@ class Connection:
     def _secured(self, writer: asyncio.StreamWriter, how: str) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
         self.tls_version = ssl_object.version() if ssl_object is not None else "TLS"
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        self.peer_fingerprint = fingerprint_of(der) if der else None
         self.on_event(Notice(f"Encrypted with {self.tls_version}; the certificate is {how}"))
 
     def _tls_failed(self, exc: ssl.SSLError) -> str:

@@ -9,6 +9,7 @@ Adding a command is one function and one row.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,10 @@ Handler = Callable[["ClientState", Message], None]
 RPL_WHOSPCRPL = "354"
 WHOX_TOKEN = "745"
 WHOX_QUERY = f"%tcuhnfar,{WHOX_TOKEN}"
+# ISUPPORT: the file host's upload URL (https://codeberg.org/emersion/soju, doc/ext/filehost.md).
+FILEHOST_TOKEN = "soju.im/FILEHOST"
+# ISUPPORT values escape some bytes as \xHH (modern.ircdocs.horse, RPL_ISUPPORT).
+_ISUPPORT_ESCAPE = re.compile(r"\\x([0-9A-Fa-f]{2})")
 
 
 def _ignore(state: ClientState, msg: Message) -> None:
@@ -389,6 +394,7 @@ def _on_welcome(state: ClientState, msg: Message) -> None:
     state.chathistory_limit = None  # a new connection: ISUPPORT follows
     state.msgreftypes = frozenset()
     state.whox = False
+    state.filehost = None
     server = state.buffers[SERVER_KEY]
     if msg.source:
         state.server_name = server.name = msg.source
@@ -414,6 +420,9 @@ def _on_isupport(state: ClientState, msg: Message) -> None:
             state.msgreftypes = frozenset(v for v in value.split(",") if v)
         elif key == "WHOX":
             state.whox = True
+        elif key == FILEHOST_TOKEN:
+            url = _ISUPPORT_ESCAPE.sub(lambda m: chr(int(m[1], 16)), value)
+            state.filehost = url if url.lower().startswith(("http://", "https://")) else None
 
 
 def _on_namreply(state: ClientState, msg: Message) -> None:

@@ -122,6 +122,8 @@ class ClientState:
         # The server has accounts (the status line then says whether we are logged in).
         self.accounts_supported = False
         self.whox = False  # ISUPPORT WHOX: WHO tells accounts
+        # ISUPPORT soju.im/FILEHOST: where files are uploaded (None: no file host).
+        self.filehost: str | None = None
         self.dirty_entries: set[str] = set()
         self.dirty_members: set[str] = set()
         self.dirty_list = True

@@ -2,7 +2,8 @@
 
 ``irc_server`` (tests/conftest.py) is our own server; ``ngircd`` starts a private
 ngircd on loopback for the interop tests and skips when ngircd is not installed.
-Every client test runs with the OS keyring switched off (``_no_real_keyring``) and
+Every client test runs with the OS keyring switched off (``_no_real_keyring``), with
+downloads going to a temporary directory and no file viewer (``_no_real_downloads``), and
 with mDNS switched off (``_no_mdns``): a connect screen shown by a test must not
 multicast on this machine's network. Tests about discovery inject a fake browser, or
 run the real one inside a network namespace of their own (netns.py).
@@ -15,6 +16,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from ngircd_proc import Ngircd, available
 
+from chatroom.client.app import NO_OPEN_ENV
+from chatroom.client.config import DOWNLOADS_DIR_ENV
 from chatroom.client.discovery import NO_MDNS_ENV
 from chatroom.client.passwords import NO_KEYRING_ENV
 
@@ -24,6 +27,14 @@ def _no_real_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
     """No client test may read or write the user's real keyring: remembered passwords
     go to the file in the test's config dir, or to a backend the test hands over."""
     monkeypatch.setenv(NO_KEYRING_ENV, "1")
+
+
+@pytest.fixture(autouse=True)
+def _no_real_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
+    """No client test may save into the user's downloads folder or start the system's
+    file viewer: downloads go to a temporary directory (a test may name its own)."""
+    monkeypatch.setenv(DOWNLOADS_DIR_ENV, str(tmp_path_factory.mktemp("downloads")))
+    monkeypatch.setenv(NO_OPEN_ENV, "1")
 
 
 @pytest.fixture(autouse=True)

@@ -2,8 +2,11 @@
 
 And what is done to messages picked in the log (Up in an empty input): reply (a bar
 above the input says to what; the next line sent carries ``+reply``), react (the emoji
-picker), copy, delete (after a confirmation). Each says plainly when the server cannot
-do it. The line under the log says who is typing.
+picker), copy, delete (after a confirmation), and Enter downloads an attachment. Each
+says plainly when the server cannot do it. The line under the log says who is typing.
+
+Files: a bar above the input shows an upload or download as it runs (Escape cancels
+it); pasting the path of a file asks whether to upload it.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from chatroom.client.model import BufferKind, Entry, quote_of
 from chatroom.client.screens.dialogs import ConfirmScreen, ReactScreen
 from chatroom.client.screens.search import SearchScreen
 from chatroom.client.search import SearchHit
+from chatroom.client.transfer import human_size
 from chatroom.client.widgets.chat_input import ChatInput
 from chatroom.client.widgets.draft import DraftLines
-from chatroom.client.widgets.log import MessageLog
+from chatroom.client.widgets.log import MessageLog, entry_attachments
 from chatroom.client.widgets.panels import (
     MemberList,
     ReplyBar,
@@ -42,6 +46,7 @@ from chatroom.client.widgets.panels import (
     TopicBar,
     TypingLine,
 )
+from chatroom.client.widgets.transfer_bar import TransferBar
 
 if TYPE_CHECKING:
     from chatroom.client.app import ChatApp
@@ -86,6 +91,7 @@ class ChatScreen(Screen[None]):
             for n in range(1, 10)
         ],
         Binding("alt+0", "goto(10)", "window 10", show=False),
+        Binding("escape", "cancel_transfer", "cancel the upload or download", show=False),
         Binding("escape", "cancel_reply", "cancel the reply being written", show=False),
         Binding("ctrl+f", "search", "search this window's messages", show=False, priority=True),
     ]
@@ -113,12 +119,14 @@ class ChatScreen(Screen[None]):
         yield StatusLine(id="status")
         yield ReplyBar(id="reply")
         yield DraftLines(id="draft")
+        yield TransferBar(id="transfer")
         yield ChatInput(placeholder="Type a message, or /help", id="input")
 
     def on_mount(self) -> None:
         chat_input = self.query_one(ChatInput)
         chat_input.completer = self._complete
         chat_input.focus()
+        self.query_one(MessageLog).attachments = self.app.attachments
         self.query_one(ReplyBar).show("")
         self.query_one(DraftLines).show([])
         self.ready = True
@@ -322,6 +330,31 @@ class ChatScreen(Screen[None]):
             answer,
         )
 
+    @on(ChatInput.PastedFile)
+    def _pasted_file(self, event: ChatInput.PastedFile) -> None:
+        """A pasted path of a file: upload it? (No: it is pasted as text after all.)"""
+        chat_input, path = event.input, event.path
+        try:
+            size = human_size(path.stat().st_size)
+        except OSError:
+            size = ""
+        if not self.app.state.filehost or not size:
+            chat_input.paste_text(event.text)
+            return
+
+        def answer(upload: bool | None) -> None:
+            if not upload:
+                chat_input.paste_text(event.text)
+            else:
+                try:
+                    self.app.upload(str(path))
+                except CommandError as exc:
+                    self.refuse(str(exc))
+            chat_input.focus()
+
+        question = f"Upload {path.name} ({size}) to {self.app.state.active_buffer.name}?"
+        self.app.push_screen(ConfirmScreen(question, yes="Upload"), answer)
+
     @on(MessageLog.NeedOlder)
     def _need_older(self, event: MessageLog.NeedOlder) -> None:
         self.app.load_older(event.key)
@@ -385,6 +418,7 @@ class ChatScreen(Screen[None]):
             "react": self._react,
             "copy": self._copy,
             "delete": self._delete,
+            "open": self._open,
         }[event.action](entry)
 
     def refuse(self, text: str) -> None:
@@ -411,7 +445,26 @@ class ChatScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_reply":
             return self.reply is not None
+        if action == "cancel_transfer":
+            return self.app.transfer_running
         return True
+
+    def action_cancel_transfer(self) -> None:
+        """Escape while a file goes up or comes down: stop it."""
+        self.app.cancel_transfer()
+
+    def _open(self, entry: Entry) -> None:
+        """Enter on a message: download its attachment."""
+        found = entry_attachments(entry, self.app.attachments)
+        if not found:
+            self.refuse("That message has no attachment to download")
+            return
+        log = self.query_one(MessageLog)
+        log.leave_selection()
+        try:
+            self.app.download(found[0])
+        except CommandError as exc:
+            self.refuse(str(exc))
 
     def action_cancel_reply(self) -> None:
         """Escape while writing a reply: a plain message again."""

@@ -2,19 +2,26 @@
 
 Up in an empty input does not recall a line: it asks to select the newest message
 (:class:`ChatInput.SelectMessage`); Ctrl+Up recalls from an empty input too.
+
+Pasting one line that is the path of an existing file (``/...``, ``~/...`` or a
+``file://`` address, as file managers copy them) asks to upload it
+(:class:`ChatInput.PastedFile`) instead of pasting it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from textual import events
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Input
 
-__all__ = ["HISTORY_SIZE", "ChatInput", "Completion"]
+__all__ = ["HISTORY_SIZE", "ChatInput", "Completion", "pasted_file"]
 
 # Lines remembered for up/down (per session, across rooms, like irssi).
 HISTORY_SIZE = 500
@@ -23,6 +30,32 @@ MAX_DRAFT_LINES = 100
 # Up and Down share a row in the help.
 _HISTORY = Binding.Group("previous / next line you sent (Up in an empty input: pick a message)")
 _RECALL = Binding.Group("previous / next line you sent, from an empty input too")
+
+
+def pasted_file(text: str) -> Path | None:
+    """The existing regular file a pasted line names, if it names one: an absolute
+    path, ``~/...``, or a ``file://`` address (quotes around it are dropped).
+
+    >>> pasted_file("/etc/passwd") == Path("/etc/passwd"), pasted_file("etc/passwd")
+    (True, None)
+    >>> pasted_file("'/etc'"), pasted_file("hello /etc/passwd")
+    (None, None)
+    """
+    line = text.strip()
+    if len(line) >= 2 and line[0] == line[-1] and line[0] in "'\"":
+        line = line[1:-1]
+    if line.startswith("file://"):
+        parts = urlsplit(line)
+        if parts.netloc not in ("", "localhost"):
+            return None
+        line = unquote(parts.path)
+    if not line.startswith(("/", "~/")) or "\0" in line or "\n" in line:
+        return None
+    path = Path(line).expanduser()
+    try:
+        return path if os.path.isfile(path) else None
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass
@@ -73,6 +106,15 @@ class ChatInput(Input):
     @dataclass
     class SelectMessage(Message):
         """Up in an empty input: select the newest message of the log."""
+
+    @dataclass
+    class PastedFile(Message):
+        """One line naming an existing file was pasted: the screen offers to upload it,
+        and pastes ``text`` after all (:meth:`ChatInput.paste_text`) if not."""
+
+        input: ChatInput
+        text: str
+        path: Path
 
     def __init__(self, *, placeholder: str = "", id: str | None = None) -> None:
         super().__init__(placeholder=placeholder, id=id, select_on_focus=False)
@@ -203,9 +245,26 @@ class ChatInput(Input):
 
     # --- paste ----------------------------------------------------------------------------
 
+    def paste_text(self, text: str) -> None:
+        """Paste ``text`` (its first line) as Input's own paste does."""
+        line = text.splitlines()[0] if text else ""
+        if self.selection.is_empty:
+            self.insert_text_at_cursor(line)
+        else:
+            self.replace(line, *self.selection)
+
     def _on_paste(self, event: events.Paste) -> None:
         text = event.text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
         if "\n" not in text:
+            path = pasted_file(text) if not self.draft_lines else None
+            if path is not None:
+                event.stop()
+                event.prevent_default()
+                self.post_message(self.PastedFile(self, text, path))
+                return
+            # Textual calls each class's handler down the MRO unless the default is
+            # prevented: without this, Input's handler would paste the line again.
+            event.prevent_default()
             super()._on_paste(event)
             return
         event.stop()

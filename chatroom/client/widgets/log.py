@@ -15,10 +15,15 @@ reactions gather in a row under it. Web addresses (http and https only) in messa
 links: a click posts :class:`MessageLog.LinkClicked`; the address is carried in the
 style's meta as data, never read as markup or as an action string.
 
+Links into the server's file host are attachments (:mod:`chatroom.client.attachments`):
+a message that is only such a link is drawn as ``📎 NAME · SIZE · TYPE`` on one row;
+one that says more gets a row like that under it for each. Size and type come from the
+file host when it answered; until then the name alone.
+
 Selection: :meth:`MessageLog.select_last` picks the newest message (the input's Up
 when it is empty); Up and Down move the selection, Escape leaves it, and ``r``, ``e``,
-``c``, ``d`` post :class:`MessageLog.Act` for the screen to reply, react, copy or
-delete.
+``c``, ``d`` and Enter post :class:`MessageLog.Act` for the screen to reply, react,
+copy, delete or download (an attachment).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from chatroom.client.attachments import Attachment, Attachments, attachment_line
 from chatroom.client.formatting import irc_to_text, nick_colour, strip_formatting
 from chatroom.client.model import (
     BACKLOG_TRIM,
@@ -57,6 +63,7 @@ __all__ = [
     "NICK_WIDTH",
     "Marker",
     "MessageLog",
+    "entry_attachments",
     "entry_height",
     "find_urls",
     "render_entry",
@@ -85,6 +92,9 @@ _DELETED_STYLE = Style(color="#8a8a8a", italic=True)
 _REACTION_STYLE = Style(color="#bcbcbc")
 _OWN_REACTION_STYLE = Style(color="#ffd75f", bold=True, bgcolor="#3a3a5f")
 _LINK_STYLE = Style(color="#5fafff", underline=True)
+_ATTACHMENT_STYLE = Style(color="#87afd7")
+# Attachment rows under one message, at most (a message may list many links).
+MAX_ATTACHMENT_ROWS = 3
 # The selected message's rows (post-applied: it wins over the log's background).
 _SELECTED_STYLE = Style(bgcolor="#303850")
 QUOTE_MARK = "↪ "
@@ -254,6 +264,44 @@ def _reactions_text(entry: Entry) -> Text:
     return text
 
 
+def entry_attachments(entry: Entry, attachments: Attachments | None) -> list[Attachment]:
+    """The links of ``entry`` into the file host (at most MAX_ATTACHMENT_ROWS)."""
+    if (
+        attachments is None
+        or not attachments.filehost
+        or entry.deleted
+        or entry.kind not in CHAT_KINDS
+        or "/files/" not in entry.text
+    ):
+        return []
+    text = strip_formatting(entry.text)
+    found: list[Attachment] = []
+    for start, end in find_urls(text):
+        attachment = attachments.find(text[start:end])
+        if attachment is not None and attachment not in found:
+            found.append(attachment)
+            if len(found) == MAX_ATTACHMENT_ROWS:
+                break
+    return found
+
+
+def _attachment_text(attachment: Attachment, attachments: Attachments) -> Text:
+    """``📎 NAME · SIZE · TYPE``; the name is a link (a click opens it in the browser)."""
+    line = attachment_line(attachment, attachments.meta(attachment.url))
+    text = Text(line, _ATTACHMENT_STYLE, end="")
+    start = line.index(attachment.name)
+    text.stylize(link_style(attachment.url), start, start + len(attachment.name))
+    return text
+
+
+def _only_attachment(entry: Entry, found: list[Attachment]) -> bool:
+    """The message is one attachment's link and nothing else (what /upload sends);
+    a /me keeps its words (its nick is in them), with the attachment under them."""
+    if len(found) != 1 or entry.kind is EntryKind.ACTION:
+        return False
+    return strip_formatting(entry.text).strip() == found[0].url
+
+
 def _extra_rows(text: Text, indent: int, width: int, console: Console) -> list[Strip]:
     """A quote or reactions row, in the text column (cut to fit: one row)."""
     avail = max(1, width - indent)
@@ -262,17 +310,41 @@ def _extra_rows(text: Text, indent: int, width: int, console: Console) -> list[S
     return [Strip([pad, *text.render(console)], min(width, indent + text.cell_len))]
 
 
-def render_entry(entry: Entry, width: int, console: Console) -> list[Strip]:
+def render_entry(
+    entry: Entry, width: int, console: Console, attachments: Attachments | None = None
+) -> list[Strip]:
     """One backlog entry as rows of at most ``width`` cells, wrapped with a hanging
-    indent; a reply's quote above it and its reactions under it."""
-    rows = _render_main(entry, width, console)
-    if entry.reply_to or entry.reactions:
+    indent; a reply's quote above it, its attachments and reactions under it.
+    ``attachments``: the file host's links and what is known of them (None: none)."""
+    found = entry_attachments(entry, attachments)
+    if found and attachments is not None and _only_attachment(entry, found):
+        rows = [_render_attachment(entry, _attachment_text(found[0], attachments), width, console)]
+        found = []
+    else:
+        rows = _render_main(entry, width, console)
+    if entry.reply_to or entry.reactions or found:
         indent = PREFIX_WIDTH if width - PREFIX_WIDTH >= MIN_TEXT_WIDTH else 0
         if entry.reply_to:
             rows[:0] = _extra_rows(_quote_text(entry), indent, width, console)
+        for attachment in found:
+            assert attachments is not None
+            text = _attachment_text(attachment, attachments)
+            rows += _extra_rows(text, indent, width, console)
         if entry.reactions:
             rows += _extra_rows(_reactions_text(entry), indent, width, console)
     return rows
+
+
+def _render_attachment(entry: Entry, body: Text, width: int, console: Console) -> Strip:
+    """A message that is one attachment: one row whatever the width (cut to fit), so its
+    height does not change when the file host's answer makes the line longer."""
+    if entry.pending:
+        body.stylize(_PENDING_STYLE)
+    elif entry.failed:
+        body.append(FAILED_SUFFIX, _ERROR_STYLE)
+    line = _prefix(entry) + body
+    line.truncate(max(1, width), overflow="ellipsis")
+    return Strip(line.render(console), line.cell_len)
 
 
 def _render_main(entry: Entry, width: int, console: Console) -> list[Strip]:
@@ -401,6 +473,7 @@ class MessageLog(ScrollView, can_focus=True):
         Binding("e", "act('react')", "react to the selected message (emoji picker)", show=False),
         Binding("c", "act('copy')", "copy the selected message's text", show=False),
         Binding("d", "act('delete')", "delete the selected message", show=False),
+        Binding("enter", "act('open')", "download the selected attachment", show=False),
         Binding("escape", "leave_selection", "leave the selection", show=False),
     ]
 
@@ -412,7 +485,7 @@ class MessageLog(ScrollView, can_focus=True):
 
     @dataclass
     class Act(Message):
-        """The user asked to ``action`` (reply, react, copy, delete) the selected line."""
+        """The user asked to ``action`` (reply, react, copy, delete, open) the selected line."""
 
         action: str
         entry: Entry
@@ -438,6 +511,8 @@ class MessageLog(ScrollView, can_focus=True):
         self._current: _Rows | None = None
         self._style: Style | None = None
         self.selected: int | None = None  # the selected line's seq
+        # The file host's links and what is known of them (the screen hands the app's).
+        self.attachments: Attachments | None = None
 
     # --- public ---------------------------------------------------------------------------
 
@@ -460,6 +535,13 @@ class MessageLog(ScrollView, can_focus=True):
     def forget(self, buffer: Buffer) -> None:
         """Drop cached rows of a closed buffer."""
         self._rows.pop(id(buffer), None)
+
+    def redraw_all(self) -> None:
+        """Lay every buffer out again when shown (the file host changed: which links
+        are attachments changed with it)."""
+        self._rows.clear()
+        self._current = None
+        self.sync()
 
     @property
     def row_count(self) -> int:
@@ -574,7 +656,7 @@ class MessageLog(ScrollView, can_focus=True):
             self.leave_selection(typed)
 
     def action_act(self, action: str) -> None:
-        """r, e, c, d on the selected line: the screen does it."""
+        """r, e, c, d, Enter on the selected line: the screen does it."""
         entry = self.selected_entry()
         if entry is not None:
             self.post_message(self.Act(action, entry))
@@ -659,7 +741,8 @@ class MessageLog(ScrollView, can_focus=True):
         known = rows.heights.get(entry.seq)
         if known is not None and known[0] is entry:
             return known[1], None
-        height = entry_height(entry, rows.width)
+        found = "/files/" in entry.text and entry_attachments(entry, self.attachments)
+        height = 0 if found else entry_height(entry, rows.width)
         strips = None
         if not height:
             strips = self._draw(entry, rows.width)
@@ -756,7 +839,7 @@ class MessageLog(ScrollView, can_focus=True):
         if isinstance(item, Marker):
             strips = [render_marker(item, width, console)]
         else:
-            strips = render_entry(item, width, console)
+            strips = render_entry(item, width, console, self.attachments)
         return [strip.crop_extend(0, width, style).apply_style(style) for strip in strips]
 
     def _row(self, index: int) -> Strip:
