@@ -9,6 +9,12 @@ scripts a few users into a busy room, runs the app headless with the same
                             a /me, a mention, the unread divider, unread counts
   screenshots/help.svg      the help screen
   screenshots/conversation.svg  a reply, reactions, a deleted message, someone typing
+  screenshots/files.svg     attachments (a picture and a text file another user uploaded
+                            to the file host) and an upload of ours under way
+
+files.svg always comes from our server (the file host is ours), started apart with its
+web port, files and database in a temporary directory. The app always runs with a
+temporary config dir and downloads dir, no keyring and no file viewer.
 
 Usage: python3 scripts/client_screenshots.py [--server chatroom|ngircd] [--out DIR]
 """
@@ -17,22 +23,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
+import random
+import struct
 import sys
 import tempfile
 import time
+import urllib.request
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "client"))
 
-from ngircd_proc import start_server, stop_server  # noqa: E402
+from ngircd_proc import free_port, start_server, stop_server  # noqa: E402
 
-from chatroom.client.app import make_app  # noqa: E402
-from chatroom.client.config import RecentServer, remember_server  # noqa: E402
+from chatroom.client import transfer  # noqa: E402
+from chatroom.client.app import NO_OPEN_ENV, make_app  # noqa: E402
+from chatroom.client.config import DOWNLOADS_DIR_ENV, RecentServer, remember_server  # noqa: E402
 from chatroom.client.discovery import DiscoveredServer  # noqa: E402
+from chatroom.client.passwords import NO_KEYRING_ENV  # noqa: E402
 from chatroom.client.scripted import ScriptedUser  # noqa: E402
+from chatroom.client.widgets.log import MessageLog  # noqa: E402
+from chatroom.client.widgets.transfer_bar import TransferBar  # noqa: E402
 from chatroom.protocol import Message  # noqa: E402
 
 SERVER_ARGS = ("--name", "lan.chatroom", "--log-level", "WARNING")
@@ -205,11 +220,179 @@ async def conversation(out: Path, port: int, config: Path) -> None:
         await asyncio.gather(*(u.quit() for u in users), return_exceptions=True)
 
 
+FILE_PASSWORD = "lanparty2026"
+FILEHOST_TOKEN = "soju.im/FILEHOST="
+# alice's upload in files.svg: a 12 MiB video, held at 5 MiB while the screenshot is taken
+UPLOAD_NAME = "tournament final.mp4"
+UPLOAD_SIZE = 12 << 20
+UPLOAD_HELD_AT = 5 << 20
+# Each piece of it waits this long (a slow disk, as tests/client/test_upload.py makes
+# one): longer than the bar's REDRAW_INTERVAL, so the bar shows the byte it stopped at.
+UPLOAD_PIECE_DELAY = 0.12
+
+
+def picture(width: int = 400, height: int = 300) -> bytes:
+    """A PNG (always the same bytes: seeded noise), for the attachment to have a size."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    noise = random.Random(2026)
+    rows = b"".join(b"\x00" + noise.randbytes(width * 3) for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows, 9))
+        + chunk(b"IEND", b"")
+    )
+
+
+def post_file(url: str, data: bytes, name: str, kind: str, account: str, password: str) -> str:
+    """An upload as another program makes it (README: POST with HTTP Basic); the link."""
+    auth = base64.b64encode(f"{account}:{password}".encode()).decode()
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method="POST",
+        headers={
+            "Authorization": f"Basic {auth}",
+            "Content-Type": kind,
+            "Content-Disposition": f'attachment; filename="{name}"',
+        },
+    )
+    with urllib.request.urlopen(request, timeout=WAIT) as answer:
+        if answer.status != 201 or not answer.headers["Location"]:
+            raise SystemExit(f"uploading {name}: {answer.status} without a link")
+        return answer.headers["Location"]
+
+
+def filehost_of(user: ScriptedUser) -> str:
+    """Where ``user`` uploads: the soju.im/FILEHOST token of the server's ISUPPORT."""
+    for message in user.messages:
+        if message.command == "005":
+            for token in message.params[1:-1]:
+                if token.startswith(FILEHOST_TOKEN):
+                    return token.removeprefix(FILEHOST_TOKEN)
+    raise SystemExit("the server announced no soju.im/FILEHOST")
+
+
+async def files(out: Path, tmp: Path) -> None:
+    """files.svg, from our server with its web port: bob (an account, registered over
+    IRC) uploads a picture and a text file by HTTP and posts their links, which alice's
+    app shows as attachments; then alice's own upload of a video, held part way."""
+    http_port = free_port()
+    server, port = start_server(
+        "chatroom",
+        *SERVER_ARGS,
+        "--http-port",
+        str(http_port),
+        "--files-dir",
+        str(tmp / "files"),
+        "--db",
+        str(tmp / "history.sqlite3"),
+    )
+    host = "127.0.0.1"
+    users: list[ScriptedUser] = []
+    real_read = transfer._read_chunk
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_read(file, size: int) -> bytes:
+        await asyncio.sleep(UPLOAD_PIECE_DELAY)
+        if file.tell() >= UPLOAD_HELD_AT:
+            held.set()
+            await release.wait()
+        return await real_read(file, size)
+
+    try:
+        bob, carol, dave = [
+            await ScriptedUser(host, port, n).connect() for n in ("bob", "carol", "dave")
+        ]
+        users += [bob, carol, dave]
+        mark = len(bob.messages)
+        bob.send(Message.of("REGISTER", "bob", "*", FILE_PASSWORD))
+        answer = await bob.wait_for(lambda m: m.command in ("REGISTER", "FAIL"), start=mark)
+        if answer.command != "REGISTER" or answer.param(0) != "SUCCESS":
+            raise SystemExit(f"bob's account was not registered: {answer}")
+        await bob.join("#lan")
+        bob.send(Message.of("TOPIC", "#lan", "LAN party photos and leftovers"))
+        for user in (carol, dave):
+            await user.join("#lan")
+        await bob.sync()
+        carol.say("#lan", "did anyone take pictures last night?")
+        await carol.sync()
+        video = tmp / UPLOAD_NAME
+        with open(video, "wb") as blank:
+            blank.truncate(UPLOAD_SIZE)
+        app = make_app(
+            host,
+            port,
+            "alice",
+            ("lan",),
+            config_dir=tmp / "config",
+            account="alice",
+            account_password=FILE_PASSWORD,
+            register=True,
+            discovery=None,
+            downloads_dir=tmp / "downloads",
+            opener=None,
+        )
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await until(pilot, lambda: app.state.active == "#lan", "alice in #lan")
+            await until(pilot, lambda: len(app.state.buffer("#lan").members) == 4, "members")
+            await until(pilot, lambda: app.state.account == "alice", "alice logged in")
+            await until(pilot, lambda: app.state.filehost is not None, "FILEHOST")
+            upload = filehost_of(bob)
+            bob.say("#lan", "yes! the pizza, before and after")
+            await bob.sync()
+            uploads = [
+                ("pizza.png", picture(), "image/png"),
+                ("leftovers.txt", b"2 slices margherita\n1 veggie\n6 cans of cola\n", "text/plain"),
+            ]
+            for name, data, kind in uploads:
+                link = await asyncio.to_thread(
+                    post_file, upload, data, name, kind, "bob", FILE_PASSWORD
+                )
+                bob.say("#lan", link)
+                await bob.sync()
+            dave.say("#lan", "who has the recording of the final?")
+            await dave.sync()
+            log = app.screen.query_one(MessageLog)
+            for name, data, kind in uploads:
+                shown = f"📎 {name} · {transfer.human_size(len(data))} · {kind}"
+                await until(pilot, lambda shown=shown: shown in log.visible_text(), shown)
+            app.submit("me, uploading it now")
+            transfer._read_chunk = slow_read  # only for this scene: see the finally
+            app.submit(f"/upload {video}")
+            bar = app.screen.query_one(TransferBar)
+            await until(
+                pilot, lambda: held.is_set() and bar.done == UPLOAD_HELD_AT, "the upload held"
+            )
+            await pilot.pause(0.5)
+            app.save_screenshot(str(out / "files.svg"))
+            await pilot.press("escape")  # cancelled: the file host keeps nothing of it
+            await until(pilot, lambda: not app.transfer_running, "the upload cancelled")
+            await app.connection.close()
+    finally:
+        transfer._read_chunk = real_read
+        release.set()
+        await asyncio.gather(*(u.quit() for u in users), return_exceptions=True)
+        stop_server(server)
+
+
 async def run(out: Path, port: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="chatroom-screenshots-") as tmp:
+        # Whatever a scene does, nothing of the user's: downloads in the temporary
+        # directory, no file viewer, no keyring (each app has a config dir in it too).
+        os.environ[DOWNLOADS_DIR_ENV] = str(Path(tmp) / "downloads")
+        os.environ[NO_OPEN_ENV] = "1"
+        os.environ[NO_KEYRING_ENV] = "1"
         await connect_screen(out, port, Path(tmp) / "connect")
         await chat_and_help(out, port, Path(tmp) / "chat")
         await conversation(out, port, Path(tmp) / "conversation")
+        (Path(tmp) / "files").mkdir()
+        await files(out, Path(tmp) / "files")
 
 
 def main() -> None:
@@ -225,7 +408,7 @@ def main() -> None:
         asyncio.run(run(args.out, port))
     finally:
         stop_server(server)
-    for name in ("connect", "chat", "help", "conversation"):
+    for name in ("connect", "chat", "help", "conversation", "files"):
         print(args.out / f"{name}.svg")
 
 

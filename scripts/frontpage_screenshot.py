@@ -9,6 +9,12 @@ has Chromium load it and saves:
   screenshots/frontpage.png        desktop width (1280 px)
   screenshots/frontpage-phone.png  a phone (390 px wide)
   screenshots/frontpage-dark.png   desktop width, the system in dark mode
+  screenshots/metrics.png          /metrics, desktop width, as Chromium shows the text
+
+The users also say a few things, and the text Chromium renders for ``/metrics`` is
+checked: Prometheus' text format (a HELP and a TYPE line before each sample), and the
+figures of this scene (connections, people, rooms, at least the messages sent, no
+uploads). Any mismatch ends the script with a non-zero exit and says what differed.
 
 The browser reaches the server as ``office-chat.lan`` (mapped to 127.0.0.1 inside
 Chromium only), so the page shows what someone on the LAN sees. Everything stays on
@@ -25,6 +31,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import select
 import shutil
 import socket
@@ -53,6 +60,7 @@ SHOTS = [
     ("frontpage-phone.png", 390, False, True),
     ("frontpage-dark.png", 1280, True, False),
 ]
+METRICS_WIDTH = 1280
 
 # nick -> the lines it sends once registered (the rooms it joins, topics, modes)
 USERS: dict[str, list[str]] = {
@@ -67,17 +75,56 @@ USERS: dict[str, list[str]] = {
         "JOIN #dev",
         "JOIN #printers",
         "TOPIC #printers :Floor 2 is out of toner",
+        "PRIVMSG #dev :the build is green again",
+        "PRIVMSG #printers :a new cartridge is on its way",
     ],
     "carol": ["JOIN #general", "JOIN #dev", "AWAY :in a meeting"],
-    "dave": ["JOIN #general", "JOIN #random", "TOPIC #random :Anything goes (within reason)"],
-    "erin": ["JOIN #general", "JOIN #random"],
+    "dave": [
+        "JOIN #general",
+        "JOIN #random",
+        "TOPIC #random :Anything goes (within reason)",
+        "PRIVMSG #random :has anyone seen my charger?",
+    ],
+    "erin": ["JOIN #general", "JOIN #random", "PRIVMSG dave :it is on the printer"],
     "frank": ["JOIN #general", "JOIN #printers"],
-    "grace": ["JOIN #general"],
+    "grace": ["JOIN #general", "NOTICE #general :the coffee machine is fixed"],
     "heidi": ["JOIN #hr-private", "MODE #hr-private +s", "TOPIC #hr-private :salary review"],
     "ivan": ["MODE ivan +i", "JOIN #general"],
     "judy": ["JOIN #general", "JOIN #dev", "PRIVMSG #general :nobody outside sees this"],
 }
-MUST_NOT_SHOW = ["hr-private", "salary review", "ivan", "nobody outside sees this", "<script"]
+# (never message text: neither a room's nor a private one)
+MUST_NOT_SHOW = [
+    "hr-private",
+    "salary review",
+    "ivan",
+    "nobody outside sees this",
+    "the build is green again",
+    "it is on the printer",
+    "<script",
+]
+# What /metrics must say of this scene: everyone stays connected and registered, the
+# rooms are those joined (the secret one too), and every PRIVMSG/NOTICE above (one target
+# each) counts once at least; nobody uploads.
+MESSAGES_SENT = sum(
+    line.startswith(("PRIVMSG ", "NOTICE ")) for lines in USERS.values() for line in lines
+)
+ROOMS = {line.split()[1] for lines in USERS.values() for line in lines if line.startswith("JOIN ")}
+METRICS_EQUAL = {
+    "chatroom_connections": len(USERS),
+    "chatroom_users_registered": len(USERS),
+    "chatroom_rooms": len(ROOMS),
+    "chatroom_accounts": 0,
+    "chatroom_sendq_drops_total": 0,
+    "chatroom_flood_kills_total": 0,
+    "chatroom_uploads_total": 0,
+    "chatroom_files_stored": 0,
+}
+METRICS_AT_LEAST = {
+    "chatroom_messages_total": MESSAGES_SENT,
+    # each message reaches at least one socket (the private one, dave's; a room's, the
+    # others in it: every room written to has two people or more)
+    "chatroom_deliveries_total": MESSAGES_SENT,
+}
 
 
 class RawUser:
@@ -135,6 +182,67 @@ def check_page(url: str) -> None:
             raise SystemExit(f"the front page lacks {expected!r}")
     if not csp or "default-src 'none'" not in csp:
         raise SystemExit(f"unexpected Content-Security-Policy: {csp!r}")
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus' text format (0.0.4) as read in the browser: every sample preceded by
+    its metric's ``# HELP`` and ``# TYPE`` lines (counters ending in ``_total``); the
+    samples by name (labels dropped). SystemExit saying what is wrong otherwise."""
+    if not text.strip():
+        raise SystemExit("/metrics: Chromium shows no text")
+    samples: dict[str, float] = {}
+    helped: set[str] = set()
+    typed: dict[str, str] = {}
+    sample = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^{}]*\})? (\S+)")
+    for number, line in enumerate(text.strip("\n").split("\n"), 1):
+        if line.startswith("# HELP "):
+            helped.add(line.split(" ", 3)[2])
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            if kind not in ("counter", "gauge", "histogram", "summary", "untyped"):
+                raise SystemExit(f"/metrics line {number}: unknown type {kind!r}")
+            if kind == "counter" and not name.endswith("_total"):
+                raise SystemExit(f"/metrics line {number}: counter {name} lacks _total")
+            typed[name] = kind
+        else:
+            match = sample.fullmatch(line)
+            if match is None:
+                raise SystemExit(f"/metrics line {number} is not Prometheus text: {line!r}")
+            name = match[1]
+            if name not in helped or name not in typed:
+                raise SystemExit(f"/metrics: {name} has no # HELP or # TYPE line before it")
+            try:
+                samples[name] = float(match[3])
+            except ValueError:
+                raise SystemExit(f"/metrics line {number}: {match[3]!r} is no number") from None
+    return samples
+
+
+def check_metrics(text: str, url: str) -> dict[str, float]:
+    """The figures of /metrics (its text as Chromium rendered it) are this scene's."""
+    with urllib.request.urlopen(url, timeout=WAIT) as response:
+        kind = response.headers["Content-Type"]
+    if not kind or not kind.startswith("text/plain; version=0.0.4"):
+        raise SystemExit(f"/metrics is served as {kind!r}, not Prometheus text")
+    samples = parse_metrics(text)
+
+    def shown(name: str) -> str:
+        return f"{samples[name]:g}" if name in samples else "missing"
+
+    wrong = []
+    for name, expected in METRICS_EQUAL.items():
+        if samples.get(name) != expected:
+            wrong.append(f"{name} is {shown(name)}, expected {expected}")
+    for name, least in METRICS_AT_LEAST.items():
+        if samples.get(name, -1) < least:
+            wrong.append(f"{name} is {shown(name)}, expected at least {least}")
+    if not samples.get("chatroom_uptime_seconds", 0) > 0:
+        wrong.append("chatroom_uptime_seconds is not positive")
+    if samples.get("chatroom_build_info") != 1:
+        wrong.append("chatroom_build_info is not 1")
+    if wrong:
+        raise SystemExit("/metrics as Chromium shows it is wrong:\n  " + "\n  ".join(wrong))
+    return samples
 
 
 # Runs a command with the given fds as its 3 and 4 (what --remote-debugging-pipe reads
@@ -232,6 +340,13 @@ class Browser:
 
     def screenshot(self, url: str, width: int, dark: bool, mobile: bool) -> bytes:
         """The whole page at ``url`` in a viewport ``width`` CSS pixels wide, as PNG."""
+        return self.visit(url, width, dark, mobile)[0]
+
+    def visit(
+        self, url: str, width: int, dark: bool = False, mobile: bool = False
+    ) -> tuple[bytes, str]:
+        """Load ``url`` in a new tab ``width`` CSS pixels wide: the whole page as PNG,
+        and its text as rendered (``document.body.innerText``)."""
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
             "sessionId"
@@ -247,8 +362,15 @@ class Browser:
         height = math.ceil(layout["cssContentSize"]["height"])
         self.call("Emulation.setDeviceMetricsOverride", {**metrics, "height": height}, session)
         data = self.call("Page.captureScreenshot", {"format": "png"}, session)["data"]
+        evaluated = self.call(
+            "Runtime.evaluate",
+            {"expression": "document.body.innerText", "returnByValue": True},
+            session,
+        )
         self.call("Target.closeTarget", {"targetId": target})
-        return base64.b64decode(data)
+        if "exceptionDetails" in evaluated:
+            raise SystemExit(f"chromium: reading {url}: {evaluated['exceptionDetails']}")
+        return base64.b64decode(data), evaluated["result"].get("value", "")
 
     def close(self) -> None:
         try:
@@ -303,6 +425,16 @@ def main() -> None:
                         png = browser.screenshot(url, width, dark, mobile)
                         (args.out / name).write_bytes(png)
                         print(f"wrote {args.out / name} ({width} px wide)")
+                    metrics_url = f"http://127.0.0.1:{server.http_port}/metrics"
+                    png, text = browser.visit(metrics_url, METRICS_WIDTH)
+                    samples = check_metrics(text, metrics_url)
+                    (args.out / "metrics.png").write_bytes(png)
+                    print(f"wrote {args.out / 'metrics.png'} ({METRICS_WIDTH} px wide)")
+                    shown = ("connections", "rooms", "messages_total", "deliveries_total")
+                    print(
+                        "/metrics in Chromium: Prometheus text, "
+                        + ", ".join(f"{n} {samples['chatroom_' + n]:g}" for n in shown)
+                    )
                 finally:
                     browser.close()
         finally:
