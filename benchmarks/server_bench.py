@@ -270,7 +270,19 @@ def run_one(ircload: Path, server: Server, name: str, args: list[str]) -> dict:
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         return {"ok": False, "error": out.stderr[-500:]}
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    result.update(cpu_per_message(result))
+    return result
+
+
+def cpu_per_message(result: dict) -> dict:
+    """Server CPU (all its threads, ircload's /proc reading) per message sent, in µs:
+    the figure that matters for a per-message path, and far steadier than throughput on
+    a shared machine (it does not care how long the run took, only what it cost)."""
+    cores, wall, sent = result.get("server_cpu"), result.get("wall_s"), result.get("sent")
+    if not (isinstance(cores, (int, float)) and wall and sent):
+        return {}
+    return {"cpu_us_per_msg": cores * wall / sent * 1e6}
 
 
 def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> str:
@@ -293,9 +305,9 @@ def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> 
     ref = "ngircd" if "ngircd" in servers else None
     out.append(
         "| scenario | server | ok | deliveries/s | ratio vs ngircd | p50 ms | p99 ms |"
-        " lost/dup/reorder/leak | server CPU | notes |"
+        " lost/dup/reorder/leak | server CPU | CPU µs/msg | notes |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, by_server in results.items():
         for kind in servers:
             rows = by_server.get(kind, [])
@@ -334,7 +346,7 @@ def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> 
             out.append(
                 f"| {name} | {kind} | {oks}/{len(rows)} | {fmt(dps, '/s')} | {ratio} |"
                 f" {fmt(med(rows, 'lat_p50_ms'))} | {fmt(med(rows, 'lat_p99_ms'))} | {errs} |"
-                f" {fmt(med(rows, 'server_cpu'))} | {notes} |"
+                f" {fmt(med(rows, 'server_cpu'))} | {fmt(med(rows, 'cpu_us_per_msg'))} | {notes} |"
             )
     if "ours" in servers and "ours-nohist" in servers:
         out.append("")
@@ -343,6 +355,13 @@ def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> 
             off = med(results.get(name, {}).get("ours-nohist", []), "deliveries_per_s")
             if on and off:
                 out.append(f"history on / off, {name}: {on / off:.2f}x")
+            cpu_on = med(results.get(name, {}).get("ours", []), "cpu_us_per_msg")
+            cpu_off = med(results.get(name, {}).get("ours-nohist", []), "cpu_us_per_msg")
+            if cpu_on and cpu_off:
+                out.append(
+                    f"CPU per message, {name}: {cpu_on:.1f} µs with history,"
+                    f" {cpu_off:.1f} µs without ({cpu_on / cpu_off:.2f}x)"
+                )
     if "slow" in results and "slowctl" in results:
         for kind in servers:
             p99 = med(results["slow"].get(kind, []), "lat_p99_ms")
