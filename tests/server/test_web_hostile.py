@@ -172,6 +172,44 @@ def test_tls_garbage_on_the_web_port_is_closed_quietly(web, clients, tmp_path: P
     chat_alive(watcher)
 
 
+def client_hello() -> bytes:
+    """The first flight of a real TLS client, as bytes to send by hand."""
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing)
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_a_dripped_tls_handshake_is_cut_at_one_deadline(web, clients, tmp_path: Path) -> None:  # noqa: F811
+    fx = web(tls=True, tls_port=0, tls_dir=str(tmp_path / "tls"), tls_handshake_timeout=0.5)
+    watcher = clients(fx, "watcher")
+    hello = client_hello()
+    s = raw(fx)
+    started = time.monotonic()
+    closed_after = None
+    for byte in hello:  # one byte every 0.05 s: each read succeeds, the deadline holds
+        try:
+            s.sendall(bytes([byte]))
+        except OSError:
+            closed_after = time.monotonic() - started
+            break
+        time.sleep(0.05)
+        if time.monotonic() - started > 5:
+            break
+    if closed_after is None:  # the close shows on the next read
+        read_all(s, timeout=3)
+        closed_after = time.monotonic() - started
+    s.close()
+    assert closed_after < 3.0, f"held for {closed_after:.1f} s"
+    chat_alive(watcher)
+
+
 # --- bodies -------------------------------------------------------------------------------
 
 

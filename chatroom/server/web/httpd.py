@@ -261,6 +261,8 @@ class WebHandler(BaseHTTPRequestHandler):
 
     def _handshake(self, sock: socket.socket, context: ssl.SSLContext) -> ssl.SSLSocket | None:
         wrapped = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        # one deadline for the whole handshake: CPython's do_handshake counts the
+        # timeout from its start, however the peer drips its bytes (tested)
         wrapped.settimeout(self.config.tls_handshake_timeout)
         try:
             wrapped.do_handshake()
