@@ -471,3 +471,23 @@ def test_module_doctests() -> None:
     for module in (bodies, files):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+def test_clear_http_from_the_lan_goes_to_https_when_clear_text_is_restricted(
+    web, clients, tmp_path, monkeypatch
+) -> None:
+    """With --plaintext loopback, a browser on another machine is sent to HTTPS and an
+    upload in clear text is refused before its password is checked. (Tests stay on
+    loopback: the server is told this connection comes from the LAN.)"""
+    from chatroom.server.web import httpd
+
+    fx = web(tls=True, tls_port=0, tls_dir=str(tmp_path / "tls"), plaintext="loopback")
+    account(fx, clients, "alice")
+    monkeypatch.setattr(httpd, "is_loopback", lambda host: False)
+    page = request(fx, "GET", "/", headers={"Host": "office-chat.lan:8067"})
+    assert page.status == 301
+    assert page.headers["Location"] == f"https://office-chat.lan:{fx.server.http_port}/"
+    refused = upload(fx, b"secret", auth=basic("alice"))
+    assert refused.status == 403 and "HTTPS" in refused.text
+    assert upload(fx, b"secret", auth=basic("alice"), tls=True).status == 201
+    assert len(stored(fx)) == 2  # only the HTTPS upload
