@@ -466,9 +466,9 @@ def test_module_doctests() -> None:
     """Name sanitising, types, sizes, Content-Disposition: the examples in the code."""
     import doctest
 
-    from chatroom.server.web import bodies, files
+    from chatroom.server.web import bodies, files, httpd
 
-    for module in (bodies, files):
+    for module in (bodies, files, httpd):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__
 
@@ -491,3 +491,28 @@ def test_clear_http_from_the_lan_goes_to_https_when_clear_text_is_restricted(
     assert refused.status == 403 and "HTTPS" in refused.text
     assert upload(fx, b"secret", auth=basic("alice"), tls=True).status == 201
     assert len(stored(fx)) == 2  # only the HTTPS upload
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_a_range_of_a_file_resumes_a_download_or_seeks_a_video(
+    web, clients, tmp_path, tls: bool
+) -> None:
+    fx = web(tls=True, tls_port=0, tls_dir=str(tmp_path / "tls"))
+    account(fx, clients, "alice")
+    data = os.urandom(700_000)  # more than one of the pieces a TLS download is sent in
+    path = path_of(upload(fx, data, name="film.mp4", auth=basic("alice")).headers["Location"])
+    whole = request(fx, "GET", path, tls=tls)
+    assert whole.status == 200 and whole.headers["Accept-Ranges"] == "bytes"
+    part = request(fx, "GET", path, headers={"Range": "bytes=300000-"}, tls=tls)
+    assert part.status == 206
+    assert part.headers["Content-Range"] == f"bytes 300000-{len(data) - 1}/{len(data)}"
+    assert part.body == data[300_000:]
+    middle = request(fx, "GET", path, headers={"Range": "bytes=10-19"}, tls=tls)
+    assert (middle.status, middle.body) == (206, data[10:20])
+    tail = request(fx, "GET", path, headers={"Range": "bytes=-5"}, tls=tls)
+    assert tail.body == data[-5:]
+    past = request(fx, "GET", path, headers={"Range": f"bytes={len(data)}-"}, tls=tls)
+    assert past.status == 416
+    assert past.headers["Content-Range"] == f"bytes */{len(data)}"
+    several = request(fx, "GET", path, headers={"Range": "bytes=0-1,5-6"}, tls=tls)
+    assert (several.status, several.body) == (200, data)  # not served in parts: whole

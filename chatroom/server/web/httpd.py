@@ -665,26 +665,80 @@ class WebHandler(BaseHTTPRequestHandler):
             how = "inline" if served in INLINE_TYPES else "attachment"
             if served.startswith("text/"):
                 served += "; charset=utf-8"
-            self.send_response(200)
+            wanted = byte_range(self.headers.get("Range"), info.size)
+            if wanted == "unsatisfiable":
+                self.close_connection = True
+                self.answer(
+                    416,
+                    f"416 Range Not Satisfiable: the file has {info.size} bytes\n".encode(),
+                    "text/plain; charset=utf-8",
+                    extra=[("Content-Range", f"bytes */{info.size}")],
+                )
+                return
+            start, end = wanted or (0, info.size)
+            self.send_response(206 if wanted else 200)
             self.send_header("Content-Type", served)
-            self.send_header("Content-Length", str(info.size))
+            self.send_header("Content-Length", str(end - start))
+            if wanted:
+                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{info.size}")
+            self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Disposition", content_disposition(how, info.name))
             self.send_header("Content-Security-Policy", STRICT_CSP)
             self.send_header("Cache-Control", "private, max-age=86400, immutable")
             for name, value in COMMON_HEADERS:
                 self.send_header(name, value)
             self.end_headers()
-            if self.command == "HEAD":
+            if self.command == "HEAD" or start == end:
                 return
             self.connection.settimeout(self.config.http_body_timeout)
             if isinstance(self.connection, ssl.SSLSocket):
                 # SSLSocket.sendfile falls back to 8 KiB sends (no kernel sendfile under
                 # TLS): larger pieces make HTTPS downloads about half again as fast
                 piece = bytearray(TLS_SEND_PIECE)
-                while n := f.readinto(piece):
+                f.seek(start)
+                left = end - start
+                while left > 0 and (n := f.readinto(piece)):
+                    n = min(n, left)
                     self.connection.sendall(memoryview(piece)[:n])
+                    left -= n
             else:
-                self.connection.sendfile(f)
+                self.connection.sendfile(f, start, end - start)
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """The one byte range a ``Range`` header asks for, as (start, end) with end
+    exclusive; None for the whole file (no header, several ranges, or a form we do not
+    serve: RFC 9110 lets a server ignore Range); "unsatisfiable" past the end (416).
+    Browsers seek in videos and curl -C resumes with this.
+
+    >>> byte_range("bytes=0-99", 1000), byte_range("bytes=900-", 1000)
+    ((0, 100), (900, 1000))
+    >>> byte_range("bytes=-100", 1000), byte_range("bytes=990-2000", 1000)
+    ((900, 1000), (990, 1000))
+    >>> byte_range("bytes=1000-", 1000), byte_range("bytes=0-1,5-9", 1000), byte_range(None, 9)
+    ('unsatisfiable', None, None)
+    """
+    if not header:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash or not (first.isdigit() or last.isdigit()):
+        return None
+    if not first.isdigit():  # the last N bytes
+        if not last.isdigit() or int(last) == 0:
+            return "unsatisfiable" if last.isdigit() else None
+        return max(0, size - int(last)), size
+    start = int(first)
+    if last and not last.isdigit():
+        return None
+    end = min(int(last) + 1, size) if last else size
+    if start >= size:
+        return "unsatisfiable"
+    if end <= start:
+        return None  # last before first: invalid, so ignored
+    return start, end
 
 
 def _has(headers: list[tuple[str, str]] | None, name: str) -> bool:
