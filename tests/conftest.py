@@ -207,6 +207,24 @@ class IRCClient:
 
 
 @pytest.fixture
+def clients() -> Iterator[Callable[..., IRCClient]]:
+    """Open test clients to any server: ``clients(fx, "alice")`` (registered when a
+    nick is given); all are closed at teardown."""
+    made: list[IRCClient] = []
+
+    def make(fx: ServerFixture, nick: str | None = None) -> IRCClient:
+        c = IRCClient(fx.host, fx.port)
+        made.append(c)
+        if nick:
+            c.register(nick)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture
 def connect(irc_server: ServerFixture) -> Iterator[Callable[..., IRCClient]]:
     """Open test clients to ``irc_server`` (or to another fixture's server via ``to=``)."""
     clients: list[IRCClient] = []

@@ -9,7 +9,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,21 +38,6 @@ def web(
         return server_factory(**settings)
 
     return make
-
-
-@pytest.fixture
-def clients() -> Iterator[Callable[..., IRCClient]]:
-    made: list[IRCClient] = []
-
-    def make(fx: ServerFixture, nick: str) -> IRCClient:
-        c = IRCClient(fx.host, fx.port)
-        made.append(c)
-        c.register(nick)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
 
 
 def account(fx: ServerFixture, clients: Callable[..., IRCClient], name: str) -> IRCClient:

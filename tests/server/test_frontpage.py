@@ -12,7 +12,6 @@ import doctest
 import hashlib
 import http.client
 import re
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,22 +22,6 @@ from tests.conftest import IRCClient, ServerFixture
 
 HOSTILE_TOPIC = "<script>alert(1)</script> & \"quotes\" 'too'"
 HOSTILE_ROOM = '#<img/src=x/onerror="alert(2)">&amp;'
-
-
-@pytest.fixture
-def clients(server_factory: Callable[..., ServerFixture]) -> Iterator[Callable[..., IRCClient]]:
-    """Registered IRC clients to ``fx``: ``clients(fx, "alice")``."""
-    made: list[IRCClient] = []
-
-    def make(fx: ServerFixture, nick: str) -> IRCClient:
-        c = IRCClient(fx.host, fx.port)
-        made.append(c)
-        c.register(nick)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
 
 
 def page_of(server: ChatServer, host: str = "127.0.0.1") -> str:

@@ -14,7 +14,6 @@ import http.client
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ import pytest
 from chatroom.server import pipeline as pipeline_mod
 from chatroom.server.server import ChatServer
 from chatroom.server.web import metrics
-from tests.conftest import IRCClient, ServerFixture
+from tests.conftest import IRCClient
 
 # name{labels} value
 _SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)")
@@ -65,22 +64,6 @@ def wait_for(server: ChatServer, name: str, value: float, timeout: float = 5.0) 
     while (got := scrape(server)[name]) != value:
         assert time.monotonic() < deadline, f"{name} is {got}, expected {value}"
         time.sleep(0.02)
-
-
-@pytest.fixture
-def clients(server_factory: Callable[..., ServerFixture]) -> Iterator[Callable[..., IRCClient]]:
-    made: list[IRCClient] = []
-
-    def make(fx: ServerFixture, nick: str | None = None) -> IRCClient:
-        c = IRCClient(fx.host, fx.port)
-        made.append(c)
-        if nick:
-            c.register(nick)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
 
 
 def settle(*cs: IRCClient) -> None:

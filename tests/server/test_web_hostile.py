@@ -18,7 +18,6 @@ from tests.server.test_files import (
     PASSWORD,
     account,
     basic,
-    clients,  # noqa: F401 - a fixture
     partial,
     request,
     stored,
