@@ -451,9 +451,9 @@ def test_module_doctests() -> None:
     """Name sanitising, types, sizes, Content-Disposition: the examples in the code."""
     import doctest
 
-    from chatroom.server.web import bodies, files, httpd
+    from chatroom.server.web import bodies, files
 
-    for module in (bodies, files, httpd):
+    for module in (bodies, files):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__
 

@@ -1,6 +1,6 @@
 """Reading HTTP requests off a socket, bounded: a head against one deadline and one size
 limit, a body in pieces of a known length, the first file of a multipart/form-data body,
-and the file names that Content-Disposition carries.
+the file names that Content-Disposition carries, and the one byte range a Range asks.
 
 The standard library's readers block per recv() with no overall deadline (a slow drip
 of bytes holds a thread for ever) and its multipart parsing went with the cgi module;
@@ -276,3 +276,39 @@ def _utf8(text: str | None) -> str | None:
         return text.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
         return text
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """The one byte range a ``Range`` header asks for, as (start, end) with end
+    exclusive; None for the whole file (no header, several ranges, or a form we do not
+    serve: RFC 9110 lets a server ignore Range); "unsatisfiable" past the end (416).
+    Browsers seek in videos and curl -C resumes with this.
+
+    >>> byte_range("bytes=0-99", 1000), byte_range("bytes=900-", 1000)
+    ((0, 100), (900, 1000))
+    >>> byte_range("bytes=-100", 1000), byte_range("bytes=990-2000", 1000)
+    ((900, 1000), (990, 1000))
+    >>> byte_range("bytes=1000-", 1000), byte_range("bytes=0-1,5-9", 1000), byte_range(None, 9)
+    ('unsatisfiable', None, None)
+    """
+    if not header:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash or not (first.isdigit() or last.isdigit()):
+        return None
+    if not first.isdigit():  # the last N bytes
+        if not last.isdigit() or int(last) == 0:
+            return "unsatisfiable" if last.isdigit() else None
+        return max(0, size - int(last)), size
+    start = int(first)
+    if last and not last.isdigit():
+        return None
+    end = min(int(last) + 1, size) if last else size
+    if start >= size:
+        return "unsatisfiable"
+    if end <= start:
+        return None  # last before first: invalid, so ignored
+    return start, end

@@ -48,6 +48,7 @@ from chatroom.server.web.bodies import (
     HeadTimeout,
     HeadTooLarge,
     SocketReader,
+    byte_range,
     content_disposition,
     disposition_filename,
     receive_multipart,
@@ -703,42 +704,6 @@ class WebHandler(BaseHTTPRequestHandler):
                     left -= n
             else:
                 self.connection.sendfile(f, start, end - start)
-
-
-def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
-    """The one byte range a ``Range`` header asks for, as (start, end) with end
-    exclusive; None for the whole file (no header, several ranges, or a form we do not
-    serve: RFC 9110 lets a server ignore Range); "unsatisfiable" past the end (416).
-    Browsers seek in videos and curl -C resumes with this.
-
-    >>> byte_range("bytes=0-99", 1000), byte_range("bytes=900-", 1000)
-    ((0, 100), (900, 1000))
-    >>> byte_range("bytes=-100", 1000), byte_range("bytes=990-2000", 1000)
-    ((900, 1000), (990, 1000))
-    >>> byte_range("bytes=1000-", 1000), byte_range("bytes=0-1,5-9", 1000), byte_range(None, 9)
-    ('unsatisfiable', None, None)
-    """
-    if not header:
-        return None
-    unit, _, spec = header.strip().partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()):
-        return None
-    if not first.isdigit():  # the last N bytes
-        if not last.isdigit() or int(last) == 0:
-            return "unsatisfiable" if last.isdigit() else None
-        return max(0, size - int(last)), size
-    start = int(first)
-    if last and not last.isdigit():
-        return None
-    end = min(int(last) + 1, size) if last else size
-    if start >= size:
-        return "unsatisfiable"
-    if end <= start:
-        return None  # last before first: invalid, so ignored
-    return start, end
 
 
 def _has(headers: list[tuple[str, str]] | None, name: str) -> bool:
