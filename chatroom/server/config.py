@@ -238,7 +238,7 @@ class Config:
         default=True,
         metadata={"doc": "serve files, the front page and /metrics over HTTP (--no-http: off)"},
     )
-    # 8067: unassigned by IANA, easy to remember beside 6667
+    # 8067: easy to remember beside 6667 and 6697
     http_port: int = field(
         default=8067,
         metadata={"doc": "HTTP port; HTTPS on the same port when TLS is on (0: any free port)"},
