@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from chatroom.protocol import Cap, Message, casefold, mask_matcher, serialize
+from chatroom.protocol import Cap, Message, casefold, is_channel, mask_matcher, serialize
 from chatroom.protocol import Numeric as N
 from chatroom.server.config import Config
 from chatroom.server.flood import LoginLimiter
@@ -113,6 +113,20 @@ FLAG_MODES = "imnst"
 STATUS_MODES = "ov"
 # STATUSMSG: a target's prefix -> the status modes that receive it (at least that status).
 STATUS_PREFIXES = {"@": "o", "+": "ov"}
+
+
+def split_status(target: str) -> tuple[str, str]:
+    """A PRIVMSG/NOTICE target as (STATUSMSG prefix, the rest): "@#room" reaches the
+    room's operators, "+#room" its voiced and operators; any other target has no prefix.
+
+    >>> split_status("@+#lan"), split_status("#lan"), split_status("+bob")
+    (('@+', '#lan'), ('', '#lan'), ('', '+bob'))
+    """
+    if target[0] in STATUS_PREFIXES and is_channel(bare := target.lstrip("@+")):
+        return target[: -len(bare)], bare
+    return "", target
+
+
 # The mask lists (CHANMODES group A): bans, ban exceptions, invite exceptions.
 LIST_MODES = "beI"
 

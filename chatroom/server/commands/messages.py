@@ -18,7 +18,7 @@ from chatroom.server import tags as T
 from chatroom.server.commands import services
 from chatroom.server.commands.accounts import is_service
 from chatroom.server.records import dm_key
-from chatroom.server.registry import STATUS_PREFIXES, with_bot_tag
+from chatroom.server.registry import STATUS_PREFIXES, split_status, with_bot_tag
 from chatroom.server.tags import stamp
 
 if TYPE_CHECKING:
@@ -96,9 +96,7 @@ def _message(s: Session, msg: Message, notice: bool, tagmsg: bool = False) -> No
         # Look up and encode outside the registry lock; hold it only to check the
         # right to speak, fix the message's place and post it (short, uncontended).
         # STATUSMSG: "@#room" reaches its operators, "+#room" its voiced and operators
-        prefix, name = "", target
-        if target[0] in STATUS_PREFIXES and is_channel(bare := target.lstrip("@+")):
-            prefix, name = target[: -len(bare)], bare
+        prefix, name = split_status(target)
         if is_channel(name):
             chan = reg.find_channel(name)
             if chan is None:

@@ -30,7 +30,7 @@ from chatroom.protocol import Numeric as N
 from chatroom.server import tags as T
 from chatroom.server.commands import accounts  # a module: session.py imports this one
 from chatroom.server.records import dm_key, new_msgid
-from chatroom.server.registry import STATUS_PREFIXES, Sink, User, with_bot_tag
+from chatroom.server.registry import STATUS_PREFIXES, Sink, User, split_status, with_bot_tag
 from chatroom.server.text import safe_param
 
 if TYPE_CHECKING:
@@ -259,9 +259,7 @@ def _deliver(s: Session, ob: OpenBatch) -> list[bytes] | None:
             s.reply(numeric, *params)
 
     user, reg = s.user, s.reg
-    prefix, name = "", target
-    if target[0] in STATUS_PREFIXES and is_channel(bare := target.lstrip("@+")):
-        prefix, name = target[: -len(bare)], bare
+    prefix, name = split_status(target)
     if is_channel(name):
         chan = reg.find_channel(name)
         if chan is None:
