@@ -206,6 +206,24 @@ class IRCClient:
             pass
 
 
+def read_until(
+    c: IRCClient, done: Callable[[Message], bool], timeout: float = REPLY_TIMEOUT
+) -> list[Message]:
+    """Every line up to and including the first one ``done`` accepts, in arrival order
+    (PINGs included, unlike IRCClient.expect); fails with the last lines seen."""
+    deadline = time.monotonic() + timeout
+    got: list[Message] = []
+    while True:
+        while c.lines:
+            msg = parse(c.lines.popleft())
+            got.append(msg)
+            if done(msg):
+                return got
+        if not c._fill(deadline):
+            tail = [str(m) for m in got[-15:]]
+            raise AssertionError(f"{c.nick}: the expected line never came; got {tail!r}")
+
+
 @pytest.fixture
 def clients() -> Iterator[Callable[..., IRCClient]]:
     """Open test clients to any server: ``clients(fx, "alice")`` (registered when a

@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from chatroom.protocol import Message, parse
+from chatroom.protocol import Message
 from chatroom.sasl import ScramClient, plain_response
 from chatroom.server.server import ChatServer
 from tests.conftest import IRCClient, ServerFixture
+from tests.conftest import read_until as until
 
 HIST_CAPS = "batch server-time message-tags draft/chathistory"
 EVER = "timestamp=2000-01-01T00:00:00.000Z timestamp=2999-01-01T00:00:00.000Z"
@@ -75,21 +76,6 @@ def connect(server_factory: Callable[..., ServerFixture]) -> Iterator[Callable[.
     yield make
     for c in clients:
         c.close()
-
-
-def until(c: IRCClient, done: Callable[[Message], bool], timeout: float = 5.0) -> list[Message]:
-    """Every line up to and including the first one ``done`` accepts, in arrival order."""
-    deadline = time.monotonic() + timeout
-    got: list[Message] = []
-    while True:
-        while c.lines:
-            msg = parse(c.lines.popleft())
-            got.append(msg)
-            if done(msg):
-                return got
-        if not c._fill(deadline):
-            tail = [f"{m.command} {' '.join(m.params)}" for m in got[-15:]]
-            raise AssertionError(f"{c.nick}: the expected line never came; got {tail!r}")
 
 
 def sync(c: IRCClient) -> list[Message]:

@@ -19,30 +19,15 @@ from collections.abc import Callable, Iterable
 import pytest
 
 from chatroom.cli import server_main
-from chatroom.protocol import Cap, Message, parse
+from chatroom.protocol import Cap, Message
+from tests.conftest import read_until
 
-WAIT = 5.0  # seconds; generous, as in conftest: only a broken server waits this long
 TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 HIST = (Cap.BATCH, Cap.SERVER_TIME, Cap.MESSAGE_TAGS, Cap.DRAFT_CHATHISTORY)
 _tokens = itertools.count()
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def read_until(c, done: Callable[[Message], bool], timeout: float = WAIT) -> list[Message]:
-    """Every line up to and including the first one ``done`` accepts, in arrival order."""
-    deadline = time.monotonic() + timeout
-    got: list[Message] = []
-    while True:
-        while c.lines:
-            msg = parse(c.lines.popleft())
-            got.append(msg)
-            if done(msg):
-                return got
-        if not c._fill(deadline):
-            tail = [str(m) for m in got[-15:]]
-            raise AssertionError(f"{c.nick}: expected line never came; got {tail!r}")
 
 
 def sync(c) -> list[Message]:

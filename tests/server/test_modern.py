@@ -12,13 +12,14 @@ import doctest
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import pytest
 
-from chatroom.protocol import Cap, Message, parse
+from chatroom.protocol import Cap, Message
 from chatroom.server import tags as T
 from chatroom.server.commands import monitor, readmarker, redact
+from tests.conftest import read_until
 
 WAIT = 5.0  # seconds; only a broken server waits this long
 PASSWORD = "correct-horse"
@@ -43,20 +44,6 @@ def fx(server_factory):
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def read_until(c, done: Callable[[Message], bool], timeout: float = WAIT) -> list[Message]:
-    """Every line up to and including the first one ``done`` accepts."""
-    deadline = time.monotonic() + timeout
-    got: list[Message] = []
-    while True:
-        while c.lines:
-            msg = parse(c.lines.popleft())
-            got.append(msg)
-            if done(msg):
-                return got
-        if not c._fill(deadline):
-            raise AssertionError(f"{c.nick}: the line never came; got {[str(m) for m in got]}")
 
 
 def sync(c) -> list[Message]:

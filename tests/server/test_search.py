@@ -17,11 +17,11 @@ import contextlib
 import itertools
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import pytest
 
-from chatroom.protocol import Message, escape_tag_value, parse
+from chatroom.protocol import Message, escape_tag_value
 from chatroom.server import store as store_module
 from chatroom.server.records import (
     ID_TIME_SHIFT,
@@ -32,28 +32,14 @@ from chatroom.server.records import (
     dm_key,
 )
 from chatroom.server.store import MEMORY, MIGRATIONS, HistoryStore
+from tests.conftest import read_until
 
-WAIT = 5.0
 TAGS = ("batch", "server-time", "message-tags", "soju.im/search")
 PASSWORD = "secretpw"
 _tokens = itertools.count()
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def read_until(c, done: Callable[[Message], bool], timeout: float = WAIT) -> list[Message]:
-    """Every line up to and including the first one ``done`` accepts."""
-    deadline = time.monotonic() + timeout
-    got: list[Message] = []
-    while True:
-        while c.lines:
-            msg = parse(c.lines.popleft())
-            got.append(msg)
-            if done(msg):
-                return got
-        if not c._fill(deadline):
-            raise AssertionError(f"{c.nick}: expected line never came; got {got[-15:]!r}")
 
 
 def client(connect, fx, nick: str, caps: Iterable[str] = TAGS, password: str | None = None):
