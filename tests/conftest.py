@@ -4,6 +4,7 @@ over real sockets. Every server and client a test makes is stopped at teardown."
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import select
 import socket
@@ -204,6 +205,17 @@ class IRCClient:
             self.sock.close()
         except OSError:
             pass
+
+
+@pytest.fixture
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Whatever a test's peers send, the server answers it and logs nothing at ERROR or
+    above, and no traceback. A module asks for it with
+    ``pytestmark = pytest.mark.usefixtures("no_errors_logged")``."""
+    caplog.set_level(logging.INFO)
+    yield
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert bad == [], [r.getMessage() for r in bad]
 
 
 def read_until(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import doctest
 import itertools
-import logging
 import time
 from collections.abc import Iterable
 
@@ -28,13 +27,7 @@ HIST = (Cap.BATCH, Cap.SERVER_TIME, Cap.MESSAGE_TAGS, Cap.DRAFT_CHATHISTORY)
 _tokens = itertools.count()
 
 
-@pytest.fixture(autouse=True)
-def no_errors_logged(caplog: pytest.LogCaptureFixture):
-    """Bad input is answered, never a traceback: nothing at ERROR or above."""
-    caplog.set_level(logging.INFO)
-    yield
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert errors == [], [r.getMessage() for r in errors]
+pytestmark = pytest.mark.usefixtures("no_errors_logged")
 
 
 @pytest.fixture

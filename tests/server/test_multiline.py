@@ -7,7 +7,6 @@ multiline.py; where the spec leaves a choice, from Ergo.
 
 from __future__ import annotations
 
-import logging
 import time
 
 import pytest
@@ -30,13 +29,7 @@ def fx(server_factory):
     return server_factory(flood_limit=False)
 
 
-@pytest.fixture(autouse=True)
-def no_errors_logged(caplog):
-    """Bad input is answered, never a traceback in the server's log."""
-    caplog.set_level(logging.INFO)
-    yield
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not errors, [r.getMessage() for r in errors]
+pytestmark = pytest.mark.usefixtures("no_errors_logged")
 
 
 def room_of(connect, fx, room: str = "#test", **clients):

@@ -8,8 +8,6 @@ playback) and irctest's chathistory.py.
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from chatroom.protocol import Cap, Message
@@ -25,12 +23,7 @@ def fx(server_factory):
     return server_factory(flood_limit=False)
 
 
-@pytest.fixture(autouse=True)
-def no_errors_logged(caplog):
-    caplog.set_level(logging.INFO)
-    yield
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not errors, [r.getMessage() for r in errors]
+pytestmark = pytest.mark.usefixtures("no_errors_logged")
 
 
 def heard(sender, receiver) -> list[Message]:

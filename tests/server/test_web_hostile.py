@@ -3,12 +3,10 @@ memory stays bounded, nothing is logged as a server error, and the chat goes on.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,13 +26,7 @@ from tests.server.test_files import (
 __all__ = ["PASSWORD"]
 
 
-@pytest.fixture(autouse=True)
-def no_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Whatever the peer does, the server logs no error and no traceback."""
-    caplog.set_level(logging.DEBUG, logger="chatroom")
-    yield
-    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
-    assert bad == [], [r.getMessage() for r in bad]
+pytestmark = pytest.mark.usefixtures("no_errors_logged")
 
 
 @pytest.fixture
