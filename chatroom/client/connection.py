@@ -221,6 +221,26 @@ class _Refused(Exception):
     """The certificate is not to be trusted: the connection ends for good."""
 
 
+async def open_stream(
+    host: str, port: int, context: ssl.SSLContext | None, timeout: float, close_timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection to ``host``:``port``, with TLS when ``context`` is given (its
+    handshake within ``timeout`` too, its close within ``close_timeout``): the chat
+    link's and the file host's (transfer.py) way of connecting."""
+    if context is None:
+        connecting = asyncio.open_connection(host, port)
+    else:
+        connecting = asyncio.open_connection(
+            host,
+            port,
+            ssl=context,
+            server_hostname=host,
+            ssl_handshake_timeout=timeout,
+            ssl_shutdown_timeout=close_timeout,
+        )
+    return await asyncio.wait_for(connecting, timeout=timeout)
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionSettings:
     """Who to connect to and as whom.
@@ -505,18 +525,7 @@ class Connection:
         self, context: ssl.SSLContext | None = None
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         s = self.settings
-        if context is None:
-            connecting = asyncio.open_connection(s.host, s.port)
-        else:
-            connecting = asyncio.open_connection(
-                s.host,
-                s.port,
-                ssl=context,
-                server_hostname=s.host,
-                ssl_handshake_timeout=CONNECT_TIMEOUT,
-                ssl_shutdown_timeout=CLOSE_TIMEOUT,
-            )
-        return await asyncio.wait_for(connecting, timeout=CONNECT_TIMEOUT)
+        return await open_stream(s.host, s.port, context, CONNECT_TIMEOUT, CLOSE_TIMEOUT)
 
     async def _open_tls(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A TLS link whose certificate is trusted, or :class:`_Refused`.

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote, unquote, unquote_to_bytes, urljoin, urlsplit
 
+from chatroom.client.connection import open_stream, tls_contexts
 from chatroom.client.trust import fingerprint_of
 
 __all__ = [
@@ -76,6 +77,8 @@ MAX_REASON_CHARS = 300
 # No byte moved for this long (connecting included): the transfer has failed. The
 # server's own http_body_timeout is 30 s.
 STALL_TIMEOUT = 30.0
+# How long closing a TLS link to the file host may take.
+CLOSE_TIMEOUT = 2.0
 # A file name on disk: most file systems allow 255 bytes.
 MAX_NAME_BYTES = 255
 # An extension longer than this is not one (kept when a long name is cut).
@@ -303,19 +306,8 @@ def _place(part: Path, directory: Path, name: str) -> Path:
 async def _open(
     url: _Url, context: ssl.SSLContext | None, timeout: float
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    if context is None:
-        connecting = asyncio.open_connection(url.host, url.port)
-    else:
-        connecting = asyncio.open_connection(
-            url.host,
-            url.port,
-            ssl=context,
-            server_hostname=url.host,
-            ssl_handshake_timeout=timeout,
-            ssl_shutdown_timeout=2.0,
-        )
     try:
-        return await asyncio.wait_for(connecting, timeout)
+        return await open_stream(url.host, url.port, context, timeout, CLOSE_TIMEOUT)
     except TimeoutError:
         raise TransferError(f"no answer from the file host {url.authority}") from None
     except ssl.SSLCertVerificationError:
@@ -341,8 +333,6 @@ async def _connect(
                 "the chat link is: refused"
             )
         return await _open(url, None, timeout)
-    from chatroom.client.connection import tls_contexts
-
     verifying, unverified = await tls_contexts()
     pinned = trust.fingerprint
     if pinned is not None:
