@@ -72,8 +72,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-IRCLOAD_SRC = ROOT.parent / "shared" / "tools" / "ircload"
-IRCLOAD_TARGET = Path(tempfile.gettempdir()) / "ircload-target"
+sys.path.insert(0, str(HERE))
+import server_bench  # noqa: E402  (beside this script: its server and ircload helpers)
+from server_bench import find_ircload, free_port  # noqa: E402
+
 START_TIMEOUT = 20.0
 CURL_TIMEOUT = 120.0  # one transfer
 CHUNK = 64 * 1024
@@ -89,25 +91,13 @@ MODES = ("idle", "upload", "download", "both", "upload-baseline", "download-base
 # --- helpers ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_listening(ports: list[int], proc: subprocess.Popen, timeout: float) -> bool:
     """True once every 127.0.0.1 port accepts; False if ``proc`` exits or time runs out."""
     deadline = time.monotonic() + timeout
-    left = list(ports)
-    while left and time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", left[0]), timeout=1).close()
-            left.pop(0)
-        except OSError:
-            if proc.poll() is not None:
-                return False
-            time.sleep(0.05)
-    return not left
+    return all(
+        server_bench.wait_listening(port, proc, max(0.0, deadline - time.monotonic()))
+        for port in ports
+    )
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -161,36 +151,6 @@ class RssSampler:
         self._stop.set()
         self._thread.join(5)
         self.peak_kb = max(self.peak_kb, status_kb(self.pid, "VmRSS"))
-
-
-def ircload_binary(explicit: str | None) -> tuple[Path | None, str]:
-    """The ircload binary (built on demand, as server_bench.py does), or None and why."""
-    if explicit:
-        return Path(explicit), ""
-    binary = IRCLOAD_TARGET / "release" / "ircload"
-    if binary.exists():
-        return binary, ""
-    if not shutil.which("cargo") or not (IRCLOAD_SRC / "Cargo.toml").exists():
-        return None, f"ircload is not built and cannot be (needs cargo and {IRCLOAD_SRC})"
-    manifest = str(IRCLOAD_SRC / "Cargo.toml")
-    build = subprocess.run(
-        [
-            "cargo",
-            "build",
-            "--release",
-            "--offline",
-            "--manifest-path",
-            manifest,
-            "--target-dir",
-            str(IRCLOAD_TARGET),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if build.returncode != 0 or not binary.exists():
-        return None, f"building ircload failed: {build.stderr[-300:]}"
-    return binary, ""
 
 
 # --- curl ---------------------------------------------------------------------------------
@@ -759,7 +719,7 @@ def main() -> int:
     if not shutil.which("curl"):
         sys.exit("curl is needed (apt-get install -y curl)")
     size = int(args.size_mib * MIB)
-    ircload, fan_skipped = (None, "--no-fanout") if args.no_fanout else ircload_binary(args.ircload)
+    ircload, fan_skipped = (None, "--no-fanout") if args.no_fanout else find_ircload(args.ircload)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="chatroom-files-bench-"))
     (work / "plain").mkdir()

@@ -109,26 +109,40 @@ def free_port() -> int:
 
 
 def ircload_binary(explicit: str | None) -> Path:
-    if explicit:
-        return Path(explicit)
-    binary = IRCLOAD_TARGET / "release" / "ircload"
-    if not binary.exists():
-        if not shutil.which("cargo") or not (IRCLOAD_SRC / "Cargo.toml").exists():
-            sys.exit(f"ircload not built and cannot build it (need cargo and {IRCLOAD_SRC})")
-        subprocess.run(
-            [
-                "cargo",
-                "build",
-                "--release",
-                "--offline",
-                "--manifest-path",
-                str(IRCLOAD_SRC / "Cargo.toml"),
-                "--target-dir",
-                str(IRCLOAD_TARGET),
-            ],
-            check=True,
-        )
+    binary, why = find_ircload(explicit)
+    if binary is None:
+        sys.exit(why)
     return binary
+
+
+def find_ircload(explicit: str | None) -> tuple[Path | None, str]:
+    """The ircload binary (built on demand), or None and why (files_bench.py measures
+    without it)."""
+    if explicit:
+        return Path(explicit), ""
+    binary = IRCLOAD_TARGET / "release" / "ircload"
+    if binary.exists():
+        return binary, ""
+    if not shutil.which("cargo") or not (IRCLOAD_SRC / "Cargo.toml").exists():
+        return None, f"ircload is not built and cannot be (needs cargo and {IRCLOAD_SRC})"
+    build = subprocess.run(
+        [
+            "cargo",
+            "build",
+            "--release",
+            "--offline",
+            "--manifest-path",
+            str(IRCLOAD_SRC / "Cargo.toml"),
+            "--target-dir",
+            str(IRCLOAD_TARGET),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if build.returncode != 0 or not binary.exists():
+        return None, f"building ircload failed: {build.stderr[-300:]}"
+    return binary, ""
 
 
 class Server:

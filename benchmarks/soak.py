@@ -55,7 +55,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from server_bench import START_TIMEOUT, wait_listening  # noqa: E402  (beside this script)
+from server_bench import START_TIMEOUT, free_port, wait_listening  # noqa: E402  (beside this script)
 
 ALL_CAPS = "message-tags server-time echo-message batch labeled-response draft/chathistory"
 ROOMS = [f"#soak{i}" for i in range(10)]
@@ -74,12 +74,6 @@ TOP = 15
 
 
 # --- the server --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_flags(port: int, db: Path) -> list[str]:
