@@ -11,8 +11,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chatroom.server.config import VERSION, Config
+
+if TYPE_CHECKING:
+    from chatroom.server.server import ChatServer
 
 
 def _oper(value: str) -> tuple[str, str]:
@@ -272,6 +276,32 @@ def export_main(argv: list[str]) -> int:
     return 0
 
 
+def open_server(config: Config) -> ChatServer | None:
+    """The server, its ports open; None, with the reason on stderr, if it cannot start."""
+    import sqlite3
+
+    from chatroom.server.server import ChatServer
+    from chatroom.server.store import HistoryOpenError
+    from chatroom.server.tls import TLSSetupError
+
+    try:
+        return ChatServer(config)
+    except HistoryOpenError as e:  # names the file and what to do
+        print(f"chatroom-server: {e}", file=sys.stderr)
+    except TLSSetupError as e:  # names the file and what to do
+        print(f"chatroom-server: TLS: {e}", file=sys.stderr)
+    except OSError as e:
+        tls = f", {config.host}:{config.tls_port} (TLS)" if config.tls else ""
+        web = f", {config.host}:{config.http_port} (web; --no-http)" if config.http else ""
+        print(
+            f"chatroom-server: cannot listen on {config.host}:{config.port}{tls}{web}: {e}",
+            file=sys.stderr,
+        )
+    except (sqlite3.Error, RuntimeError) as e:
+        print(f"chatroom-server: history database: {e}", file=sys.stderr)
+    return None
+
+
 def server_main(argv: list[str] | None = None) -> int:
     """Run the server in the foreground until SIGINT or SIGTERM; exit 0 after a clean stop,
     1 if it could not start or stopped itself on an internal failure."""
@@ -290,31 +320,9 @@ def server_main(argv: list[str] | None = None) -> int:
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    import sqlite3
+    from chatroom.server.server import how_to_reach
+    from chatroom.server.tls import openssl_line
 
-    from chatroom.server.server import ChatServer, how_to_reach
-    from chatroom.server.store import HistoryOpenError
-    from chatroom.server.tls import TLSSetupError, openssl_line
-
-    try:
-        server = ChatServer(config)
-    except HistoryOpenError as e:  # names the file and what to do
-        print(f"chatroom-server: {e}", file=sys.stderr)
-        return 1
-    except TLSSetupError as e:  # names the file and what to do
-        print(f"chatroom-server: TLS: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        tls = f", {config.host}:{config.tls_port} (TLS)" if config.tls else ""
-        web = f", {config.host}:{config.http_port} (web; --no-http)" if config.http else ""
-        print(
-            f"chatroom-server: cannot listen on {config.host}:{config.port}{tls}{web}: {e}",
-            file=sys.stderr,
-        )
-        return 1
-    except (sqlite3.Error, RuntimeError) as e:
-        print(f"chatroom-server: history database: {e}", file=sys.stderr)
-        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -323,8 +331,14 @@ def server_main(argv: list[str] | None = None) -> int:
         )
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # Before the ports open: a signal that comes as soon as they answer stops the server
+    # in order (after it has said where it listens) instead of killing it silently.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    server = open_server(config)
+    if server is None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        return 1
     server.start()
     ports = []
     if server.port is not None:

@@ -93,3 +93,45 @@ def test_default_motd_without_motd_flag(server_process):
     assert "Welcome to motd.test" in text
     assert "1 person here now, you included." in text
     assert "/help lists the commands" in text
+
+
+def test_sigterm_as_soon_as_the_port_answers_is_a_clean_stop(tmp_path):
+    """The ports open before the server has started: a SIGTERM then (a service manager,
+    a test) stops it in order, exit 0, having said where it listened; not a silent kill."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from chatroom.cli import server_main; raise SystemExit(server_main())",
+            *("--host", "127.0.0.1", "--port", str(port), "--db", str(tmp_path / "h.db")),
+            *("--no-tls", "--no-http", "--no-announce"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.002)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert f"listening on 127.0.0.1:{port}" in out
+    assert "SIGTERM received, shutting down" in err
