@@ -300,7 +300,10 @@ class Channel:
         status = self.members.get(user)
         if status is None:
             return "n" not in self.modes and not self.banned(user)
-        return bool(status) or ("m" not in self.modes and not self.banned(user))
+        # asked for every line: an empty ban list (the usual case) is not walked
+        return bool(status) or (
+            "m" not in self.modes and not (self.lists["b"] and self.banned(user))
+        )
 
     def on_list(self, letter: str, user: User) -> bool:
         """Whether a mask on list ``letter`` (b, e or I) matches ``user``."""

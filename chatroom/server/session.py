@@ -67,6 +67,8 @@ HISTORY_CAPS = (
 )
 # Looked up for every line: a module global costs a fraction of an Enum attribute.
 _LABELED_RESPONSE, _BATCH = Cap.LABELED_RESPONSE, Cap.BATCH
+# What a line starts with to be offered to messages.room_line, the hot path.
+_ROOM_LINE = (b"PRIVMSG ", b"NOTICE ")
 # IRCv3 message-tags: a client's tag data (between '@' and the space, every tag, as
 # sent) is at most this many bytes; more gets 417 and the line is dropped.
 MAX_CLIENT_TAG_BYTES = 4094
@@ -288,6 +290,13 @@ class Session:
             return
         self.last_activity = self.clock()
         self.ping_sent_at = None
+        if (
+            raw.startswith(_ROOM_LINE)
+            and self.state is _REGISTERED
+            and self.open_batch is None
+            and room_line(self, raw)
+        ):
+            return  # a plain line to a room: relayed without parse and dispatch
         try:
             try:
                 msg = parse(raw)
@@ -649,3 +658,4 @@ def end_user(registry: Registry, user: User, reason: str, error: str) -> None:
 from chatroom.server.commands import COMMANDS  # noqa: E402
 from chatroom.server.commands import accounts as A  # noqa: E402
 from chatroom.server.commands import multiline as ML  # noqa: E402
+from chatroom.server.commands.messages import room_line  # noqa: E402

@@ -95,9 +95,20 @@ def encode_variants(
     account: str | None = None,
 ) -> Variants:
     """The six encodings of a relayed line; the untagged body is serialised once."""
-    body = serialize(msg)
-    time_part = b"time=" + time_tag.encode()
-    timed = b"@" + time_part + b" " + body
+    return encode_body(serialize(msg), time_tag, msgid, client_tags, account)
+
+
+def encode_body(
+    body: bytes,
+    time_tag: str,
+    msgid: str | None,
+    client_tags: Mapping[str, str] | None = None,
+    account: str | None = None,
+) -> Variants:
+    """The six encodings of an untagged line ``body`` (CR-LF terminated), for a caller
+    that built it itself (the relay of a chat line: commands/messages.py)."""
+    head = b"@time=" + time_tag.encode()
+    timed = head + b" " + body
     if msgid is None and not client_tags:
         full = timed
     else:
@@ -106,17 +117,17 @@ def encode_variants(
             extra += "".join(
                 f";{k}={escape_tag_value(v)}" if v else f";{k}" for k, v in client_tags.items()
             )
-        full = b"@" + time_part + extra.encode() + b" " + body
+        full = head + extra.encode() + b" " + body
     if account is None:
         return (body, timed, full, body, timed, full)
-    tag = b"account=" + escape_tag_value(account).encode()
+    tag = b"@account=" + escape_tag_value(account).encode()
     return (
         body,
         timed,
         full,
-        b"@" + tag + b" " + body,
-        b"@" + tag + b";" + timed[1:],
-        b"@" + tag + b";" + full[1:],
+        tag + b" " + body,
+        tag + b";" + timed[1:],
+        tag + b";" + full[1:],
     )
 
 
@@ -127,10 +138,16 @@ def stamp(
     ``account``: the sender's, for account-tag.
 
     Called by every thread outside the registry lock: see server_time."""
-    time_ms = now_ms()
+    return stamp_body(serialize(msg), client_tags, account)
+
+
+def stamp_body(
+    body: bytes, client_tags: Mapping[str, str] | None = None, account: str | None = None
+) -> tuple[int, str, Variants]:
+    """:func:`stamp` for a line already serialised (``body``, untagged, CR-LF ended)."""
+    time_ms = time.time_ns() // 1_000_000
     msgid = new_msgid()
-    variants = encode_variants(msg, server_time(time_ms), msgid, client_tags, account)
-    return time_ms, msgid, variants
+    return time_ms, msgid, encode_body(body, server_time(time_ms), msgid, client_tags, account)
 
 
 def add_tag(line: bytes, key: str, value: str) -> bytes:
