@@ -5,11 +5,14 @@ Every run starts a fresh server on 127.0.0.1, drives it with ``ircload`` (the Ru
 load generator in ../shared/tools/ircload, built on demand) and stops it by PID.
 Servers: ours with history (the default: SQLite in a temp dir), ours with
 ``--no-history``, and ngircd when installed (penalties and per-address limits off,
-as the ircload README describes). Flood control is off for every server
-(``--no-flood-limit``); every other limit is our default.
+as the ircload README describes); with ``--baseline REV``, also ours as it was at git
+revision REV (history on), from ``git archive`` into the run's directory, so a change
+is measured against what it changes in one interleaved run. Flood control is off for
+every server (``--no-flood-limit``); every other limit is our default.
 
     python3 benchmarks/server_bench.py -n 3              # everything, 3 repetitions
     python3 benchmarks/server_bench.py -n 3 --only fanout50,memory
+    python3 benchmarks/server_bench.py -n 3 --only rooms --baseline origin/main
     python3 benchmarks/server_bench.py --quick           # smoke test, tiny sizes
 
 Machines here are shared and noisy: compare ratios within one run, not absolutes.
@@ -145,6 +148,21 @@ def find_ircload(explicit: str | None) -> tuple[Path | None, str]:
     return binary, ""
 
 
+def extract_revision(rev: str, workdir: Path) -> Path:
+    """The ``chatroom`` package as it was at git revision ``rev``, in a directory of
+    ``workdir`` (put first on PYTHONPATH, it is imported instead of this checkout's)."""
+    target = workdir / "baseline"
+    target.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "chatroom"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
+BASELINE_DIR: Path | None = None  # set by main() when --baseline is given
+
+
 class Server:
     """One fresh server process on loopback, stopped by PID."""
 
@@ -177,8 +195,14 @@ class Server:
                 if kind == "ours-nohist"
                 else ["--db", str(self.rundir / "history.sqlite3")]
             )
+        env = None
+        if kind == "base":
+            env = {**os.environ, "PYTHONPATH": str(BASELINE_DIR)}
         self.log = open(self.rundir / "server.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        # cwd: ``python -c`` puts it first on sys.path, before PYTHONPATH
+        self.proc = subprocess.Popen(
+            argv, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=self.rundir
+        )
         if wait_listening(self.port, self.proc, START_TIMEOUT):
             return
         self.stop()
@@ -362,6 +386,16 @@ def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> 
                 f" {fmt(med(rows, 'lat_p50_ms'))} | {fmt(med(rows, 'lat_p99_ms'))} | {errs} |"
                 f" {fmt(med(rows, 'server_cpu'))} | {fmt(med(rows, 'cpu_us_per_msg'))} | {notes} |"
             )
+    if "ours" in servers and "base" in servers:
+        out.append("")
+        for name in ("fanout50", "fanout200", "rooms"):
+            cpu = med(results.get(name, {}).get("ours", []), "cpu_us_per_msg")
+            base = med(results.get(name, {}).get("base", []), "cpu_us_per_msg")
+            if cpu and base:
+                out.append(
+                    f"CPU per message, {name}: {cpu:.1f} µs now, {base:.1f} µs at the"
+                    f" baseline ({cpu / base:.2f}x)"
+                )
     if "ours" in servers and "ours-nohist" in servers:
         out.append("")
         for name in ("fanout50", "fanout200", "rooms"):
@@ -391,14 +425,19 @@ QUICK_MODE = False
 
 
 def main() -> int:
-    global QUICK_MODE
+    global QUICK_MODE, BASELINE_DIR
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", "--reps", type=int, default=3, help="repetitions (medians)")
     ap.add_argument("--only", help="comma list of scenarios: " + ",".join(SCENARIOS))
     ap.add_argument(
         "--servers",
         default="ours,ours-nohist,ngircd",
-        help="comma list among ours, ours-nohist, ngircd",
+        help="comma list among ours, ours-nohist, ngircd (and base: see --baseline)",
+    )
+    ap.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run ours as at this git revision (history on), as server 'base'",
     )
     ap.add_argument("--ircload", help="path to a built ircload binary")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
@@ -416,6 +455,12 @@ def main() -> int:
     ircload = ircload_binary(args.ircload)
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="chatroom-bench-"))
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.baseline:
+        BASELINE_DIR = extract_revision(args.baseline, out_dir)
+        if "base" not in servers:
+            servers.append("base")
+    elif "base" in servers:
+        sys.exit("server 'base' needs --baseline REV")
     results: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with open(out_dir / "results.jsonl", "w") as log:
@@ -436,7 +481,15 @@ def main() -> int:
                     print(
                         f"rep {rep} {name:9s} {kind:11s} ok={r.get('ok')} {brief}", file=sys.stderr
                     )
-    summary = f"chatroom server benchmark, {started}, {args.reps} reps, medians\n\n"
+    summary = f"chatroom server benchmark, {started}, {args.reps} reps, medians\n"
+    if args.baseline:
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        summary += f"base: ours at {args.baseline} ({rev}), history on\n"
+    summary += "\n"
     summary += summarize(results, servers)
     (out_dir / "summary.md").write_text(summary + "\n")
     print(summary)
