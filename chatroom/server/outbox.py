@@ -450,50 +450,69 @@ class Writer(Inbox):
         consume = _consume
         budget = self.flush_bytes
         multicast = Multicast
-        while inbox and self._since_flush < budget:
-            entry = popleft()
-            kind = type(entry)
-            if kind is multicast:  # indexed: a tuple subclass unpacks the slow way
-                outboxes, variants, exclude = entry[0], entry[1], entry[2]
-                self._since_flush += len(variants[-1])
-                # an empty encoding: nothing for that variant (a TAGMSG for those
-                # without message-tags)
-                if len(outboxes) < GROUP_MIN:
-                    for ob in outboxes:
-                        if ob is not exclude and (data := variants[ob.variant]):
-                            ob.chunks.append(data)
-                            dirty.add(ob)
+        cache = self._groups
+        # the recipient tuples fanned out to, each once: they join `dirty` at the end,
+        # one set update per room rather than one per line
+        touched: dict[int, tuple] = {}
+        try:
+            while inbox and self._since_flush < budget:
+                entry = popleft()
+                kind = type(entry)
+                if kind is multicast:  # indexed: a tuple subclass unpacks the slow way
+                    outboxes, variants, exclude = entry[0], entry[1], entry[2]
+                    self._since_flush += len(variants[-1])
+                    # an empty encoding: nothing for that variant (a TAGMSG for those
+                    # without message-tags)
+                    if len(outboxes) < GROUP_MIN:
+                        for ob in outboxes:
+                            if ob is not exclude and (data := variants[ob.variant]):
+                                ob.chunks.append(data)
+                                dirty.add(ob)
+                        continue
+                    hit = cache.get(id(outboxes))
+                    # (_groups_of, its cache hit inline: this runs for every line)
+                    if hit is not None and hit[0] is outboxes and hit[1] == self._variant_epoch:
+                        groups = hit[2]
+                    else:
+                        groups = self._groups_of(outboxes)
+                    for variant, lists in groups:
+                        if data := variants[variant]:
+                            consume(map(append, lists, repeat(data, len(lists))))
+                    if exclude is not None:
+                        mine = exclude.chunks  # took it with everyone: take it back
+                        data = variants[exclude.variant]
+                        if data and mine and mine[-1] is data:
+                            mine.pop()
+                    touched[id(outboxes)] = outboxes
                     continue
-                for variant, lists in self._groups_of(outboxes):
-                    if data := variants[variant]:
-                        consume(map(append, lists, repeat(data, len(lists))))
-                if exclude is not None:
-                    mine = exclude.chunks  # took it with everyone: take it back
-                    data = variants[exclude.variant]
-                    if data and mine and mine[-1] is data:
-                        mine.pop()
+                self._control(entry, kind)
+        finally:
+            for outboxes in touched.values():
                 dirty.update(outboxes)
-            elif kind is Close:
-                ob, reason, linger = entry
-                if not ob.closing:
-                    ob.closing = True
-                    ob.close_reason = reason
-                    ob.final = len(ob.chunks)  # what was queued before goes; nothing after
-                    if linger is not None:
-                        ob.linger = linger
-                    ob.deadline = time.monotonic() + ob.linger
-                    self._closing.add(ob)
-                    dirty.add(ob)
-            elif kind is ReaderDone:
-                ob = entry.outbox
-                ob.reader_done = True
-                if not ob.closing:
-                    ob.closing = True
-                    ob.final = len(ob.chunks)
-                    ob.deadline = time.monotonic() + self.close_linger
+
+    def _control(self, entry: tuple, kind: type) -> None:
+        """An inbox entry other than a line: a close, a finished reader, TLS records."""
+        if kind is Close:
+            ob, reason, linger = entry
+            if not ob.closing:
+                ob.closing = True
+                ob.close_reason = reason
+                ob.final = len(ob.chunks)  # what was queued before goes; nothing after
+                if linger is not None:
+                    ob.linger = linger
+                ob.deadline = time.monotonic() + ob.linger
                 self._closing.add(ob)
-            elif kind is Flush:
-                dirty.add(entry.outbox)
+                self._dirty.add(ob)
+        elif kind is ReaderDone:
+            ob = entry.outbox
+            ob.reader_done = True
+            if not ob.closing:
+                ob.closing = True
+                ob.final = len(ob.chunks)
+                ob.deadline = time.monotonic() + self.close_linger
+            self._closing.add(ob)
+        elif kind is Flush:
+            self._dirty.add(entry.outbox)
 
     def _overflow(self, ob: Outbox) -> None:
         """SendQ exceeded: drop what is queued, try to say why, cut the connection.
@@ -509,9 +528,33 @@ class Writer(Inbox):
         self._closing.add(ob)
 
     def _flush_all(self) -> None:
+        """Flush every client with something to send. The usual case (plain text, not
+        closing, nothing left over, all of it taken by the kernel at once) is done
+        inline: a method call less per client and flush. Anything else goes to
+        :meth:`_flush`, which also takes over what the kernel did not take."""
         dirty, self._dirty = self._dirty, set()
+        stats = self.stats
+        flags = socket.MSG_DONTWAIT
         for ob in dirty:
             try:
+                chunks = ob.chunks
+                if ob.pending or ob.final is not None or ob.tls is not None or not chunks:
+                    self._flush(ob)
+                    continue
+                # counted before the send, as _flush does: whoever has read a line
+                # and then looks at /metrics finds it counted
+                stats.deliveries += len(chunks)
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                try:
+                    n = ob.sock.send(data, flags) if len(data) <= _MAX_SEND else 0
+                except OSError:
+                    n = 0  # full, or gone: _flush sends again, and learns which
+                if n == len(data):
+                    if ob.registered:
+                        self._unregister(ob)
+                    continue
+                ob.pending = data[n:]  # what the kernel did not take: _flush goes on
                 self._flush(ob)
             except Exception:
                 self.errors += 1
