@@ -17,6 +17,7 @@ import logging
 import socket
 import socketserver
 import ssl
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -96,6 +97,7 @@ class Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         session, sock = self.session, self.request
+        user, handle_line = session.user, session.handle_line
         stopping = self.server.stopping
         throttle = self.server.front.throttle
         # chosen once: a plain connection reads with the socket's own recv, as always
@@ -132,24 +134,36 @@ class Handler(socketserver.BaseRequestHandler):
             except PeerProtocolError as e:  # RecvQ exceeded: the session ends it
                 session.refuse(e)
                 continue
-            flood_control = session.flood.enabled
-            for i, line in enumerate(lines):
-                if session.closed:
-                    break
-                if flood_control:
-                    delay = session.flood_delay(len(lines) - i)
-                    if delay is None:
-                        self.server.stats.flood_kill()
-                        session.terminate("Excess Flood")
+            if session.flood.enabled:
+                self.handle_lines(lines, stopping)
+            else:  # (flood control off: the loop without its checks)
+                for line in lines:
+                    if user.gone:
                         break
-                    if delay and stopping.wait(delay):
-                        break
-                try:
-                    session.handle_line(line)
-                except Exception:
-                    # A bug in one command must not take the connection or server down.
-                    log.exception("internal error handling a line from %s", session.nick)
+                    try:
+                        handle_line(line)
+                    except Exception:
+                        log.exception("internal error handling a line from %s", session.nick)
             throttle()  # wait here (holding no lock) if the writer is far behind
+
+    def handle_lines(self, lines: list[bytes], stopping: threading.Event) -> None:
+        """Act on lines received together, under flood control (fake lag)."""
+        session = self.session
+        for i, line in enumerate(lines):
+            if session.closed:
+                break
+            delay = session.flood_delay(len(lines) - i)
+            if delay is None:
+                self.server.stats.flood_kill()
+                session.terminate("Excess Flood")
+                break
+            if delay and stopping.wait(delay):
+                break
+            try:
+                session.handle_line(line)
+            except Exception:
+                # A bug in one command must not take the connection or server down.
+                log.exception("internal error handling a line from %s", session.nick)
 
     def tls_recv(self, limit: int) -> bytes:
         """Like ``sock.recv`` for a TLS connection: plaintext, b"" at the end (close_notify
