@@ -7,22 +7,31 @@ Expectations come from soju's spec (doc/ext/search.md): ``SEARCH <attributes>`` 
 CHATHISTORY's rules: the rooms they are in, and their own private conversations (those
 of their account, or of this connection without one).
 
-The store tests at the end check the FTS5 index against the table: triggers on insert,
-delete and update, the migration that indexes an older database, the time limit.
+The store tests at the end check the FTS5 index against the table: rows indexed in bulk
+after they are committed (a search has that done first, so it finds every line delivered
+before it, even one a kill -9 left unindexed), triggers on delete and update that touch
+only what is indexed, the migrations that index an older database, the time limit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import json
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 
 from chatroom.protocol import Message, escape_tag_value
+from chatroom.server import pipeline as pipeline_mod
 from chatroom.server import store as store_module
+from chatroom.server.pipeline import HistoryPipeline
 from chatroom.server.records import (
     ID_TIME_SHIFT,
     MAX_SEARCH_WORDS,
@@ -33,6 +42,7 @@ from chatroom.server.records import (
 )
 from chatroom.server.store import MEMORY, MIGRATIONS, HistoryStore
 from tests.conftest import read_until
+from tests.server.test_store import RecordingWriter
 
 TAGS = ("batch", "server-time", "message-tags", "soju.im/search")
 PASSWORD = "secretpw"
@@ -157,6 +167,29 @@ def test_finds_a_room_message_by_a_word_with_its_msgid_and_time(fx, connect):
     assert found.params == ("#lan", "the deploy failed again")
     assert found.tags["msgid"] == live.tags["msgid"]
     assert found.tags["time"] == live.tags["time"]
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_a_search_right_after_messages_finds_them_all(server_factory, connect, tmp_path, where):
+    """The index is filled after the commits, in bulk: a search has it done first, so
+    it finds every line delivered before it (here nothing else would have indexed)."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(pipeline_mod, "FTS_BATCH_ROWS", 1_000_000)
+        m.setattr(pipeline_mod, "FTS_MAX_DELAY", 3600.0)
+        db = ":memory:" if where == "memory" else str(tmp_path / "h.sqlite3")
+        fx = server_factory(flood_limit=False, db=db)
+        alice = client(connect, fx, "alice")
+        bob = connect("bob", to=fx)
+        alice.join("#lan")
+        bob.join("#lan")
+        for n in range(50):
+            bob.send(f"PRIVMSG #lan :deploy number {n}")
+        alice.expect("PRIVMSG", where=lambda line: line.params[-1] == "deploy number 49")
+        assert fx.server.store.unindexed > 0  # nothing indexed them yet
+        found = texts(search(alice, "in=#lan;text=deploy;limit=100"))
+        assert found == [f"deploy number {n}" for n in range(50)]
+        alice.send("PRIVMSG #lan :deploy once more")  # her own, searched for at once
+        assert texts(search(alice, "text=once")) == ["deploy once more"]
 
 
 def test_words_match_whole_in_any_case_and_order_and_all_must_be_there(lan):
@@ -452,6 +485,9 @@ def st():
 def find(
     s: HistoryStore, text: str | None, *targets: str, sender: str | None = None, **kw
 ) -> list[str]:
+    """The msgids a search finds, newest first, once everything stored is indexed (as
+    HistoryPipeline.search has the store thread do first)."""
+    s.index()
     places = [SearchTarget(t) for t in targets or ("#lan",)]
     return [
         m.msgid
@@ -467,9 +503,16 @@ def find(
     ]
 
 
-def check_index(s: HistoryStore) -> None:
-    """FTS5's own check of the index against its content (raises when they differ)."""
-    s._write.execute("INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)")
+def check_index(s: HistoryStore, content: bool = True) -> None:
+    """FTS5's own check of the index (raises when it is corrupt), and against its content
+    unless ``content`` is False (rows not yet indexed differ from it, rightly)."""
+    s._write.execute(
+        "INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', ?)", (content,)
+    )
+
+
+def progress(s: HistoryStore) -> int:
+    return s._write.execute("SELECT id FROM fts_progress").fetchone()[0]
 
 
 def test_inserted_messages_are_indexed_and_found_newest_first(st):
@@ -482,6 +525,7 @@ def test_inserted_messages_are_indexed_and_found_newest_first(st):
 
 def test_deleting_rows_takes_them_out_of_the_index(st):
     st.write([row(1, "deploy one"), row(2, "deploy two"), row(3, "deploy three")])
+    st.index()
     st._write.execute("DELETE FROM messages WHERE msgid = 'id2'")  # as REDACT does
     assert find(st, "deploy") == ["id3", "id1"]
     assert find(st, "two") == []
@@ -494,6 +538,7 @@ def test_deleting_rows_takes_them_out_of_the_index(st):
 
 def test_updating_a_text_reindexes_it_and_other_columns_leave_it(st):
     st.write([row(1, "deploy one")])
+    st.index()
     st._write.execute("UPDATE messages SET text = 'rollback one' WHERE msgid = 'id1'")
     assert find(st, "deploy") == [] and find(st, "rollback") == ["id1"]
     st._write.execute("UPDATE messages SET tags = '{\"+x\": \"1\"}' WHERE msgid = 'id1'")
@@ -611,22 +656,160 @@ def test_a_search_past_its_time_limit_is_stopped(st, monkeypatch):
     assert len(find(st, "deploy")) == 100  # the connection is fine afterwards
 
 
-def test_the_migration_indexes_what_an_older_database_holds(tmp_path, monkeypatch):
+def test_rows_are_indexed_in_bulk_after_their_commit(st):
+    st.write([row(1, "deploy one"), row(2, "deploy two")])
+    st.write([row(3, "deploy three", command="TAGMSG")])
+    assert (st.unindexed, st.indexed, progress(st)) == (3, 0, 0)
+    assert st.search([SearchTarget("#lan")], "deploy", None, None, None, 10) == []
+    check_index(st, content=False)
+    assert st.index() == 3  # rows looked at; the TAGMSG is not in the index
+    assert st.unindexed == 0 and st.indexed == progress(st) == row(3, "").id
+    assert find(st, "deploy") == ["id2", "id1"]
+    check_index(st)
+    assert st.index() == 0
+
+
+def progress_id(sql: str) -> int:
+    return int(sql.rsplit("=", 1)[1])
+
+
+def test_a_large_backlog_is_indexed_in_several_transactions(st, monkeypatch):
+    monkeypatch.setattr(store_module, "INDEX_ROWS_PER_TRANSACTION", 2)
+    st.write([row(i, f"deploy {i}") for i in range(1, 6)])
+    seen: list[int] = []
+    st._write.set_trace_callback(
+        lambda sql: seen.append(progress_id(sql)) if sql.startswith("UPDATE fts_progress") else None
+    )
+    assert st.index() == 5
+    st._write.set_trace_callback(None)
+    assert len(seen) == 3 and st.indexed == row(5, "").id
+    assert len(find(st, "deploy")) == 5
+    check_index(st)
+
+
+def test_redact_and_retention_of_rows_not_yet_indexed_keep_the_index_sound(st):
+    """An FTS5 'delete' of a row never indexed would corrupt the index: the triggers
+    leave such rows alone, and the indexing that comes later finds them gone."""
+    st.write([row(1, "deploy one"), row(2, "deploy two")])
+    st.index()
+    st.write([row(3, "deploy three"), row(4, "deploy four"), row(5, "deploy five")])
+    assert st.delete([("#lan", "id2"), ("#lan", "id4")]) == 2  # REDACT: one of each
+    check_index(st, content=False)
+    st._write.execute("UPDATE messages SET text = 'rollback five' WHERE msgid = 'id5'")
+    check_index(st, content=False)
+    assert find(st, "deploy") == ["id3", "id1"]
+    assert find(st, "rollback") == ["id5"]
+    check_index(st)
+    st.write([row(6, "deploy six"), row(7, "deploy seven")])
+    st.retention_count = 1  # keeps id7 alone: drops indexed and unindexed rows alike
+    assert st.apply_retention(NOW_MS) == 4
+    check_index(st, content=False)
+    assert find(st, "deploy") == ["id7"]
+    check_index(st)
+
+
+def test_a_row_below_what_is_indexed_is_indexed_with_its_write(st):
+    """Ids are handed out in posting order, so none should come after the index has
+    passed it; if one did, it would never be indexed: its write indexes it."""
+    st.write([row(1, "deploy one"), row(3, "deploy three")])
+    st.index()
+    st.write([row(2, "deploy two"), row(4, "deploy four")])
+    check_index(st, content=False)
+    assert st.search([SearchTarget("#lan")], "two", None, None, None, 10)[0].msgid == "id2"
+    assert find(st, "deploy") == ["id4", "id3", "id2", "id1"]
+    check_index(st)
+
+
+KILLED_WRITER = """
+import json, os, sys
+from chatroom.server.records import StoredMessage
+from chatroom.server.store import HistoryStore
+store = HistoryStore(sys.argv[1])
+store.write([StoredMessage(*json.loads(line)) for line in sys.stdin])
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_rows_a_kill_left_unindexed_are_found_after_the_next_start(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    rows = [row(1, "deploy one"), row(2, "deploy two"), row(3, "lunch")]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(path)],
+        input="".join(json.dumps(r[:8]) + "\n" for r in rows),
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    s = HistoryStore(path)
+    writer = RecordingWriter()
+    pipeline = HistoryPipeline(s, writer)  # type: ignore[arg-type]
+    try:
+        assert s.unindexed and s.indexed == 0
+        pipeline.start()  # indexes them before anything else
+        found = pipeline.search([SearchTarget("#lan")], "deploy", None, None, None, 10)
+        assert [m.msgid for m in found] == ["id2", "id1"]
+        assert s.unindexed == 0
+        check_index(s)
+    finally:
+        pipeline.stop()
+        s.close()
+
+
+def old_database(path: Path, version: int, rows: list[StoredMessage]) -> None:
+    """A database as a server of schema ``version`` left it, holding ``rows``."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as raw:
+        for done, sql in enumerate(MIGRATIONS[:version], 1):
+            raw.executescript(f"BEGIN; {sql}; PRAGMA user_version = {done}; COMMIT;")
+        raw.executemany(
+            "INSERT INTO messages(id, msgid, time_ms, target, display, sender, command, text)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            [r[:8] for r in rows],
+        )
+
+
+def test_the_migration_indexes_what_an_older_database_holds(tmp_path):
     version = next(i for i, sql in enumerate(MIGRATIONS) if "messages_fts" in sql)
     path = tmp_path / "old.sqlite3"
-    with monkeypatch.context() as m:
-        m.setattr(store_module, "MIGRATIONS", MIGRATIONS[:version])
-        old = HistoryStore(path)
-        old.write([row(1, "deploy before search"), row(2, "other"), row(3, "x", command="TAGMSG")])
-        old.close()
-    with contextlib.closing(sqlite3.connect(path)) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == version
+    old_database(
+        path,
+        version,
+        [row(1, "deploy before search"), row(2, "other"), row(3, "x", command="TAGMSG")],
+    )
     s = HistoryStore(path)
     try:
         assert s.schema_version == len(MIGRATIONS)
         assert find(s, "deploy") == ["id1"]
         s.write([row(4, "deploy after search")])
         assert find(s, "deploy") == ["id4", "id1"]
+        check_index(s)
+    finally:
+        s.close()
+
+
+def test_the_migration_to_deferred_indexing_keeps_what_the_trigger_indexed(tmp_path):
+    version = next(i for i, sql in enumerate(MIGRATIONS) if "fts_progress" in sql)
+    path = tmp_path / "old.sqlite3"
+    # indexed by the insert trigger of that schema
+    old_database(
+        path, version, [row(1, "deploy one"), row(2, "deploy two"), row(3, "x", command="TAGMSG")]
+    )
+    s = HistoryStore(path)
+    try:
+        assert s.schema_version == len(MIGRATIONS)
+        assert (s.unindexed, s.indexed, progress(s)) == (0, row(3, "").id, row(3, "").id)
+        triggers = s._write.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name"
+        ).fetchall()
+        assert [t[0] for t in triggers] == [
+            "messages_fts_delete",
+            "messages_fts_reindex",
+            "messages_fts_unindex",
+        ]
+        check_index(s)
+        s.write([row(4, "deploy four"), row(5, "deploy five")])
+        assert s.delete([("#lan", "id1"), ("#lan", "id5")]) == 2
+        assert find(s, "deploy") == ["id4", "id2"]
         check_index(s)
     finally:
         s.close()
