@@ -6,8 +6,9 @@ room messages among it to SQLite in one transaction (group commit, store.py), an
 then hands the whole batch, in order, to the writer. So a message that anyone has seen
 (its echo, or its delivery) is already committed: it survives ``kill -9`` of the
 server. Under load it gathers a little before each commit (STORE_DUTY), so that
-batches grow; the search index follows the commits in bulk (FTS_BATCH_ROWS), and a
-search has it catch up first, so it finds every line delivered before it.
+batches grow; the search index follows the commits in bulk, when the thread is quiet
+(FTS_QUIET), and a search has it catch up first, so it finds every line delivered
+before it.
 
 The chat never stops because of its history. A batch that cannot be stored is still
 delivered: when the database or the disk fails (full, I/O error, locked) the cause is
@@ -50,13 +51,17 @@ CHECKPOINT_INTERVAL = 2.0
 RECOVERY_GRACE = 10.0
 # Full-text indexing is deferred (store.HistoryStore.index): FTS5 costs 2.6 us a row in
 # bulk, against 6 to 12 us through a per-row trigger in the batches the store thread
-# commits. So it indexes what it committed once FTS_BATCH_ROWS rows wait (about 3 ms of
-# work), or once the oldest has waited FTS_MAX_DELAY seconds and nothing else does; at
-# start (what a kill -9 left) and at stop. A search does not wait for either: it has
-# the store thread index first, waiting at most SEARCH_INDEX_WAIT seconds for it (then,
-# or if that thread is gone or indexing fails, it searches what is indexed).
-FTS_BATCH_ROWS = 1000
-FTS_MAX_DELAY = 1.0
+# commits. Chat comes in bursts, and a burst's CPU goes to delivering it: the store
+# thread indexes what it committed once it is quiet (no commit for FTS_QUIET seconds).
+# Under load that does not let up, it indexes in steps of FTS_STEP_ROWS (about 3 ms
+# of work each, between two commits) once FTS_BATCH_ROWS rows wait, which bounds the
+# backlog; and all of it at start (what a kill -9 left) and at stop. A search does not
+# wait for any of these: it has the store thread index first, waiting at most
+# SEARCH_INDEX_WAIT seconds for it (then, or if that thread is gone or indexing fails,
+# it searches what is indexed). After a failure, the next try is FTS_QUIET later.
+FTS_QUIET = 0.5
+FTS_BATCH_ROWS = 20_000
+FTS_STEP_ROWS = 1000
 SEARCH_INDEX_WAIT = 1.0
 # Group commit that gathers, as the writer coalesces (outbox.FLUSH_DUTY): after a commit
 # that took D seconds, the store thread gathers for STORE_DUTY * D, at most
@@ -150,7 +155,7 @@ class HistoryPipeline(Inbox):
         self._indexed = store.last_id if not store.unindexed else store.indexed
         self._committed_cv = threading.Condition()
         self._index_asked = False  # a search waits: index now (set by it, cleared by us)
-        self._index_due: float | None = None  # when what waits to be indexed is due
+        self._last_commit = 0.0  # (monotonic) indexing waits for a quiet moment after it
         self._index_retry = 0.0  # after a failure: no new try before then
         # for tests and operators
         self.failures = 0  # batches that could not be stored (whatever the cause)
@@ -348,7 +353,7 @@ class HistoryPipeline(Inbox):
             if inbox:
                 started = monotonic()
                 self._commit_and_forward()
-                ended = monotonic()
+                ended = self._last_commit = monotonic()
                 next_commit = ended + min((ended - started) * STORE_DUTY, MAX_STORE_DELAY)
             self._release_producers()
             now = monotonic()
@@ -365,14 +370,16 @@ class HistoryPipeline(Inbox):
         self._index()  # at stop: nothing is left for the next start
 
     def _idle_wait(self, now: float) -> float:
-        """How long the idle store thread sleeps: until indexing is due, at most
-        CHECKPOINT_INTERVAL."""
-        if self._index_due is None or not self.store.unindexed:
+        """How long the idle store thread sleeps: until indexing is due (a quiet
+        moment, see FTS_QUIET), at most CHECKPOINT_INTERVAL."""
+        if not self.store.unindexed:
             return CHECKPOINT_INTERVAL
-        return max(0.0, min(CHECKPOINT_INTERVAL, max(self._index_due, self._index_retry) - now))
+        due = max(self._last_commit + FTS_QUIET, self._index_retry)
+        return max(0.0, min(CHECKPOINT_INTERVAL, due - now))
 
     def _index_if_due(self, now: float) -> None:
-        """Index what waits to be, if a search asks or it is due (see FTS_BATCH_ROWS)."""
+        """Index what waits to be: all of it if a search asks or the thread is quiet, a
+        step of it under load once a backlog has built up (see FTS_QUIET)."""
         if self._index_asked:
             self._index_asked = False
             self._index()
@@ -381,28 +388,28 @@ class HistoryPipeline(Inbox):
         if not waiting:
             self._indexed = self._committed  # nothing waits: searches need not ask
             return
-        if self._index_due is None:
-            self._index_due = now + FTS_MAX_DELAY
-        if now >= self._index_retry and (
-            waiting >= FTS_BATCH_ROWS or (now >= self._index_due and not self._inbox)
-        ):
+        if now < self._index_retry:
+            return
+        if not self._inbox and now - self._last_commit >= FTS_QUIET:
             self._index()
+        elif waiting >= FTS_BATCH_ROWS:
+            self._index(FTS_STEP_ROWS)
 
-    def _index(self) -> None:
-        """Index every committed row the search index lacks, and wake the searches that
-        wait for it. A failure (a full disk) is logged once and delivery goes on."""
+    def _index(self, limit: int | None = None) -> None:
+        """Index the committed rows the search index lacks (``limit``: the oldest so
+        many at most), and wake the searches that wait for it. A failure (a full disk)
+        is logged once and delivery goes on."""
         committed = self._committed  # all of it is in the database: index() covers it
         # A warning: nothing is lost while the index lags (it catches up once it works);
         # a full disk under it is an error of the writes, and logged as such.
-        self._upkeep("search index", self.store.index, logging.WARNING)
+        self._upkeep("search index", lambda: self.store.index(limit), logging.WARNING)
         failed = "search index" in self._failing
         if failed:
-            self._index_retry = time.monotonic() + FTS_MAX_DELAY
-        elif not self.store.unindexed:
-            self._index_due = None
+            self._index_retry = time.monotonic() + FTS_QUIET
         with self._committed_cv:
             if not failed:
-                self._indexed = max(self._indexed, committed)
+                left = self.store.unindexed
+                self._indexed = max(self._indexed, self.store.indexed if left else committed)
             self._committed_cv.notify_all()
 
     def _commit_and_forward(self) -> None:

@@ -528,10 +528,11 @@ class HistoryStore:
         """Every stored message with an id up to this one is in the search index."""
         return self._indexed
 
-    def index(self) -> int:
+    def index(self, limit: int | None = None) -> int:
         """Put every stored message the search index lacks into it (store thread), in
         transactions of at most INDEX_ROWS_PER_TRANSACTION rows that each move the
-        progress row with them; returns how many rows were indexed.
+        progress row with them; ``limit``: the oldest so many at most (a step of the
+        work under load). Returns how many rows were indexed.
 
         FTS5 costs about 2.6 us a row indexed this way, in bulk, against 6 to 12 us a
         row through an insert trigger in the store thread's batches (40 to 10 rows).
@@ -539,7 +540,12 @@ class HistoryStore:
         run first."""
         db = self._write
         done = 0
-        while self.unindexed:
+        while self.unindexed and (limit is None or done < limit):
+            step = (
+                INDEX_ROWS_PER_TRANSACTION
+                if limit is None
+                else min(INDEX_ROWS_PER_TRANSACTION, limit - done)
+            )
             # IMMEDIATE, and the progress read inside: even a second process indexing
             # at once (none should) could not index a row twice
             db.execute("BEGIN IMMEDIATE")
@@ -548,7 +554,7 @@ class HistoryStore:
                 top, rows = db.execute(
                     "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM messages WHERE id > ?"
                     " ORDER BY id LIMIT ?)",
-                    (start, INDEX_ROWS_PER_TRANSACTION),
+                    (start, step),
                 ).fetchone()
                 if top is not None:
                     db.execute(
@@ -566,7 +572,7 @@ class HistoryStore:
                 break
             self._indexed = top
             done += rows
-            if rows < INDEX_ROWS_PER_TRANSACTION:
+            if rows < step:
                 self.unindexed = 0
             else:
                 self.unindexed = max(self.unindexed - rows, 1)

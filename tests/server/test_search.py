@@ -175,7 +175,7 @@ def test_a_search_right_after_messages_finds_them_all(server_factory, connect, t
     it finds every line delivered before it (here nothing else would have indexed)."""
     with pytest.MonkeyPatch.context() as m:
         m.setattr(pipeline_mod, "FTS_BATCH_ROWS", 1_000_000)
-        m.setattr(pipeline_mod, "FTS_MAX_DELAY", 3600.0)
+        m.setattr(pipeline_mod, "FTS_QUIET", 3600.0)
         db = ":memory:" if where == "memory" else str(tmp_path / "h.sqlite3")
         fx = server_factory(flood_limit=False, db=db)
         alice = client(connect, fx, "alice")

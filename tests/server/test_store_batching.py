@@ -88,7 +88,7 @@ def pipeline(store, writer) -> Iterator[HistoryPipeline]:
 def no_timely_indexing(monkeypatch) -> None:
     """Neither a batch of rows nor an idle moment makes the store thread index."""
     monkeypatch.setattr(pipeline_mod, "FTS_BATCH_ROWS", 1_000_000)
-    monkeypatch.setattr(pipeline_mod, "FTS_MAX_DELAY", 3600.0)
+    monkeypatch.setattr(pipeline_mod, "FTS_QUIET", 3600.0)
 
 
 def forwarded(writer: RecordingWriter) -> list[bytes]:
@@ -193,8 +193,25 @@ def test_a_batch_of_rows_is_indexed_at_once(store, pipeline, monkeypatch, no_tim
     check_index(store)
 
 
+def test_under_load_a_backlog_is_indexed_a_step_at_a_time(
+    store, pipeline, monkeypatch, no_timely_indexing
+):
+    # never quiet (no_timely_indexing); a backlog of 5 is indexed 2 rows a step, so
+    # the commits around each step wait for a short step, never the whole backlog
+    monkeypatch.setattr(pipeline_mod, "FTS_BATCH_ROWS", 5)
+    monkeypatch.setattr(pipeline_mod, "FTS_STEP_ROWS", 2)
+    pipeline.start()
+    post(pipeline, 1, 2, 3, 4, 5)
+    assert pipeline.wait_committed(msg(5).id, WAIT)
+    assert until(lambda: store.indexed == msg(2).id)
+    time.sleep(0.05)
+    assert store.unindexed == 3  # below the backlog bound: it waits for a quiet moment
+    assert found(pipeline) == [f"id{n}" for n in range(1, 6)]  # a search has it all done
+    check_index(store)
+
+
 def test_rows_are_indexed_once_the_thread_is_idle_for_a_moment(store, pipeline, monkeypatch):
-    monkeypatch.setattr(pipeline_mod, "FTS_MAX_DELAY", 0.1)
+    monkeypatch.setattr(pipeline_mod, "FTS_QUIET", 0.1)
     pipeline.start()
     post(pipeline, 1)
     assert pipeline.wait_committed(msg(1).id, WAIT)
@@ -244,10 +261,10 @@ def test_indexing_failures_are_logged_once_and_delivery_goes_on(
 ):
     caplog.set_level(logging.INFO)
     monkeypatch.setattr(pipeline_mod, "FTS_BATCH_ROWS", 2)
-    monkeypatch.setattr(pipeline_mod, "FTS_MAX_DELAY", 0.05)
+    monkeypatch.setattr(pipeline_mod, "FTS_QUIET", 0.05)
     index = store.index
 
-    def failing() -> int:
+    def failing(limit: int | None = None) -> int:
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(store, "index", failing)
