@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Search benchmark: SEARCH's store query over a database of a million messages.
 
-Builds (once) a history database the server would have made, with its schema and its
-full-text index kept by the same triggers, filled with chat-like lines: words drawn
-from a Zipf law over ~30,000 words (English function words first, as in real chat),
-300 rooms of Zipf sizes and one message in ten private among 2,000 nicks. Then it
+Builds (once) a history database the server would have made, with its schema, filled
+with chat-like lines: words drawn from a Zipf law over ~30,000 words (English function
+words first, as in real chat), 300 rooms of Zipf sizes and one message in ten private
+among 2,000 nicks; then ``HistoryStore.index`` puts them in the full-text index, in
+bulk, as the server's store thread does (and the rate is printed). Then it
 times the searches a client sends through ``HistoryStore.search``, the code SEARCH
 runs (commands/search.py), for a user in 5 rooms (the busiest, middling ones and a
 small one) with private conversations, and prints the median and p95 of each kind,
@@ -12,11 +13,14 @@ with the database's size. Target (issue 12): under 50 ms.
 
     python3 benchmarks/search_bench.py                  # 1,000,000 messages, temp dir
     python3 benchmarks/search_bench.py --db /tmp/s.db   # build there once, then reuse
-    python3 benchmarks/search_bench.py --insert-cost    # what the index adds per insert
+    python3 benchmarks/search_bench.py --insert-cost    # what storing a message costs
 
-``--insert-cost`` writes batches of 50 messages through ``HistoryStore.write`` (the
-store thread's group commit) into a database of ``--prefill`` messages, with the
-index's triggers and without them, and prints the cost per message of each.
+``--insert-cost`` measures what the store thread pays per message: it writes batches of
+50 messages through ``HistoryStore.write`` (its group commit, which leaves the search
+index alone) into a database of ``--prefill`` messages, then indexes them with
+``HistoryStore.index``, all at once (as when the server is quiet) and, on a second
+copy, in steps of ``FTS_STEP_ROWS`` (as under sustained load), and prints the cost per
+message of the write alone and with each way of indexing.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from chatroom.server.pipeline import FTS_STEP_ROWS
 from chatroom.server.records import (
     ID_TIME_SHIFT,
     SearchTarget,
@@ -109,8 +114,8 @@ def messages(count: int, seed: int = 7, first: int = 0):
 
 
 def build(path: Path, count: int) -> None:
-    """The server's schema (HistoryStore's migrations, triggers included), then
-    ``count`` messages inserted in big transactions, the triggers indexing them."""
+    """The server's schema (HistoryStore's migrations), then ``count`` messages
+    inserted in big transactions, then indexed for search (index())."""
     HistoryStore(path).close()
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
@@ -132,6 +137,25 @@ def build(path: Path, count: int) -> None:
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     print(f"\n  built in {time.perf_counter() - started:.0f} s")
+    index(path)
+
+
+def index(path: Path) -> None:
+    """Index what the search index lacks (nothing inserts into it: the server's store
+    thread runs HistoryStore.index, as here), and print the rate if there was any."""
+    store = HistoryStore(path, check=False)
+    try:
+        started = time.perf_counter()
+        rows = store.index()
+        seconds = time.perf_counter() - started
+        store.checkpoint()
+    finally:
+        store.close()
+    if rows:
+        print(
+            f"  indexed {rows:,} in {seconds:.1f} s"
+            f" ({rows / seconds:,.0f}/s, {seconds / rows * 1e6:.2f} us a message)"
+        )
 
 
 def stored(path: Path) -> int:
@@ -207,40 +231,47 @@ def run_queries(path: Path, repeat: int, limit: int) -> bool:
 
 
 def insert_cost(workdir: Path, prefill: int, batches: int, batch: int = 50) -> None:
-    """Per-message cost of HistoryStore.write with the search triggers and without."""
+    """Per-message cost to the store thread: HistoryStore.write alone, and with the
+    bulk index() of what it wrote, all at once or in steps of FTS_STEP_ROWS. Both are
+    means (all the time over all the messages): FTS5 merges its segments now and then,
+    and a median would leave that out."""
     base = workdir / "prefill.sqlite3"
     if stored(base) < prefill:
         for f in workdir.glob("prefill.sqlite3*"):
             f.unlink()
         build(base, prefill)
-    results = {}
-    for name in ("with search index", "without (triggers dropped)"):
+    else:
+        index(base)
+    rows = list(messages(batches * batch, seed=11, first=prefill))
+    writes, indexing = [], {}
+    for name, step in (
+        ("all at once (quiet)", None),
+        (f"in steps of {FTS_STEP_ROWS}", FTS_STEP_ROWS),
+    ):
         path = workdir / "insert.sqlite3"
         for f in workdir.glob("insert.sqlite3*"):
             f.unlink()
         shutil.copy(base, path)
-        if name.startswith("without"):
-            db = sqlite3.connect(path)
-            for (trigger,) in db.execute(
-                "SELECT name FROM sqlite_master"
-                " WHERE type = 'trigger' AND name LIKE 'messages_fts%'"
-            ).fetchall():
-                db.execute(f"DROP TRIGGER {trigger}")
-            db.commit()
-            db.close()
-        store = HistoryStore(path)
-        rows = list(messages(batches * batch, seed=11, first=prefill))
-        per_batch = []
-        for start in range(0, len(rows), batch):
+        store = HistoryStore(path, check=False)
+        try:
+            for start in range(0, len(rows), batch):
+                started = time.perf_counter()
+                store.write(rows[start : start + batch])
+                writes.append(time.perf_counter() - started)
             started = time.perf_counter()
-            store.write(rows[start : start + batch])
-            per_batch.append(time.perf_counter() - started)
-        store.close()
-        us = statistics.median(per_batch) / batch * 1e6
-        results[name] = us
-        print(f"{name:28} {us:7.1f} us a message ({batch} a batch: {us * batch / 1000:.2f} ms)")
-    with_, without = results.values()
-    print(f"the index adds {with_ - without:.1f} us per message ({with_ / without:.2f}x)")
+            done = 0
+            while store.unindexed:  # what the store thread does later, in bulk
+                done += store.index(step)
+            seconds = time.perf_counter() - started
+        finally:
+            store.close()
+        assert done == len(rows), (done, len(rows))
+        indexing[name] = seconds / done * 1e6
+    write = statistics.fmean(writes) / batch * 1e6
+    ms = write * batch / 1000
+    print(f"{'write alone':36} {write:5.1f} us a message ({batch} a batch: {ms:.2f} ms)")
+    for name, us in indexing.items():
+        print(f"{'write + index() ' + name:36} {write + us:5.1f} us a message (the index {us:.1f})")
 
 
 def main() -> int:
@@ -269,6 +300,7 @@ def main() -> int:
             build(path, args.messages)
         else:
             print(f"reusing {path} ({have:,} messages)")
+            index(path)
         total, fts = sizes(path)
         print(f"database {total:,.0f} MB, of which the search index {fts:,.0f} MB")
         ok = run_queries(path, args.repeat, args.limit)

@@ -49,11 +49,13 @@ CHECKPOINT_INTERVAL = 2.0
 # a nearly full disk takes some writes and refuses others, and nobody should get a
 # NOTICE for each turn. (Failing is announced at the first failure.)
 RECOVERY_GRACE = 10.0
-# Full-text indexing is deferred (store.HistoryStore.index): FTS5 costs 2.6 us a row in
-# bulk, against 6 to 12 us through a per-row trigger in the batches the store thread
-# commits. Chat comes in bursts, and a burst's CPU goes to delivering it: the store
-# thread indexes what it committed once it is quiet (no commit for FTS_QUIET seconds).
-# Under load that does not let up, it indexes in steps of FTS_STEP_ROWS (about 3 ms
+# Full-text indexing is deferred (store.HistoryStore.index): in bulk, FTS5 costs 2.6 us
+# for a short line on a small index and 5 to 8 us for a chat line on an index of a
+# million (benchmarks/search_bench.py --insert-cost), against some 16 us through a
+# per-row trigger in the batches the store thread commits. Chat comes in bursts, and a
+# burst's CPU goes to delivering it: the store thread indexes what it committed once it
+# is quiet (no commit for FTS_QUIET seconds).
+# Under load that does not let up, it indexes in steps of FTS_STEP_ROWS (3 to 8 ms
 # of work each, between two commits) once FTS_BATCH_ROWS rows wait, which bounds the
 # backlog; and all of it at start (what a kill -9 left) and at stop. A search does not
 # wait for any of these: it has the store thread index first, waiting at most

@@ -56,7 +56,7 @@ QUICK_CHECK_ERRORS = 3
 ROWS_PER_INSERT = 500
 # Most rows one full-text indexing transaction takes (HistoryStore.index): a backlog
 # (rows left by a kill -9, or by a disk that was full) is indexed in parts of this size,
-# about 15 ms each (2.6 us a row), so the store thread never stalls delivery for long.
+# 15 to 40 ms each (3 to 8 us a row), so the store thread never stalls delivery for long.
 INDEX_ROWS_PER_TRANSACTION = 5000
 # Seconds one search may run before SQLite is told to stop it (the soju spec asks for a
 # bound). Searches take milliseconds (benchmarks/search_bench.py); this only stops a
@@ -534,8 +534,9 @@ class HistoryStore:
         progress row with them; ``limit``: the oldest so many at most (a step of the
         work under load). Returns how many rows were indexed.
 
-        FTS5 costs about 2.6 us a row indexed this way, in bulk, against 6 to 12 us a
-        row through an insert trigger in the store thread's batches (40 to 10 rows).
+        In bulk FTS5 costs 2.6 us (a short line, a small index) to 8 us (a chat line,
+        an index of a million) a row, about half what an insert trigger costs in the
+        store thread's batches of 10 to 40 rows.
         Until it runs, a search does not find those rows: HistoryPipeline.search has it
         run first."""
         db = self._write
