@@ -145,7 +145,8 @@ def test_after_a_slow_commit_the_store_thread_gathers_and_is_not_woken(
     assert forwarded(writer) == [b"1", b"2", b"3"]
 
 
-def test_stop_ends_the_gathering_and_commits_what_is_queued(store, writer, pipeline, monkeypatch):
+def gathering_long(store, writer, pipeline, monkeypatch) -> None:
+    """1 committed (slowly: 0.2 s), so the thread now gathers for 20 s, 2 waiting."""
     monkeypatch.setattr(pipeline_mod, "STORE_DUTY", 100.0)
     monkeypatch.setattr(pipeline_mod, "MAX_STORE_DELAY", 30.0)  # a gathering of 20 s
     _sizes, started = slow_first_write(store, monkeypatch, 0.2)
@@ -154,6 +155,10 @@ def test_stop_ends_the_gathering_and_commits_what_is_queued(store, writer, pipel
     assert started.wait(WAIT)
     post(pipeline, 2)
     assert writer.seen.wait(WAIT)
+
+
+def test_stop_ends_the_gathering_and_commits_what_is_queued(store, writer, pipeline, monkeypatch):
+    gathering_long(store, writer, pipeline, monkeypatch)
     begun = time.monotonic()
     pipeline.stop()
     assert time.monotonic() - begun < WAIT
@@ -162,14 +167,7 @@ def test_stop_ends_the_gathering_and_commits_what_is_queued(store, writer, pipel
 
 
 def test_a_search_ends_the_gathering(store, writer, pipeline, monkeypatch, no_timely_indexing):
-    monkeypatch.setattr(pipeline_mod, "STORE_DUTY", 100.0)
-    monkeypatch.setattr(pipeline_mod, "MAX_STORE_DELAY", 30.0)
-    _sizes, started = slow_first_write(store, monkeypatch, 0.2)
-    pipeline.start()
-    post(pipeline, 1)
-    assert started.wait(WAIT)
-    post(pipeline, 2)
-    assert writer.seen.wait(WAIT)
+    gathering_long(store, writer, pipeline, monkeypatch)
     assert pipeline.wait_committed(msg(1).id, WAIT)
     begun = time.monotonic()
     # it wakes the thread, which commits 2 on the way, then indexes
