@@ -89,8 +89,10 @@ INBOX_HIGH_WATER = 4096
 # While busy, the writer polls its sockets for writability once every this many passes.
 SELECT_EVERY = 8
 # Gathering time before a flush, as a multiple of how long the previous flush took,
-# and its ceiling (the most latency coalescing may add).
-FLUSH_DUTY = 1.0
+# and its ceiling (the most latency coalescing may add). 0.3, not 1: with lines coming
+# in the store thread's batches, the longer gathering only added latency, and closed
+# loops (ircload rooms) delivered 9-14% less at no saving in CPU per message.
+FLUSH_DUTY = 0.3
 MAX_FLUSH_DELAY = 0.005
 # Recipient tuples at least this long are fanned out by variant group (below that a
 # plain loop is cheaper than the grouping); how many groupings the writer caches.
