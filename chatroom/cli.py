@@ -9,7 +9,7 @@ import argparse
 import logging
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,9 @@ from chatroom.server.config import VERSION, Config
 
 if TYPE_CHECKING:
     from chatroom.server.server import ChatServer
+
+# How often (seconds) the server's main thread looks whether a signal asked it to stop.
+SIGNAL_POLL = 0.1
 
 
 def _oper(value: str) -> tuple[str, str]:
@@ -215,7 +218,6 @@ def export_main(argv: list[str]) -> int:
     """``chatroom-server export ROOM``: history as text lines or JSON lines."""
     import json
     import sqlite3
-    import time
 
     from chatroom.protocol import casefold
     from chatroom.server.config import default_db_path
@@ -323,13 +325,14 @@ def server_main(argv: list[str] | None = None) -> int:
     from chatroom.server.server import how_to_reach
     from chatroom.server.tls import openssl_line
 
-    stop = threading.Event()
+    signalled: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
-        logging.getLogger("chatroom.server").info(
-            "%s received, shutting down", signal.Signals(signum).name
-        )
-        stop.set()
+        # A flag, nothing more: the handler runs in the main thread between two of its
+        # bytecodes, maybe while it holds a lock. Setting an Event here deadlocked the
+        # stop for good when the signal came while the loop below was inside Event.wait,
+        # holding the Event's own lock (seen once, after a storm).
+        signalled.append(signum)
 
     # Before the ports open: a signal that comes as soon as they answer stops the server
     # in order (after it has said where it listens) instead of killing it silently.
@@ -365,9 +368,14 @@ def server_main(argv: list[str] | None = None) -> int:
         http_port=server.http_port,
     ):
         logging.getLogger("chatroom.server").info("%s", line)
-    while not stop.wait(0.5):
+    while not signalled:
         if server.stopping.is_set():
             break  # it stopped itself: a thread it cannot run without died
+        time.sleep(SIGNAL_POLL)  # a signal ends it early, its handler run (PEP 475)
+    if signalled:
+        logging.getLogger("chatroom.server").info(
+            "%s received, shutting down", signal.Signals(signalled[0]).name
+        )
     server.stop()  # or waits for the stop under way
     if server.fault is not None:
         print(f"chatroom-server: {server.fault}", file=sys.stderr)
