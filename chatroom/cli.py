@@ -331,7 +331,7 @@ def server_main(argv: list[str] | None = None) -> int:
         # A flag, nothing more: the handler runs in the main thread between two of its
         # bytecodes, maybe while it holds a lock. Setting an Event here deadlocked the
         # stop for good when the signal came while the loop below was inside Event.wait,
-        # holding the Event's own lock (seen once, after a storm).
+        # holding the Event's own lock (a server was seen ignoring SIGTERM so).
         signalled.append(signum)
 
     # Before the ports open: a signal that comes as soon as they answer stops the server
