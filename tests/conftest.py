@@ -255,21 +255,16 @@ def clients() -> Iterator[Callable[..., IRCClient]]:
 
 
 @pytest.fixture
-def connect(irc_server: ServerFixture) -> Iterator[Callable[..., IRCClient]]:
-    """Open test clients to ``irc_server`` (or to another fixture's server via ``to=``)."""
-    clients: list[IRCClient] = []
+def connect(
+    irc_server: ServerFixture, clients: Callable[..., IRCClient]
+) -> Callable[..., IRCClient]:
+    """Open test clients to ``irc_server`` (or to another fixture's server via ``to=``);
+    ``clients`` closes them."""
 
     def make(nick: str | None = None, to: ServerFixture | None = None) -> IRCClient:
-        fx = to or irc_server
-        c = IRCClient(fx.host, fx.port)
-        clients.append(c)
-        if nick:
-            c.register(nick)
-        return c
+        return clients(to or irc_server, nick)
 
-    yield make
-    for c in clients:
-        c.close()
+    return make
 
 
 def free_port() -> int:

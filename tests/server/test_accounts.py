@@ -15,7 +15,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -56,26 +56,21 @@ def chat_server_class() -> type[ChatServer]:
 
 
 @pytest.fixture
-def connect(server_factory: Callable[..., ServerFixture]) -> Iterator[Callable[..., IRCClient]]:
+def connect(
+    server_factory: Callable[..., ServerFixture], clients: Callable[..., IRCClient]
+) -> Callable[..., IRCClient]:
     """Test clients, to a FAST server started on first use (or to ``to=``): tests with
     settings of their own start no server they do not use."""
     default: list[ServerFixture] = []
-    clients: list[IRCClient] = []
 
     def make(nick: str | None = None, to: ServerFixture | None = None) -> IRCClient:
         if to is None:
             if not default:
                 default.append(server_factory(**FAST))
             to = default[0]
-        c = IRCClient(to.host, to.port)
-        clients.append(c)
-        if nick:
-            c.register(nick)
-        return c
+        return clients(to, nick)
 
-    yield make
-    for c in clients:
-        c.close()
+    return make
 
 
 def sync(c: IRCClient) -> list[Message]:
