@@ -409,17 +409,22 @@ def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> 
                 f" {fmt(med(rows, 'server_cpu'))} | {fmt(med(rows, 'cpu_us_per_msg'))} |"
                 f" {fmt(med(rows, 'cpu_us_per_msg_after'))} | {notes} |"
             )
+
+    def compare_cpu(name: str, other: str, ours_is: str, other_is: str) -> None:
+        """CPU per message of ours against server ``other``, without and with after-run."""
+        for key, what in (("cpu_us_per_msg", ""), ("cpu_us_per_msg_after", " with after-run")):
+            cpu = med(results.get(name, {}).get("ours", []), key)
+            theirs = med(results.get(name, {}).get(other, []), key)
+            if cpu and theirs:
+                out.append(
+                    f"CPU per message{what}, {name}: {cpu:.1f} µs {ours_is},"
+                    f" {theirs:.1f} µs {other_is} ({cpu / theirs:.2f}x)"
+                )
+
     if "ours" in servers and "base" in servers:
         out.append("")
         for name in ("fanout50", "fanout200", "rooms"):
-            for key, what in (("cpu_us_per_msg", ""), ("cpu_us_per_msg_after", " with after-run")):
-                cpu = med(results.get(name, {}).get("ours", []), key)
-                base = med(results.get(name, {}).get("base", []), key)
-                if cpu and base:
-                    out.append(
-                        f"CPU per message{what}, {name}: {cpu:.1f} µs now, {base:.1f} µs at"
-                        f" the baseline ({cpu / base:.2f}x)"
-                    )
+            compare_cpu(name, "base", "now", "at the baseline")
     if "ours" in servers and "ours-nohist" in servers:
         out.append("")
         for name in ("fanout50", "fanout200", "rooms"):
@@ -427,14 +432,7 @@ def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> 
             off = med(results.get(name, {}).get("ours-nohist", []), "deliveries_per_s")
             if on and off:
                 out.append(f"history on / off, {name}: {on / off:.2f}x")
-            for key, what in (("cpu_us_per_msg", ""), ("cpu_us_per_msg_after", " with after-run")):
-                cpu_on = med(results.get(name, {}).get("ours", []), key)
-                cpu_off = med(results.get(name, {}).get("ours-nohist", []), key)
-                if cpu_on and cpu_off:
-                    out.append(
-                        f"CPU per message{what}, {name}: {cpu_on:.1f} µs with history,"
-                        f" {cpu_off:.1f} µs without ({cpu_on / cpu_off:.2f}x)"
-                    )
+            compare_cpu(name, "ours-nohist", "with history", "without")
     if "slow" in results and "slowctl" in results:
         for kind in servers:
             p99 = med(results["slow"].get(kind, []), "lat_p99_ms")
