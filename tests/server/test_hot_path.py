@@ -13,12 +13,12 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Callable
 
 import pytest
 
 from chatroom.protocol import Cap, parse
 from tests.conftest import IRCClient, ServerFixture, read_until
+from tests.server.test_ircv3 import cap_client
 
 pytestmark = pytest.mark.usefixtures("no_errors_logged")
 
@@ -53,37 +53,23 @@ def raw_until_pong(c: IRCClient) -> list[bytes]:
                 got.append(_STAMP.sub(rb"\1=*", raw))
 
 
-def cap_client(clients: Callable[..., IRCClient], fx: ServerFixture, nick: str, caps: str):
-    c = clients(fx)
-    c.nick = nick
-    if caps:
-        c.send(f"CAP REQ :{caps}")
-        c.expect("CAP", where=lambda m: m.params[1] == "ACK")
-    c.send(f"NICK {nick}")
-    c.send(f"USER {nick} 0 * :{nick}")
-    c.send("CAP END")
-    c.expect("376")
-    return c
-
-
 @pytest.fixture
 def room(server_factory, clients):
     """A room with the sender (echo-message, message-tags, logged in) and four
     receivers, one per encoding the server makes."""
     fx = server_factory(accounts=True, password_min_length=1, flood_limit=False)
-    sender = cap_client(
-        clients,
-        fx,
-        "sender",
-        " ".join(SENDER_CAPS),
-    )
+
+    def connect(to: ServerFixture) -> IRCClient:
+        return clients(to)
+
+    sender = cap_client(connect, fx, "sender", SENDER_CAPS)
     sender.send("REGISTER * * :hunter2")
     sender.expect("REGISTER")
     receivers = [
-        cap_client(clients, fx, "plain", ""),
-        cap_client(clients, fx, "timed", Cap.SERVER_TIME),
-        cap_client(clients, fx, "tagged", f"{Cap.MESSAGE_TAGS} {Cap.SERVER_TIME}"),
-        cap_client(clients, fx, "acct", f"{Cap.MESSAGE_TAGS} {Cap.ACCOUNT_TAG}"),
+        cap_client(connect, fx, "plain"),
+        cap_client(connect, fx, "timed", [Cap.SERVER_TIME]),
+        cap_client(connect, fx, "tagged", [Cap.MESSAGE_TAGS, Cap.SERVER_TIME]),
+        cap_client(connect, fx, "acct", [Cap.MESSAGE_TAGS, Cap.ACCOUNT_TAG]),
     ]
     for c in (sender, *receivers):
         c.send(f"JOIN {ROOM}")
@@ -167,7 +153,7 @@ def test_every_other_case_is_answered_alike(room, line: str) -> None:
 
 def test_who_may_not_speak_is_refused_alike(room, clients) -> None:
     fx, sender, receivers = room
-    outsider = cap_client(clients, fx, "outsider", "")
+    outsider = clients(fx, "outsider")
     for c in (sender, *receivers):
         raw_until_pong(c)
     seen = both_ways(outsider, [sender, *receivers], f"PRIVMSG {ROOM} :from outside")
