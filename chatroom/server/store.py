@@ -356,6 +356,15 @@ class HistoryStore:
             self._read = _connect(self._uri)
             # searches have their own: a slow one never holds up CHATHISTORY or JOIN
             self._search = _connect(self._uri)
+            if self.path == MEMORY:
+                # Shared-cache connections lock whole tables: without this, a read that
+                # meets the store thread's open transaction fails at once ("database
+                # table is locked"; busy_timeout does not apply), and so does a commit
+                # that meets a read in progress, which would be a storage failure. Rows
+                # of an open transaction become visible microseconds early; a file
+                # database (WAL) keeps its readers to committed rows.
+                for conn in (self._read, self._search):
+                    conn.execute("PRAGMA read_uncommitted = 1")
         except BaseException as e:
             # a refused database (in use, damaged, newer, not SQLite) leaks no fds
             if write is not None:

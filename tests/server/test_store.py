@@ -13,7 +13,13 @@ import pytest
 from chatroom.cli import server_main
 from chatroom.server.config import Config
 from chatroom.server.pipeline import HistoryPipeline
-from chatroom.server.records import ID_TIME_SHIFT, RoomState, StoredMessage, dm_key
+from chatroom.server.records import (
+    ID_TIME_SHIFT,
+    RoomState,
+    SearchTarget,
+    StoredMessage,
+    dm_key,
+)
 from chatroom.server.server import ChatServer
 from chatroom.server.store import MEMORY, MIGRATIONS, HistoryStore
 
@@ -113,6 +119,40 @@ def test_two_memory_stores_do_not_share_history():
     finally:
         a.close()
         b.close()
+
+
+def test_a_memory_store_reads_and_writes_at_once_without_lock_errors():
+    """Its connections share one cache, which locks whole tables: a read meeting an
+    open commit, or a commit meeting a read, must neither fail nor be a storage error."""
+    s = HistoryStore(MEMORY)
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        try:
+            for n in range(1500):
+                s.write([msg(n, text=f"text {n} hello")])
+                if n % 10 == 0:
+                    s.index()
+        except BaseException as e:  # reported by the test, not lost in the thread
+            failures.append(e)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    reads = 0
+    try:
+        while not done.is_set() or reads < 10:
+            s.window("#lan", 0, 1 << 62, 50, newest=True)
+            s.search([SearchTarget("#lan", 0)], "hello", None, None, None, 10)
+            reads += 1
+    finally:
+        thread.join()
+        s.close()
+    assert not failures
+    assert s.read_errors == 0
+    assert reads >= 10
 
 
 # --- reading ------------------------------------------------------------------------------
