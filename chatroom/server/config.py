@@ -152,7 +152,10 @@ class Config:
     exempt_loopback: bool = field(
         default=True, metadata={"doc": "loopback addresses skip the per-address limit"}
     )
-    listen_backlog: int = field(default=1024, metadata={"doc": "TCP accept queue length"})
+    # A storm of 5,000 connections at 2,000/s outran 1,024: the kernel dropped SYNs
+    # and those clients retried a second later (registration p99 over 1 s). Linux
+    # caps it at net.core.somaxconn (4096 since 5.4).
+    listen_backlog: int = field(default=4096, metadata={"doc": "TCP accept queue length"})
     # --- history --------------------------------------------------------------------------
     history: bool = field(default=True, metadata={"doc": "keep room history (--no-history: off)"})
     db: str = field(
