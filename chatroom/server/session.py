@@ -600,6 +600,20 @@ class Session:
         A.guard_nick(self)
 
     def _welcome(self) -> None:
+        """The registration burst, handed to the writer as one entry: fifteen posts
+        (and as many wake-ups of the writer) made connection storms dearer."""
+        if self._capture is not None:  # a labeled line completed registration
+            self._welcome_lines()
+            return
+        self._capture = []
+        try:
+            self._welcome_lines()
+        finally:
+            lines, self._capture = self._capture, None
+            if lines:
+                self.user.conn.send(b"".join(lines))
+
+    def _welcome_lines(self) -> None:
         cfg = self.cfg
         created = datetime.fromtimestamp(self.reg.created, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         self.reply(N.RPL_WELCOME, f"Welcome to the {cfg.network} IRC Network {self.user.source}")
