@@ -25,7 +25,6 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import logging
-import queue
 import shutil
 import socket
 import socketserver
@@ -110,14 +109,6 @@ class ChatServer(socketserver.ThreadingTCPServer):
     shutdown_linger = 1.0
     # how often the accept loops look for a stop (stop() waits up to this long)
     accept_poll = 0.5
-    # Threads that start the connection threads. Thread.start() returns only once the
-    # new thread runs, which takes a turn of the GIL; an accept loop doing it itself
-    # fell behind a storm (5,000 connections at 2,000/s: registration p99 0.7-0.9 s;
-    # with 4 spawners 0.2-0.25 s), and several of them start threads side by side.
-    spawn_threads = 4
-    # connections accepted and not yet given a thread; the accept loops wait when it is
-    # full, leaving the rest in the kernel's accept queue (listen_backlog)
-    spawn_queue = 1024
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
@@ -135,13 +126,6 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self.fault: str | None = None
         self._sessions: set[Session] = set()
         self._conn_threads: set[threading.Thread] = set()
-        self._spawn: queue.Queue[tuple[socket.socket, Any, type[Handler]] | None] = queue.Queue(
-            self.spawn_queue
-        )
-        self._spawners = [
-            threading.Thread(target=self._spawn_loop, name=f"chatroom-spawner-{i}", daemon=True)
-            for i in range(self.spawn_threads)
-        ]
         self._lock = threading.Lock()
         # TLS connections still in their handshake (not sessions yet), and per address
         self._handshakes: set[socket.socket] = set()
@@ -260,31 +244,26 @@ class ChatServer(socketserver.ThreadingTCPServer):
     def process_request(
         self, request: Any, client_address: Any, handler_class: type[Handler] | None = None
     ) -> None:
-        """Hand the connection to a spawner (see spawn_threads): the accept loop goes
-        straight back to accepting."""
-        self._spawn.put((request, client_address, handler_class or self.RequestHandlerClass))
-
-    def _spawn_loop(self) -> None:
-        """Start a thread for each accepted connection, until stop() sends None."""
-        while (item := self._spawn.get()) is not None:
-            # (after stop() began too: the handler tells that client the server is
-            # shutting down, as it tells everyone else)
-            request, client_address, handler_class = item
-            t = threading.Thread(
-                target=self._run_connection,
-                args=(request, client_address, handler_class),
-                name=f"chatroom-conn-{client_address[0]}:{client_address[1]}",
-                daemon=True,
-            )
+        # Thread.start() returns once the new thread has run, a turn of the GIL. Spawner
+        # threads starting them side by side made storms of 5,000 register faster when
+        # all went well (p99 0.2-0.4 s), but in 6 of 10 benchmark runs the threads
+        # outran the GIL and registration collapsed (p99 3-4.5 s): starting threads one
+        # at a time, here, is the admission control.
+        t = threading.Thread(
+            target=self._run_connection,
+            args=(request, client_address, handler_class or self.RequestHandlerClass),
+            name=f"chatroom-conn-{client_address[0]}:{client_address[1]}",
+            daemon=True,
+        )
+        with self._lock:
+            self._conn_threads.add(t)
+        try:
+            t.start()
+        except RuntimeError as e:  # "can't start new thread": out of threads or memory
             with self._lock:
-                self._conn_threads.add(t)
-            try:
-                t.start()
-            except RuntimeError as e:  # "can't start new thread": out of threads or memory
-                with self._lock:
-                    self._conn_threads.discard(t)
-                log.error("connection from %s closed unserved: %s", client_address[0], e)
-                _close_quietly(request)
+                self._conn_threads.discard(t)
+            log.error("connection from %s closed unserved: %s", client_address[0], e)
+            _close_quietly(request)
 
     def _run_connection(
         self, request: socket.socket, client_address: Any, handler_class: type[Handler]
@@ -407,8 +386,6 @@ class ChatServer(socketserver.ThreadingTCPServer):
         if self.pipeline is not None:
             self.pipeline.start()
         self._timers.start()
-        for spawner in self._spawners:
-            spawner.start()
         if self._plain:
             self._acceptor = threading.Thread(
                 target=self.serve_forever,
@@ -514,13 +491,6 @@ class ChatServer(socketserver.ThreadingTCPServer):
         if self.announcer is not None:  # goodbye packets first: the server is leaving
             self.announcer.stop()
         self._stop_accepting(timeout)
-        # after the last accept: each spawner starts what is before its None, so every
-        # connection thread is known before the joins below
-        running = [t for t in self._spawners if t.is_alive()]
-        for _ in running:
-            self._spawn.put(None)
-        for t in running:
-            t.join(timeout)
         with self.registry.lock:
             users = list(self.registry.connections)
             for u in users:

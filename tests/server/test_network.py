@@ -10,8 +10,6 @@ from collections.abc import Callable
 import pytest
 
 from chatroom.protocol import Message, parse
-from chatroom.server.server import ChatServer
-from tests.conftest import ServerFixture, make_config
 
 
 def test_fifty_clients_in_five_rooms_lose_nothing_and_nothing_crosses(server_factory, connect):
@@ -313,14 +311,7 @@ def test_tcp_nodelay_on_client_sockets(irc_server, connect):
     c.send(Message.of("QUIT"))
 
 
-# --- spawners: the threads that start connection threads ---------------------------------
-
-
-class OneSpawner(ChatServer):
-    """One spawner and room for two waiting connections: a burst must queue."""
-
-    spawn_threads = 1
-    spawn_queue = 2
+# --- connection threads -------------------------------------------------------------------
 
 
 def _conn_thread_starts(monkeypatch: pytest.MonkeyPatch, before: Callable[[], None]) -> None:
@@ -333,26 +324,6 @@ def _conn_thread_starts(monkeypatch: pytest.MonkeyPatch, before: Callable[[], No
         start(self)
 
     monkeypatch.setattr(threading.Thread, "start", patched)
-
-
-def test_a_burst_beyond_the_spawn_queue_is_served_in_full() -> None:
-    fx = ServerFixture(make_config(), OneSpawner)
-    fx.start()
-    socks: list[socket.socket] = []
-    try:
-        socks = [socket.create_connection((fx.host, fx.port), timeout=10) for _ in range(40)]
-        for n, s in enumerate(socks):
-            s.sendall(f"NICK burst{n}\r\nUSER b 0 * :b\r\n".encode())
-        for n, s in enumerate(socks):
-            got = b""
-            while b" 001 " not in got:
-                chunk = s.recv(4096)
-                assert chunk, f"connection {n} closed before its welcome"
-                got += chunk
-    finally:
-        for s in socks:
-            s.close()
-        fx.stop()
 
 
 def test_a_thread_that_cannot_start_closes_its_connection_and_the_server_goes_on(
@@ -374,35 +345,6 @@ def test_a_thread_that_cannot_start_closes_its_connection_and_the_server_goes_on
         r.levelname == "ERROR" and "closed unserved: can't start new thread" in r.getMessage()
         for r in caplog.records
     )
-    later = connect("later")  # the spawner lives on
+    later = connect("later")  # the accept loop lives on
     later.send("PING :x")
     later.expect("PONG")
-
-
-def test_connections_still_waiting_for_a_thread_at_stop_are_told_and_closed(monkeypatch) -> None:
-    _conn_thread_starts(monkeypatch, lambda: time.sleep(0.2))
-    fx = ServerFixture(make_config(), OneSpawner)
-    fx.start()
-    socks = [socket.create_connection((fx.host, fx.port), timeout=10) for _ in range(3)]
-    got: dict[int, bytes] = {}
-
-    def read(n: int) -> None:  # as a client would: read to the ERROR line, then hang up
-        data = b""
-        while b"\r\n" not in data and (chunk := socks[n].recv(4096)):
-            data += chunk
-        got[n] = data
-        socks[n].close()
-
-    readers = [threading.Thread(target=read, args=(n,)) for n in range(3)]
-    try:
-        time.sleep(0.1)  # all accepted: the first is starting, two wait in the queue
-        for t in readers:
-            t.start()
-        fx.stop()
-        for t in readers:
-            t.join(10)
-        error = b"ERROR :Closing Link: 127.0.0.1 (Server shutting down)\r\n"
-        assert got == {0: error, 1: error, 2: error}
-    finally:
-        for s in socks:
-            s.close()
