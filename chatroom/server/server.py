@@ -246,7 +246,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
     ) -> None:
         # Thread.start() returns once the new thread has run, a turn of the GIL. Spawner
         # threads starting them side by side made storms of 5,000 register faster when
-        # all went well (p99 0.2-0.4 s), but in 6 of 10 benchmark runs the threads
+        # all went well (p99 0.2-0.4 s), but in 6 of 11 benchmark runs the threads
         # outran the GIL and registration collapsed (p99 3-4.5 s): starting threads one
         # at a time, here, is the admission control.
         t = threading.Thread(
