@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -314,28 +313,18 @@ def test_tcp_nodelay_on_client_sockets(irc_server, connect):
 # --- connection threads -------------------------------------------------------------------
 
 
-def _conn_thread_starts(monkeypatch: pytest.MonkeyPatch, before: Callable[[], None]) -> None:
-    """Run ``before`` ahead of each connection thread's start (and only those)."""
-    start = threading.Thread.start
-
-    def patched(self: threading.Thread) -> None:
-        if self.name.startswith("chatroom-conn-"):
-            before()
-        start(self)
-
-    monkeypatch.setattr(threading.Thread, "start", patched)
-
-
 def test_a_thread_that_cannot_start_closes_its_connection_and_the_server_goes_on(
     irc_server, connect, monkeypatch, caplog
 ) -> None:
+    start = threading.Thread.start
     failures = [RuntimeError("can't start new thread")]
 
-    def fail_once() -> None:
-        if failures:
+    def start_or_fail_once(thread: threading.Thread) -> None:
+        if thread.name.startswith("chatroom-conn-") and failures:
             raise failures.pop()
+        start(thread)
 
-    _conn_thread_starts(monkeypatch, fail_once)
+    monkeypatch.setattr(threading.Thread, "start", start_or_fail_once)
     refused = socket.create_connection((irc_server.host, irc_server.port), timeout=10)
     try:
         assert refused.recv(4096) == b"", "the connection without a thread is closed"
