@@ -8,7 +8,9 @@ Servers: ours with history (the default: SQLite in a temp dir), ours with
 as the ircload README describes); with ``--baseline REV``, also ours as it was at git
 revision REV (history on), from ``git archive`` into the run's directory, so a change
 is measured against what it changes in one interleaved run. Flood control is off for
-every server (``--no-flood-limit``); every other limit is our default.
+every server (``--no-flood-limit``); every other limit is our default. ``floor`` and
+``floor-hist`` are relay_floor.py: our architecture with nothing else in it, the least a
+message can cost in it.
 
     python3 benchmarks/server_bench.py -n 3              # everything, 3 repetitions
     python3 benchmarks/server_bench.py -n 3 --only fanout50,memory
@@ -178,6 +180,10 @@ class Server:
             conf = self.rundir / "ngircd.conf"
             conf.write_text(NGIRCD_CONF.format(port=self.port, rundir=self.rundir))
             argv = [shutil.which("ngircd") or "/usr/sbin/ngircd", "--nodaemon", "-f", str(conf)]
+        elif kind in ("floor", "floor-hist"):
+            argv = [sys.executable, str(HERE / "relay_floor.py"), "--port", str(self.port)]
+            if kind == "floor-hist":
+                argv += ["--db", str(self.rundir / "history.sqlite3")]
         else:
             argv = [
                 sys.executable,
@@ -433,6 +439,11 @@ def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> 
             if on and off:
                 out.append(f"history on / off, {name}: {on / off:.2f}x")
             compare_cpu(name, "ours-nohist", "with history", "without")
+    for floor, what in (("floor-hist", "the floor with history"), ("floor", "the floor")):
+        if "ours" in servers and floor in servers:
+            out.append("")
+            for name in ("fanout50", "fanout200", "rooms"):
+                compare_cpu(name, floor, "ours", what)
     if "slow" in results and "slowctl" in results:
         for kind in servers:
             p99 = med(results["slow"].get(kind, []), "lat_p99_ms")
@@ -455,7 +466,8 @@ def main() -> int:
     ap.add_argument(
         "--servers",
         default="ours,ours-nohist,ngircd",
-        help="comma list among ours, ours-nohist, ngircd (and base: see --baseline)",
+        help="comma list among ours, ours-nohist, ngircd (and base: see --baseline), and"
+        " floor, floor-hist: relay_floor.py, our architecture with nothing else in it",
     )
     ap.add_argument(
         "--baseline",

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""The floor of our architecture: the least CPU a message can cost in it.
+
+A relay with chatroom-server's shape and nothing else: ``socketserver``'s
+ThreadingTCPServer with a reader thread per connection, one writer thread for every
+socket and, with ``--db``, a store thread that commits each batch to SQLite (WAL,
+synchronous=NORMAL, a messages table indexed by conversation) before it is delivered.
+It speaks just what ircload needs (NICK/USER -> 001, JOIN -> JOIN and 366, PRIVMSG to
+a room, PING/PONG, QUIT) and checks nothing: no parsing beyond the command, no
+limits, no flood control, no modes, no tags, no error replies.
+
+It is not a server. ``server_bench.py --servers floor,floor-hist,...`` runs it beside
+ours and ngIRCd, so that what a message costs in our code is seen against what it
+costs in the architecture alone (issue 14):
+
+    python3 benchmarks/server_bench.py -n 3 --only rooms,fanout50 \
+        --servers ours,ngircd,floor,floor-hist
+
+Loopback only: it binds 127.0.0.1 (the only address it accepts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import signal
+import socket
+import socketserver
+import sqlite3
+import threading
+from collections import deque
+
+HOST = "127.0.0.1"
+RECV_BYTES = 65536
+# The writer's wait when a socket's kernel buffer is full (a floor: no SendQ limit).
+RETRY_WAIT = 0.001
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY, msgid TEXT NOT NULL UNIQUE, time_ms INTEGER NOT NULL,
+    target TEXT NOT NULL, sender TEXT NOT NULL, text TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_target_id ON messages(target, id);
+"""
+
+
+class Mailbox:
+    """Items handed to one thread, taken all at once: one wake-up per batch."""
+
+    def __init__(self) -> None:
+        self.items: deque = deque()
+        self.cond = threading.Condition(threading.Lock())
+        self.waiting = False
+        self.closed = False
+
+    def post(self, item: object) -> None:
+        with self.cond:
+            self.items.append(item)
+            if self.waiting:
+                self.cond.notify()
+
+    def take(self, timeout: float | None = None) -> list:
+        with self.cond:
+            if not self.items and not self.closed:
+                self.waiting = True
+                self.cond.wait(timeout)
+                self.waiting = False
+            out = list(self.items)
+            self.items.clear()
+            return out
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+
+
+class Relay:
+    """Rooms, the writer thread and (with a database) the store thread."""
+
+    def __init__(self, db: str | None) -> None:
+        self.lock = threading.Lock()
+        self.rooms: dict[str, list[socket.socket]] = {}
+        self.writes = Mailbox()
+        self.stores = Mailbox() if db else None
+        self.db = db
+        self.stopping = False
+        self.threads = [threading.Thread(target=self._writer, name="writer")]
+        if db:
+            self.threads.append(threading.Thread(target=self._store, name="store"))
+        for t in self.threads:
+            t.start()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.writes.close()
+        if self.stores:
+            self.stores.close()
+        for t in self.threads:
+            t.join()
+
+    def deliver(self, batch: list[tuple[bytes, list[socket.socket]]]) -> None:
+        """Relayed lines from one reader's read: stored first when there is a store."""
+        (self.stores or self.writes).post(batch)
+
+    def _store(self) -> None:
+        assert self.stores is not None and self.db is not None
+        conn = sqlite3.connect(self.db, isolation_level=None, check_same_thread=False)
+        conn.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + SCHEMA)
+        ids = itertools.count(1)
+        while not self.stopping:
+            batches = self.stores.take()
+            if not batches:
+                continue
+            rows = []
+            for batch in batches:
+                for _data, _to, target, sender, text in batch:
+                    n = next(ids)
+                    rows.append((n, f"m{n:012x}", 0, target, sender, text))
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+            self.writes.post([(d, to) for batch in batches for d, to, *_ in batch])
+        conn.close()
+
+    def _writer(self) -> None:
+        pending: dict[socket.socket, bytearray] = {}
+        while not self.stopping:
+            for batch in self.writes.take(RETRY_WAIT if pending else None):
+                for data, to in batch:
+                    for s in to:
+                        buf = pending.get(s)
+                        if buf is None:
+                            pending[s] = bytearray(data)
+                        else:
+                            buf += data
+            for s, buf in list(pending.items()):
+                try:
+                    sent = s.send(buf, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    sent = len(buf)
+                if sent == len(buf):
+                    del pending[s]
+                else:
+                    del buf[:sent]
+
+
+class Handler(socketserver.BaseRequestHandler):
+    relay: Relay
+
+    def handle(self) -> None:
+        relay, sock = self.relay, self.request
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        nick, prefix, joined = "", "", []
+        rest = b""
+        store = relay.stores is not None
+        try:
+            while True:
+                data = sock.recv(RECV_BYTES)
+                if not data:
+                    return
+                *lines, rest = (rest + data).split(b"\r\n")
+                batch = []
+                for line in lines:
+                    cmd, _, args = line.partition(b" ")
+                    if cmd == b"PRIVMSG":
+                        target, _, text = args.partition(b" :")
+                        out = b":" + prefix + b" PRIVMSG " + target + b" :" + text + b"\r\n"
+                        with relay.lock:
+                            to = [s for s in relay.rooms.get(target, ()) if s is not sock]
+                        if store:
+                            batch.append((out, to, target.decode(), nick, text.decode()))
+                        else:
+                            batch.append((out, to))
+                    elif cmd == b"PING":
+                        relay.writes.post([(b":floor PONG floor " + args + b"\r\n", [sock])])
+                    elif cmd == b"NICK":
+                        nick = args.decode()
+                    elif cmd == b"USER":
+                        prefix = f"{nick}!u@127.0.0.1".encode()
+                        relay.writes.post([(f":floor 001 {nick} :Hi\r\n".encode(), [sock])])
+                    elif cmd == b"JOIN":
+                        with relay.lock:
+                            members = relay.rooms.setdefault(args, [])
+                            members.append(sock)
+                            to = list(members)
+                        joined.append(args)
+                        join = b":" + prefix + b" JOIN " + args + b"\r\n"
+                        end = f":floor 366 {nick} {args.decode()} :End\r\n".encode()
+                        relay.writes.post([(join, to), (end, [sock])])
+                    elif cmd == b"QUIT":
+                        return
+                if batch:
+                    relay.deliver(batch)
+        except OSError:
+            return
+        finally:
+            with relay.lock:
+                for room in joined:
+                    relay.rooms[room].remove(sock)
+
+
+class Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 4096
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--db", help="SQLite file: commit every message before delivery")
+    args = ap.parse_args()
+    relay = Relay(args.db)
+    Handler.relay = relay
+    server = Server((HOST, args.port), Handler)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        relay.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
