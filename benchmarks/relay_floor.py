@@ -4,7 +4,8 @@
 A relay with chatroom-server's shape and nothing else: ``socketserver``'s
 ThreadingTCPServer with a reader thread per connection, one writer thread for every
 socket and, with ``--db``, a store thread that commits each batch to SQLite (WAL,
-synchronous=NORMAL, a messages table indexed by conversation) before it is delivered.
+synchronous=NORMAL, a messages table indexed by conversation) before it is delivered
+(``--writer-commits``: no store thread; the writer commits each batch, then sends it).
 It speaks just what ircload needs (NICK/USER -> 001, JOIN -> JOIN and 366, PRIVMSG to
 a room, PING/PONG, QUIT) and checks nothing: no parsing beyond the command, no
 limits, no flood control, no modes, no tags, no error replies.
@@ -14,7 +15,7 @@ ours and ngIRCd, so that what a message costs in our code is seen against what i
 costs in the architecture alone (issue 14):
 
     python3 benchmarks/server_bench.py -n 3 --only rooms,fanout50 \
-        --servers ours,ngircd,floor,floor-hist
+        --servers ours,ngircd,floor,floor-hist,floor-wc
 
 Loopback only: it binds 127.0.0.1 (the only address it accepts).
 """
@@ -76,15 +77,17 @@ class Mailbox:
 class Relay:
     """Rooms, the writer thread and (with a database) the store thread."""
 
-    def __init__(self, db: str | None) -> None:
+    def __init__(self, db: str | None, writer_commits: bool = False) -> None:
         self.lock = threading.Lock()
         self.rooms: dict[str, list[socket.socket]] = {}
         self.writes = Mailbox()
-        self.stores = Mailbox() if db else None
+        # writer_commits: no store thread, the writer commits each batch before sending it
+        # (one thread hand-off less per batch; sending waits for every commit)
+        self.stores = Mailbox() if db and not writer_commits else None
         self.db = db
         self.stopping = False
         self.threads = [threading.Thread(target=self._writer, name="writer")]
-        if db:
+        if self.stores:
             self.threads.append(threading.Thread(target=self._store, name="store"))
         for t in self.threads:
             t.start()
@@ -101,31 +104,46 @@ class Relay:
         """Relayed lines from one reader's read: stored first when there is a store."""
         (self.stores or self.writes).post(batch)
 
-    def _store(self) -> None:
-        assert self.stores is not None and self.db is not None
-        conn = sqlite3.connect(self.db, isolation_level=None, check_same_thread=False)
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db or "", isolation_level=None, check_same_thread=False)
         conn.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + SCHEMA)
-        ids = itertools.count(1)
-        while not self.stopping:
-            batches = self.stores.take()
-            if not batches:
-                continue
-            rows = []
-            for batch in batches:
-                for _data, _to, target, sender, text in batch:
+        return conn
+
+    @staticmethod
+    def _commit(conn: sqlite3.Connection, ids: itertools.count, batches: list) -> None:
+        """Store every relayed line of ``batches`` (entries of 5: a room line's) at once."""
+        rows = []
+        for batch in batches:
+            for entry in batch:
+                if len(entry) == 5:
                     n = next(ids)
-                    rows.append((n, f"m{n:012x}", 0, target, sender, text))
+                    rows.append((n, f"m{n:012x}", 0, *entry[2:]))
+        if rows:
             conn.execute("BEGIN")
             conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
-            self.writes.post([(d, to) for batch in batches for d, to, *_ in batch])
+
+    def _store(self) -> None:
+        assert self.stores is not None
+        conn, ids = self._open(), itertools.count(1)
+        while not self.stopping:
+            batches = self.stores.take()
+            if batches:
+                self._commit(conn, ids, batches)
+                self.writes.post([(d, to) for batch in batches for d, to, *_ in batch])
         conn.close()
 
     def _writer(self) -> None:
         pending: dict[socket.socket, bytearray] = {}
+        commits = self.db is not None and self.stores is None
+        conn = self._open() if commits else None
+        ids = itertools.count(1)
         while not self.stopping:
-            for batch in self.writes.take(RETRY_WAIT if pending else None):
-                for data, to in batch:
+            batches = self.writes.take(RETRY_WAIT if pending else None)
+            if conn is not None:
+                self._commit(conn, ids, batches)
+            for batch in batches:
+                for data, to, *_ in batch:
                     for s in to:
                         buf = pending.get(s)
                         if buf is None:
@@ -143,6 +161,8 @@ class Relay:
                     del pending[s]
                 else:
                     del buf[:sent]
+        if conn is not None:
+            conn.close()
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -153,7 +173,7 @@ class Handler(socketserver.BaseRequestHandler):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         nick, prefix, joined = "", "", []
         rest = b""
-        store = relay.stores is not None
+        store = relay.db is not None  # entries carry what the store needs
         try:
             while True:
                 data = sock.recv(RECV_BYTES)
@@ -210,8 +230,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--db", help="SQLite file: commit every message before delivery")
+    ap.add_argument(
+        "--writer-commits",
+        action="store_true",
+        help="with --db: the writer thread commits each batch itself (no store thread)",
+    )
     args = ap.parse_args()
-    relay = Relay(args.db)
+    relay = Relay(args.db, args.writer_commits)
     Handler.relay = relay
     server = Server((HOST, args.port), Handler)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

@@ -10,7 +10,7 @@ revision REV (history on), from ``git archive`` into the run's directory, so a c
 is measured against what it changes in one interleaved run. Flood control is off for
 every server (``--no-flood-limit``); every other limit is our default. ``floor`` and
 ``floor-hist`` are relay_floor.py: our architecture with nothing else in it, the least a
-message can cost in it.
+message can cost in it (``floor-wc``: with no store thread, the writer commits).
 
     python3 benchmarks/server_bench.py -n 3              # everything, 3 repetitions
     python3 benchmarks/server_bench.py -n 3 --only fanout50,memory
@@ -180,10 +180,12 @@ class Server:
             conf = self.rundir / "ngircd.conf"
             conf.write_text(NGIRCD_CONF.format(port=self.port, rundir=self.rundir))
             argv = [shutil.which("ngircd") or "/usr/sbin/ngircd", "--nodaemon", "-f", str(conf)]
-        elif kind in ("floor", "floor-hist"):
+        elif kind in ("floor", "floor-hist", "floor-wc"):
             argv = [sys.executable, str(HERE / "relay_floor.py"), "--port", str(self.port)]
-            if kind == "floor-hist":
+            if kind != "floor":
                 argv += ["--db", str(self.rundir / "history.sqlite3")]
+            if kind == "floor-wc":
+                argv.append("--writer-commits")
         else:
             argv = [
                 sys.executable,
@@ -467,7 +469,8 @@ def main() -> int:
         "--servers",
         default="ours,ours-nohist,ngircd",
         help="comma list among ours, ours-nohist, ngircd (and base: see --baseline), and"
-        " floor, floor-hist: relay_floor.py, our architecture with nothing else in it",
+        " floor, floor-hist, floor-wc: relay_floor.py, our architecture with nothing else in"
+        " it (floor-wc: its writer commits, no store thread)",
     )
     ap.add_argument(
         "--baseline",
