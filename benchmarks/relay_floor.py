@@ -17,7 +17,7 @@ costs in the architecture alone (issue 14):
     python3 benchmarks/server_bench.py -n 3 --only rooms,fanout50 \
         --servers ours,ngircd,floor,floor-hist,floor-wc
 
-Loopback only: it binds 127.0.0.1 (the only address it accepts).
+Loopback only: it binds 127.0.0.1 and takes no other address.
 """
 
 from __future__ import annotations
@@ -222,6 +222,8 @@ class Handler(socketserver.BaseRequestHandler):
 
 class Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
+    # readers blocked in recv end with the process (SIGTERM from server_bench, whose
+    # clients have quit by then); the writer and store threads are joined by Relay.stop
     daemon_threads = True
     request_queue_size = 4096
 
