@@ -29,12 +29,15 @@ import socket
 import socketserver
 import sqlite3
 import threading
+import time
 from collections import deque
 
 HOST = "127.0.0.1"
 RECV_BYTES = 65536
 # The writer's wait when a socket's kernel buffer is full (a floor: no SendQ limit).
 RETRY_WAIT = 0.001
+# Seconds between two WAL checkpoints, as ours (pipeline.CHECKPOINT_INTERVAL).
+CHECKPOINT_INTERVAL = 2.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY, msgid TEXT NOT NULL UNIQUE, time_ms INTEGER NOT NULL,
@@ -74,6 +77,39 @@ class Mailbox:
             self.cond.notify()
 
 
+class History:
+    """The SQLite side, as ours keeps it: WAL, synchronous=NORMAL, and a checkpoint on a
+    timer (pipeline.CHECKPOINT_INTERVAL) rather than SQLite's every 1000 pages."""
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.executescript(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;"
+            + SCHEMA
+        )
+        self.ids = itertools.count(1)
+        self.next_checkpoint = time.monotonic() + CHECKPOINT_INTERVAL
+
+    def commit(self, batches: list) -> None:
+        """Store every relayed line of ``batches`` (entries of 5: a room line's) at once."""
+        rows = []
+        for batch in batches:
+            for entry in batch:
+                if len(entry) == 5:
+                    n = next(self.ids)
+                    rows.append((n, f"m{n:012x}", 0, *entry[2:]))
+        if rows:
+            self.conn.execute("BEGIN")
+            self.conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self.conn.execute("COMMIT")
+        if time.monotonic() >= self.next_checkpoint:
+            self.next_checkpoint = time.monotonic() + CHECKPOINT_INTERVAL
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class Relay:
     """Rooms, the writer thread and (with a database) the store thread."""
 
@@ -104,44 +140,23 @@ class Relay:
         """Relayed lines from one reader's read: stored first when there is a store."""
         (self.stores or self.writes).post(batch)
 
-    def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.db or "", isolation_level=None, check_same_thread=False)
-        conn.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + SCHEMA)
-        return conn
-
-    @staticmethod
-    def _commit(conn: sqlite3.Connection, ids: itertools.count, batches: list) -> None:
-        """Store every relayed line of ``batches`` (entries of 5: a room line's) at once."""
-        rows = []
-        for batch in batches:
-            for entry in batch:
-                if len(entry) == 5:
-                    n = next(ids)
-                    rows.append((n, f"m{n:012x}", 0, *entry[2:]))
-        if rows:
-            conn.execute("BEGIN")
-            conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)", rows)
-            conn.execute("COMMIT")
-
     def _store(self) -> None:
-        assert self.stores is not None
-        conn, ids = self._open(), itertools.count(1)
+        assert self.stores is not None and self.db is not None
+        history = History(self.db)
         while not self.stopping:
             batches = self.stores.take()
             if batches:
-                self._commit(conn, ids, batches)
+                history.commit(batches)
                 self.writes.post([(d, to) for batch in batches for d, to, *_ in batch])
-        conn.close()
+        history.close()
 
     def _writer(self) -> None:
         pending: dict[socket.socket, bytearray] = {}
-        commits = self.db is not None and self.stores is None
-        conn = self._open() if commits else None
-        ids = itertools.count(1)
+        history = History(self.db) if self.db is not None and self.stores is None else None
         while not self.stopping:
             batches = self.writes.take(RETRY_WAIT if pending else None)
-            if conn is not None:
-                self._commit(conn, ids, batches)
+            if history is not None:
+                history.commit(batches)
             for batch in batches:
                 for data, to, *_ in batch:
                     for s in to:
@@ -161,8 +176,8 @@ class Relay:
                     del pending[s]
                 else:
                     del buf[:sent]
-        if conn is not None:
-            conn.close()
+        if history is not None:
+            history.close()
 
 
 class Handler(socketserver.BaseRequestHandler):
