@@ -94,11 +94,11 @@ async def test_typing_is_shown_expires_and_is_sent_throttled(irc_server, tmp_pat
         # Ours: one "active" however fast we type, again after the interval, "done" when
         # the input is cleared and when the line is sent. The notifier's clock is stepped
         # by hand: on a loaded machine typing three keys can take longer than any interval.
-        now = [0.0]
-        app.session.typing_notifier.clock = lambda: now[0]
+        notifier, now = app.session.typing_notifier, [0.0]
+        notifier.clock = lambda: now[0]
         await type_text(pilot, "hel")
         await wait_until(pilot, lambda: tagmsgs(bob, "+typing") == ["active"])
-        now[0] += 2.9  # 3 s in use: not yet
+        now[0] += notifier.interval - 0.1  # not yet
         await type_text(pilot, "l")
         now[0] += 0.1
         await type_text(pilot, "o")
