@@ -136,8 +136,9 @@ class Relay:
         for t in self.threads:
             t.join()
 
-    def deliver(self, batch: list[tuple[bytes, list[socket.socket]]]) -> None:
-        """Relayed lines from one reader's read: stored first when there is a store."""
+    def deliver(self, batch: list[tuple]) -> None:
+        """Relayed lines from one reader's read, (line, recipients) or, with a database,
+        (line, recipients, room, nick, text): stored first when there is a store thread."""
         (self.stores or self.writes).post(batch)
 
     def _store(self) -> None:
